@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The on-disk format of a sparse delta, in one place (sparse-format(5) is the prose version).
+ *
+ * A delta is a directory holding one file, delta.sparse:
+ *
+ *   offset 0              struct sp_super (128 bytes)
+ *   ...                   encoded chunk data, referenced by the chunk table
+ *   chunk_table_off       struct sp_chunk[chunk_count]
+ *   manifest_off          one zstd frame holding the JSON manifest
+ *
+ * All integers are little-endian. Every structure carries or is covered by an XXH3-64 hash,
+ * and every chunk records the XXH3-64 of the bytes it decodes to, so a reader detects a damaged
+ * delta and a base that changed alike.
+ */
+#ifndef SPARSE_FORMAT_H
+#define SPARSE_FORMAT_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#define SP_DELTA_FILE "delta.sparse"
+#define SP_MAGIC "SPRSDLT\x1a"
+#define SP_MAGIC_LEN 8
+#define SP_VERSION 1
+
+/* Feature bits. A reader refuses a delta with an incompat bit it does not know. */
+#define SP_FEATURE_INCOMPAT_SUPPORTED 0ULL
+#define SP_FEATURE_COMPAT_SUPPORTED 0ULL
+
+/* Chunks are at most this large; the default output size of a chunk is 1 MiB. */
+#define SP_CHUNK_MIN (4u << 10)
+#define SP_CHUNK_MAX (64u << 20)
+#define SP_CHUNK_DEFAULT (1u << 20)
+
+struct sp_super {
+	uint8_t magic[SP_MAGIC_LEN];
+	uint32_t version;          /* SP_VERSION */
+	uint32_t super_size;       /* sizeof(struct sp_super) */
+	uint64_t feature_compat;
+	uint64_t feature_incompat;
+	uint64_t chunk_table_off;
+	uint64_t chunk_count;
+	uint64_t chunk_table_hash; /* XXH3-64 of the chunk table bytes */
+	uint64_t manifest_off;
+	uint64_t manifest_len;     /* compressed length */
+	uint64_t manifest_raw_len; /* JSON length */
+	uint64_t manifest_hash;    /* XXH3-64 of the compressed manifest */
+	uint64_t file_size;        /* size of delta.sparse: catches truncation */
+	uint8_t reserved[24];      /* zero */
+	uint64_t super_hash;       /* XXH3-64 of the 120 bytes above */
+};
+static_assert(sizeof(struct sp_super) == 128, "sp_super is 128 bytes on disk");
+
+/* How a chunk's output bytes are produced. */
+enum sp_codec {
+	SP_CODEC_RAW = 0,   /* data holds the output bytes as they are */
+	SP_CODEC_ZSTD = 1,  /* data holds one zstd frame of the output bytes */
+	SP_CODEC_BASE = 2,  /* output equals base bytes [base_off, base_off + out_len); no data */
+	SP_CODEC_DELTA = 3, /* lossless delta against the base (codec_lossless.h), see sp_chunk */
+	SP_CODEC_COUNT
+};
+
+/* Element types, as safetensors names them. SP_DT_BYTES stands for any other name. */
+enum sp_dtype {
+	SP_DT_BYTES = 0,
+	SP_DT_BOOL,
+	SP_DT_U8,
+	SP_DT_I8,
+	SP_DT_I16,
+	SP_DT_U16,
+	SP_DT_I32,
+	SP_DT_U32,
+	SP_DT_I64,
+	SP_DT_U64,
+	SP_DT_F16,
+	SP_DT_BF16,
+	SP_DT_F32,
+	SP_DT_F64,
+	SP_DT_F8_E4M3,
+	SP_DT_F8_E5M2,
+	SP_DT_COUNT
+};
+
+/*
+ * One chunk of an output file. The chunks of a file are consecutive in the table, sorted by
+ * out_off, and cover the file exactly.
+ *
+ * SP_CODEC_DELTA reads base_len bytes of base file base_file at base_off, holding elements of
+ * base_dtype; when base_dtype differs from dtype they are first converted to dtype (round to
+ * nearest even), then the residual in data is applied.
+ */
+struct sp_chunk {
+	uint64_t out_off;   /* offset of the chunk in its output file */
+	uint64_t data_off;  /* offset of its encoded bytes in delta.sparse */
+	uint64_t base_off;  /* offset of its base bytes in the base file */
+	uint64_t out_hash;  /* XXH3-64 of the chunk's output bytes */
+	uint32_t out_len;
+	uint32_t data_len;
+	uint32_t base_file; /* index into the manifest's base.files; UINT32_MAX for none */
+	uint8_t codec;      /* enum sp_codec */
+	uint8_t dtype;      /* enum sp_dtype of the output elements */
+	uint8_t base_dtype; /* enum sp_dtype of the base elements */
+	uint8_t reserved;   /* zero */
+};
+static_assert(sizeof(struct sp_chunk) == 48, "sp_chunk is 48 bytes on disk");
+
+#define SP_NO_BASE UINT32_MAX
+
+#endif
