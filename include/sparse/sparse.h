@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libsparse: write a fine-tune as a delta against its base, and read it back byte for byte.
+ * The library knows nothing of FUSE or of command lines; mksparse and sparsefs are front ends.
+ */
+#ifndef SPARSE_SPARSE_H
+#define SPARSE_SPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sparse/format.h"
+
+#define SPARSE_VERSION_STRING "0.1.0"
+
+/* Every failing call fills one of these with a message that names the file and the reason. */
+struct sp_err {
+	char msg[1024];
+};
+
+void sp_err_set(struct sp_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Where the library writes its rare log lines (a bad chunk, a changed base): stderr by default. */
+void sp_set_log(void (*log)(const char *line));
+void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- writing ---- */
+
+struct sp_write_opts {
+	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
+	int level;           /* effort 1..19; 0 = default */
+	int threads;         /* 0 = one per online CPU */
+	int quiet;           /* no progress on stderr */
+};
+
+struct sp_write_stats {
+	uint64_t ft_bytes;     /* total size of the fine-tune's files */
+	uint64_t delta_bytes;  /* size of delta.sparse */
+	uint64_t tensors;
+	uint64_t chunks;
+	double seconds;
+};
+
+/* Writes the delta of ft_dir against base_dir into out_dir/delta.sparse, atomically: on failure
+ * nothing that looks like a delta is left behind. */
+int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
+		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
+
+/* ---- reading ---- */
+
+struct sp_delta;
+struct sp_cache;
+
+struct sp_file_info {
+	const char *name; /* path relative to the model folder, '/'-separated */
+	uint64_t size;
+	int64_t mtime;    /* seconds since the epoch */
+	uint32_t mtime_nsec;
+	uint64_t first_chunk;
+	uint64_t chunk_count;
+};
+
+/* Is dir a delta directory (holding SP_DELTA_FILE)? */
+int sp_is_delta_dir(const char *dir);
+
+/* Do not open the base: the manifest and chunk table only (for --info); reads fail. */
+#define SP_OPEN_NO_BASE 1u
+
+/* Opens a delta and its base: base_dir overrides where the base lives (NULL: as recorded). The
+ * base is checked cheaply (sizes, header hashes, sampled content); reading decodes nothing yet. */
+struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned flags,
+			       struct sp_err *err);
+void sp_delta_close(struct sp_delta *d);
+
+const char *sp_delta_path(const struct sp_delta *d);
+const char *sp_delta_base_dir(const struct sp_delta *d);
+size_t sp_delta_file_count(const struct sp_delta *d);
+const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i);
+uint64_t sp_delta_chunk_count(const struct sp_delta *d);
+const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i);
+/* The parsed manifest (a cJSON object), for --info. */
+const void *sp_delta_manifest(const struct sp_delta *d);
+
+/* Decodes chunk i into out (chunk->out_len bytes) and verifies its hash. 0, or -EIO with one
+ * log line naming the delta, file, tensor and chunk. */
+int sp_delta_decode_chunk(struct sp_delta *d, uint64_t i, void *out);
+
+/* Reads len bytes of file at off through cache (NULL: no cache). Returns the bytes read (short
+ * only at end of file), or -EIO. Thread-safe. */
+ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, void *buf,
+		      size_t len, uint64_t off);
+
+/* Verifies the whole base content against the hashes recorded at write time. */
+int sp_delta_check_base(struct sp_delta *d, struct sp_err *err);
+
+/* ---- the chunk cache, shared by any number of deltas and threads ---- */
+
+#define SP_CACHE_DEFAULT (32u << 20)
+
+struct sp_cache *sp_cache_new(size_t max_bytes);
+void sp_cache_free(struct sp_cache *c);
+
+#endif
