@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A bounded cache of decoded chunks, shared by threads and deltas. A chunk that several threads
+ * want at once is decoded once: the others wait for it. */
+#ifndef SP_CACHE_H
+#define SP_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sparse/sparse.h"
+
+struct sp_cache_entry;
+
+/* Fills out (len bytes) with chunk idx of owner; returns 0 or a negative errno. */
+typedef int (*sp_cache_fill)(void *owner, uint64_t idx, void *out);
+
+/* Returns the bytes of chunk idx of owner, decoding them with fill on a miss, and holds them
+ * until sp_cache_release(*held). NULL with *rc set when fill failed (nothing is cached then). */
+const uint8_t *sp_cache_get(struct sp_cache *c, void *owner, uint64_t idx, size_t len,
+			    sp_cache_fill fill, struct sp_cache_entry **held, int *rc);
+void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held);
+/* Bytes of decoded chunks held now. */
+size_t sp_cache_bytes(struct sp_cache *c);
+
+#endif

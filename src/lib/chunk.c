@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "chunk.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec_lossless.h"
+#include "dtype.h"
+
+int sp_codecs_init(struct sp_codecs *cs)
+{
+	memset(cs, 0, sizeof(*cs));
+	cs->cctx = ZSTD_createCCtx();
+	cs->dctx = ZSTD_createDCtx();
+	cs->lossless = sp_lossless_new();
+	if (!cs->cctx || !cs->dctx || !cs->lossless) {
+		sp_codecs_fini(cs);
+		return -1;
+	}
+	return 0;
+}
+
+void sp_codecs_fini(struct sp_codecs *cs)
+{
+	ZSTD_freeCCtx(cs->cctx);
+	ZSTD_freeDCtx(cs->dctx);
+	if (cs->lossless)
+		sp_lossless_free(cs->lossless);
+	free(cs->conv);
+	memset(cs, 0, sizeof(*cs));
+}
+
+uint64_t sp_chunk_base_len(const struct sp_chunk *c)
+{
+	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA)
+		return 0;
+	return (uint64_t)c->out_len / sp_dtype_size(c->dtype) * sp_dtype_size(c->base_dtype);
+}
+
+size_t sp_chunk_bound(size_t n)
+{
+	size_t a = ZSTD_compressBound(n), b = sp_lossless_bound(n);
+	return a > b ? a : b;
+}
+
+/* The base as elements of the output dtype: converted into cs->conv when the dtypes differ. */
+static const uint8_t *base_as_output(struct sp_codecs *cs, const struct sp_chunk *c,
+				     const uint8_t *base)
+{
+	if (c->dtype == c->base_dtype)
+		return base;
+	if (cs->conv_cap < c->out_len) {
+		uint8_t *p = realloc(cs->conv, c->out_len);
+		if (!p)
+			return NULL;
+		cs->conv = p;
+		cs->conv_cap = c->out_len;
+	}
+	sp_dtype_convert(c->base_dtype, base, c->dtype, cs->conv, c->out_len / sp_dtype_size(c->dtype));
+	return cs->conv;
+}
+
+/* Tries the delta codec into dst; keeps it when smaller than *best. */
+static int try_delta(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
+		     const uint8_t *base, uint8_t *dst, size_t cap, int level)
+{
+	const uint8_t *b = base_as_output(cs, c, base);
+	if (!b)
+		return -1;
+	size_t n = sp_lossless_encode(cs->lossless, c->dtype, b, ft, c->out_len, dst, cap, level);
+	if (n == 0)
+		return -1;
+	c->codec = SP_CODEC_DELTA;
+	c->data_len = (uint32_t)n;
+	return 0;
+}
+
+int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
+		    const uint8_t *base, uint8_t *dst, size_t cap, int level)
+{
+	size_t n = c->out_len;
+	if (base && c->dtype == c->base_dtype && memcmp(ft, base, n) == 0) {
+		c->codec = SP_CODEC_BASE;
+		c->data_len = 0;
+		return 0;
+	}
+	/* zstd goes into the upper part of dst, the delta into the lower: keep the smaller. */
+	size_t half = cap / 2;
+	size_t z = ZSTD_compressCCtx(cs->cctx, dst + half, cap - half, ft, n, level);
+	if (ZSTD_isError(z))
+		return -1;
+	c->codec = SP_CODEC_ZSTD;
+	c->data_len = (uint32_t)z;
+	if (base && try_delta(cs, c, ft, base, dst, half, level) == 0 && c->data_len < z)
+		return 0;
+	if (z >= n) {
+		memcpy(dst, ft, n);
+		c->codec = SP_CODEC_RAW;
+		c->data_len = (uint32_t)n;
+	} else {
+		memmove(dst, dst + half, z);
+		c->codec = SP_CODEC_ZSTD;
+		c->data_len = (uint32_t)z;
+	}
+	return 0;
+}
+
+int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
+		    const uint8_t *base, uint8_t *out)
+{
+	size_t z;
+	const uint8_t *b;
+	switch (c->codec) {
+	case SP_CODEC_RAW:
+		if (c->data_len != c->out_len)
+			return -1;
+		memcpy(out, data, c->out_len);
+		return 0;
+	case SP_CODEC_ZSTD:
+		z = ZSTD_decompressDCtx(cs->dctx, out, c->out_len, data, c->data_len);
+		return ZSTD_isError(z) || z != c->out_len ? -1 : 0;
+	case SP_CODEC_BASE:
+		memcpy(out, base, c->out_len);
+		return 0;
+	case SP_CODEC_DELTA:
+		b = base_as_output(cs, c, base);
+		if (!b)
+			return -1;
+		return sp_lossless_decode(cs->lossless, c->dtype, b, data, c->data_len, out, c->out_len);
+	default:
+		return -1;
+	}
+}

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Encoding and decoding of one chunk, whatever its codec. */
+#ifndef SP_CHUNK_H
+#define SP_CHUNK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zstd.h>
+
+#include "sparse/format.h"
+
+/* The per-thread state the codecs need. Not thread-safe: one per thread. */
+struct sp_codecs {
+	ZSTD_CCtx *cctx;
+	ZSTD_DCtx *dctx;
+	struct sp_lossless *lossless;
+	uint8_t *conv; /* base elements converted to the output dtype */
+	size_t conv_cap;
+};
+
+int sp_codecs_init(struct sp_codecs *cs);
+void sp_codecs_fini(struct sp_codecs *cs);
+
+/* Bytes of base a chunk reads: 0 for chunks without a base. */
+uint64_t sp_chunk_base_len(const struct sp_chunk *c);
+
+/* Worst-case encoded size of a chunk of n output bytes. */
+size_t sp_chunk_bound(size_t n);
+
+/* Encodes ft[0..c->out_len) into dst, choosing the smallest codec: c->dtype, c->base_dtype and
+ * c->base_file say what base holds (NULL when the chunk has no base). Sets c->codec and
+ * c->data_len. level is the zstd effort. Returns 0 or -1. */
+int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
+		    const uint8_t *base, uint8_t *dst, size_t cap, int level);
+
+/* Decodes a chunk from its data and base bytes into out[0..c->out_len). Returns 0, or -1 when
+ * the data is malformed. Does not check out_hash: the caller does. */
+int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
+		    const uint8_t *base, uint8_t *out);
+
+#endif

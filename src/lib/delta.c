@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Opening a delta over its base, and the one read path: (file, offset, length) -> bytes. The
+ * mount, --extract and --check all read through here. */
+#include "delta.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "basefp.h"
+#include "cache.h"
+#include "chunk.h"
+#include "io.h"
+
+int sp_is_delta_dir(const char *dir)
+{
+	char *p;
+	if (asprintf(&p, "%s/%s", dir, SP_DELTA_FILE) < 0)
+		return 0;
+	int ok = access(p, F_OK) == 0;
+	free(p);
+	return ok;
+}
+
+static void close_base(struct sp_delta *d)
+{
+	for (size_t i = 0; d->base && i < d->m.nbase; i++) {
+		if (d->base[i].fd >= 0)
+			close(d->base[i].fd);
+		free(d->base[i].path);
+	}
+	free(d->base);
+	d->base = NULL;
+	free(d->base_dir);
+	d->base_dir = NULL;
+}
+
+/* Opens every base file under dir and checks its fingerprint. */
+static int open_base_in(struct sp_delta *d, const char *dir, struct sp_err *err)
+{
+	d->base = calloc(d->m.nbase + 1, sizeof(*d->base));
+	if (!d->base || !(d->base_dir = strdup(dir)))
+		return -1;
+	for (size_t i = 0; i < d->m.nbase; i++)
+		d->base[i].fd = -1;
+	for (size_t i = 0; i < d->m.nbase; i++) {
+		struct sp_base_file *b = &d->base[i];
+		if (asprintf(&b->path, "%s/%s", dir, d->m.base[i].name) < 0)
+			return -1;
+		b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
+		if (b->fd < 0) {
+			sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
+			return -1;
+		}
+		if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
+			return -1;
+	}
+	return 0;
+}
+
+/* The base is where -o base= says, else where it was (absolute path), else where it is
+ * relative to the delta (both moved together). */
+static int open_base(struct sp_delta *d, const char *override, struct sp_err *err)
+{
+	char *rel = NULL;
+	const char *cands[3] = {override, override ? NULL : d->m.base_path, NULL};
+	if (!override && d->m.base_relpath && asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
+		cands[2] = rel;
+	struct sp_err first = {{0}};
+	int rc = -1;
+	for (int i = 0; i < 3 && rc; i++) {
+		if (!cands[i] || (i > 0 && access(cands[i], F_OK)))
+			continue;
+		close_base(d);
+		rc = open_base_in(d, cands[i], err);
+		if (rc && !first.msg[0])
+			first = *err;
+	}
+	free(rel);
+	if (rc && first.msg[0])
+		*err = first;
+	else if (rc)
+		sp_err_set(err, "%s: base %s not found (-o base=DIR says where it is)", d->dir,
+			   d->m.base_path);
+	return rc;
+}
+
+struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned flags,
+			       struct sp_err *err)
+{
+	struct sp_delta *d = calloc(1, sizeof(*d));
+	if (!d || !(d->dir = strdup(dir)) || asprintf(&d->path, "%s/%s", dir, SP_DELTA_FILE) < 0) {
+		sp_err_set(err, "%s: out of memory", dir);
+		free(d);
+		return NULL;
+	}
+	d->fd = open(d->path, O_RDONLY | O_CLOEXEC);
+	if (d->fd < 0)
+		sp_err_set(err, "%s: %s", d->path, strerror(errno));
+	if (d->fd < 0 || sp_delta_load(d, err) ||
+	    !(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
+	    (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, err))) {
+		sp_delta_close(d);
+		return NULL;
+	}
+	return d;
+}
+
+void sp_delta_close(struct sp_delta *d)
+{
+	if (!d)
+		return;
+	close_base(d);
+	if (d->fd >= 0)
+		close(d->fd);
+	sp_manifest_free(&d->m);
+	free(d->chunks);
+	free(d->reported);
+	free(d->path);
+	free(d->dir);
+	free(d);
+}
+
+const char *sp_delta_path(const struct sp_delta *d)
+{
+	return d->dir;
+}
+
+const char *sp_delta_base_dir(const struct sp_delta *d)
+{
+	return d->base_dir;
+}
+
+size_t sp_delta_file_count(const struct sp_delta *d)
+{
+	return d->m.nfiles;
+}
+
+const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i)
+{
+	return &d->m.files[i];
+}
+
+uint64_t sp_delta_chunk_count(const struct sp_delta *d)
+{
+	return d->sb.chunk_count;
+}
+
+const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i)
+{
+	return &d->chunks[i];
+}
+
+const void *sp_delta_manifest(const struct sp_delta *d)
+{
+	return d->m.root;
+}
+
+/* ---- per-thread decoding state ---- */
+
+struct scratch {
+	struct sp_codecs cs;
+	uint8_t *data, *base;
+	size_t data_cap, base_cap;
+};
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_free(void *p)
+{
+	struct scratch *s = p;
+	sp_codecs_fini(&s->cs);
+	free(s->data);
+	free(s->base);
+	free(s);
+}
+
+static void scratch_key_init(void)
+{
+	pthread_key_create(&scratch_key, scratch_free);
+}
+
+static struct scratch *scratch_get(void)
+{
+	pthread_once(&scratch_once, scratch_key_init);
+	struct scratch *s = pthread_getspecific(scratch_key);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s || sp_codecs_init(&s->cs)) {
+		free(s);
+		return NULL;
+	}
+	pthread_setspecific(scratch_key, s);
+	return s;
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t n)
+{
+	if (*cap < n) {
+		uint8_t *p = realloc(*buf, n);
+		if (!p)
+			return -1;
+		*buf = p;
+		*cap = n;
+	}
+	return 0;
+}
+
+/* ---- decoding ---- */
+
+static size_t file_of_chunk(const struct sp_delta *d, uint64_t idx)
+{
+	size_t lo = 0, hi = d->m.nfiles;
+	while (hi - lo > 1) {
+		size_t mid = (lo + hi) / 2;
+		if (d->m.files[mid].first_chunk <= idx)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The tensor holding output offset off of file f, for log lines. */
+static const char *tensor_at(const struct sp_delta *d, size_t f, uint64_t off)
+{
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(d->m.root, "files");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)f), "tensors");
+	const cJSON *t;
+	cJSON_ArrayForEach(t, ts) {
+		const cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "offset");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "size");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+		if (cJSON_IsNumber(o) && cJSON_IsNumber(n) && cJSON_IsString(name) &&
+		    (double)off >= o->valuedouble && (double)off < o->valuedouble + n->valuedouble)
+			return name->valuestring;
+	}
+	return "(none)";
+}
+
+static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	size_t f = file_of_chunk(d, idx);
+	if (__atomic_exchange_n(&d->reported[idx], 1, __ATOMIC_RELAXED))
+		return -EIO;
+	sp_log("sparsefs: %s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s", d->dir,
+	       d->m.files[f].name, tensor_at(d, f, c->out_off), (unsigned long long)idx,
+	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why);
+	return -EIO;
+}
+
+static int read_inputs(struct sp_delta *d, const struct sp_chunk *c, struct scratch *s)
+{
+	uint64_t blen = sp_chunk_base_len(c);
+	if (grow(&s->data, &s->data_cap, c->data_len) || grow(&s->base, &s->base_cap, blen))
+		return -1;
+	if (sp_pread_full(d->fd, s->data, c->data_len, c->data_off))
+		return -1;
+	if (blen && sp_pread_full(d->base[c->base_file].fd, s->base, blen, c->base_off))
+		return -1;
+	return 0;
+}
+
+int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	struct scratch *s = scratch_get();
+	if (!s)
+		return chunk_failed(d, idx, "out of memory");
+	if (sp_chunk_base_len(c) && !d->base)
+		return chunk_failed(d, idx, "the base is not open");
+	if (c->codec == SP_CODEC_BASE) {
+		if (sp_pread_full(d->base[c->base_file].fd, out, c->out_len, c->base_off))
+			return chunk_failed(d, idx, "cannot read the base");
+	} else if (read_inputs(d, c, s)) {
+		return chunk_failed(d, idx, "cannot read the delta or the base");
+	} else if (sp_chunk_decode(&s->cs, c, s->data, s->base, out)) {
+		return chunk_failed(d, idx, "does not decode (damaged delta)");
+	}
+	if (XXH3_64bits(out, c->out_len) != c->out_hash)
+		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
+	return 0;
+}
+
+static int fill(void *owner, uint64_t idx, void *out)
+{
+	return sp_delta_decode_chunk(owner, idx, out);
+}
+
+/* Copies the part of chunk k that [off, off+len) overlaps into buf. Whole chunks decode straight
+ * into buf; partial ones go through the cache so that the next read finds them. */
+static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, uint8_t *buf,
+		      size_t len, uint64_t off)
+{
+	const struct sp_chunk *c = &d->chunks[k];
+	uint64_t from = off > c->out_off ? off : c->out_off;
+	uint64_t to = off + len < c->out_off + c->out_len ? off + len : c->out_off + c->out_len;
+	if (from == c->out_off && to == c->out_off + c->out_len)
+		return sp_delta_decode_chunk(d, k, buf + (from - off));
+	struct sp_cache_entry *held = NULL;
+	uint8_t *tmp = NULL;
+	const uint8_t *src;
+	int rc = 0;
+	if (cache) {
+		src = sp_cache_get(cache, d, k, c->out_len, fill, &held, &rc);
+	} else {
+		src = tmp = malloc(c->out_len);
+		rc = tmp ? sp_delta_decode_chunk(d, k, tmp) : -ENOMEM;
+	}
+	if (rc == 0)
+		memcpy(buf + (from - off), src + (from - c->out_off), to - from);
+	if (held)
+		sp_cache_release(cache, held);
+	free(tmp);
+	return rc;
+}
+
+/* The first chunk of file f that holds offset off (off < size). */
+static uint64_t find_chunk(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off)
+{
+	uint64_t lo = f->first_chunk, hi = f->first_chunk + f->chunk_count;
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (d->chunks[mid].out_off <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, void *buf,
+		      size_t len, uint64_t off)
+{
+	const struct sp_file_info *f = &d->m.files[file];
+	if (off >= f->size)
+		return 0;
+	if (len > f->size - off)
+		len = (size_t)(f->size - off);
+	uint64_t end = off + len;
+	for (uint64_t k = find_chunk(d, f, off); k < f->first_chunk + f->chunk_count; k++) {
+		if (d->chunks[k].out_off >= end)
+			break;
+		int rc = read_chunk(d, cache, k, buf, len, off);
+		if (rc)
+			return rc;
+	}
+	return (ssize_t)len;
+}
+
+int sp_delta_check_base(struct sp_delta *d, struct sp_err *err)
+{
+	for (size_t i = 0; i < d->m.nbase; i++)
+		if (sp_fp_check_content(d->base[i].fd, &d->m.base[i], d->base[i].path, err))
+			return -1;
+	return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The reader's view of a delta (internal: the public calls are in sparse/sparse.h). */
+#ifndef SP_DELTA_H
+#define SP_DELTA_H
+
+#include "manifest.h"
+
+struct sp_base_file {
+	char *path;
+	int fd;
+};
+
+struct sp_delta {
+	char *dir;
+	char *path; /* dir/delta.sparse */
+	int fd;
+	struct sp_super sb;
+	struct sp_chunk *chunks;
+	struct sp_manifest m;
+	char *base_dir;
+	struct sp_base_file *base; /* m.nbase of them */
+	uint8_t *reported;         /* per chunk: its failure was logged (once is enough) */
+};
+
+/* Reads and validates the superblock, chunk table and manifest of d->path. */
+int sp_delta_load(struct sp_delta *d, struct sp_err *err);
+
+#endif

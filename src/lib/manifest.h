@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The delta's manifest: a JSON document (sparse-format(5)) naming the base, the output files and
+ * their tensors. Building it for the writer, parsing and validating it for readers. */
+#ifndef SP_MANIFEST_H
+#define SP_MANIFEST_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+#include "sparse/sparse.h"
+
+/* What a reader checks a base file against. */
+struct sp_base_fp {
+	char *name;
+	uint64_t size;
+	uint64_t header_hash;  /* XXH3-64 of the first min(size, header_len) bytes */
+	uint64_t header_len;
+	uint64_t sample_hash;  /* XXH3-64 of SP_FP_SAMPLES blocks spread over the file */
+	uint64_t content_hash; /* XXH3-64 of the whole file */
+};
+
+struct sp_manifest {
+	cJSON *root;
+	uint32_t chunk_size;
+	const char *mode;
+	const char *base_path;    /* absolute, as written */
+	const char *base_relpath; /* relative to the delta directory */
+	struct sp_base_fp *base;
+	size_t nbase;
+	struct sp_file_info *files;
+	size_t nfiles;
+};
+
+/* ---- writer side ---- */
+cJSON *sp_manifest_base_fp(const struct sp_base_fp *fp);
+cJSON *sp_manifest_file(const struct sp_file_info *f);
+cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *base);
+
+/* ---- reader side ---- */
+/* Parses and validates json; chunk_count bounds the files' chunk ranges. */
+int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
+		      const char *path, struct sp_err *err);
+void sp_manifest_free(struct sp_manifest *m);
+
+/* Hashes travel as 16 hex digits: JSON numbers cannot hold 64 bits. */
+cJSON *sp_json_hash(uint64_t h);
+int sp_json_get_hash(const cJSON *obj, const char *key, uint64_t *h);
+
+#endif

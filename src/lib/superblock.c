@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Loading delta.sparse: the superblock, the chunk table and the manifest, each validated before
+ * anything trusts it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "chunk.h"
+#include "delta.h"
+#include "dtype.h"
+#include "io.h"
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the on-disk structures are read as they lie: this needs a little-endian host"
+#endif
+
+static int load_super(struct sp_delta *d, uint64_t file_size, struct sp_err *err)
+{
+	struct sp_super *sb = &d->sb;
+	if (file_size < sizeof(*sb) || sp_pread_full(d->fd, sb, sizeof(*sb), 0) ||
+	    memcmp(sb->magic, SP_MAGIC, SP_MAGIC_LEN)) {
+		sp_err_set(err, "%s: not a sparse delta (bad magic)", d->path);
+		return -1;
+	}
+	if (sb->version != SP_VERSION || sb->super_size != sizeof(*sb)) {
+		sp_err_set(err, "%s: format version %u is not supported (this reader knows %u)",
+			   d->path, sb->version, SP_VERSION);
+		return -1;
+	}
+	if (XXH3_64bits(sb, offsetof(struct sp_super, super_hash)) != sb->super_hash) {
+		sp_err_set(err, "%s: superblock checksum mismatch (damaged delta)", d->path);
+		return -1;
+	}
+	if (sb->feature_incompat & ~SP_FEATURE_INCOMPAT_SUPPORTED) {
+		sp_err_set(err, "%s: uses features this reader does not know (0x%llx)", d->path,
+			   (unsigned long long)sb->feature_incompat);
+		return -1;
+	}
+	if (sb->file_size != file_size) {
+		sp_err_set(err, "%s: is %llu bytes, should be %llu (truncated?)", d->path,
+			   (unsigned long long)file_size, (unsigned long long)sb->file_size);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
+{
+	const struct sp_super *sb = &d->sb;
+	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk);
+	if (sb->chunk_count > sb->file_size / sizeof(struct sp_chunk) ||
+	    sb->chunk_table_off < sizeof(*sb) || sb->chunk_table_off > sb->file_size - bytes) {
+		sp_err_set(err, "%s: the chunk table lies outside the file", d->path);
+		return -1;
+	}
+	d->chunks = malloc(bytes ? bytes : 1);
+	if (!d->chunks || sp_pread_full(d->fd, d->chunks, bytes, sb->chunk_table_off)) {
+		sp_err_set(err, "%s: cannot read the chunk table: %s", d->path, strerror(errno));
+		return -1;
+	}
+	if (XXH3_64bits(d->chunks, bytes) != sb->chunk_table_hash) {
+		sp_err_set(err, "%s: chunk table checksum mismatch (damaged delta)", d->path);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_manifest(struct sp_delta *d, struct sp_err *err)
+{
+	const struct sp_super *sb = &d->sb;
+	if (sb->manifest_off < sizeof(*sb) || sb->manifest_len > sb->file_size - sb->manifest_off ||
+	    sb->manifest_raw_len > (1ull << 31)) {
+		sp_err_set(err, "%s: the manifest lies outside the file", d->path);
+		return -1;
+	}
+	char *z = malloc(sb->manifest_len + 1), *json = malloc(sb->manifest_raw_len + 1);
+	int rc = -1;
+	if (!z || !json || sp_pread_full(d->fd, z, sb->manifest_len, sb->manifest_off))
+		sp_err_set(err, "%s: cannot read the manifest: %s", d->path, strerror(errno));
+	else if (XXH3_64bits(z, sb->manifest_len) != sb->manifest_hash)
+		sp_err_set(err, "%s: manifest checksum mismatch (damaged delta)", d->path);
+	else if (ZSTD_decompress(json, sb->manifest_raw_len, z, sb->manifest_len) !=
+		 sb->manifest_raw_len)
+		sp_err_set(err, "%s: the manifest does not decompress", d->path);
+	else
+		rc = sp_manifest_parse(json, sb->manifest_raw_len, sb->chunk_count, &d->m, d->path, err);
+	free(z);
+	free(json);
+	return rc;
+}
+
+/* Why chunk c cannot be trusted, or NULL. Every reader-visible field is bounded here. */
+static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	size_t es = sp_dtype_size(c->dtype);
+	if (c->codec >= SP_CODEC_COUNT || c->dtype >= SP_DT_COUNT || c->base_dtype >= SP_DT_COUNT)
+		return "unknown codec or dtype";
+	if (c->out_len == 0 || c->out_len > d->m.chunk_size || c->out_len % es)
+		return "bad output length";
+	if (c->data_len && (c->data_off < sizeof(d->sb) || c->data_off > d->sb.chunk_table_off ||
+			    c->data_len > d->sb.chunk_table_off - c->data_off))
+		return "data outside the data area";
+	if (c->codec == SP_CODEC_RAW && c->data_len != c->out_len)
+		return "raw chunk of the wrong length";
+	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA)
+		return NULL;
+	if (c->base_file >= d->m.nbase)
+		return "no such base file";
+	if (c->dtype != c->base_dtype &&
+	    (c->codec == SP_CODEC_BASE || !sp_dtype_is_float(c->dtype) ||
+	     !sp_dtype_is_float(c->base_dtype)))
+		return "base dtype cannot be converted";
+	uint64_t blen = sp_chunk_base_len(c), bsize = d->m.base[c->base_file].size;
+	if (c->base_off > bsize || blen > bsize - c->base_off)
+		return "base range outside the base file";
+	return NULL;
+}
+
+/* The files' chunk ranges follow each other and each file's chunks tile it from 0. */
+static int check_chunks(struct sp_delta *d, struct sp_err *err)
+{
+	uint64_t next = 0;
+	for (size_t i = 0; i < d->m.nfiles; i++) {
+		const struct sp_file_info *f = &d->m.files[i];
+		uint64_t off = 0;
+		if (f->first_chunk != next) {
+			sp_err_set(err, "%s: %s: chunk range out of order", d->path, f->name);
+			return -1;
+		}
+		for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++) {
+			const struct sp_chunk *c = &d->chunks[k];
+			const char *why = c->out_off != off ? "chunks do not tile the file" : bad_chunk(d, c);
+			if (why) {
+				sp_err_set(err, "%s: %s: chunk %llu: %s", d->path, f->name,
+					   (unsigned long long)k, why);
+				return -1;
+			}
+			off += c->out_len;
+		}
+		if (off != f->size) {
+			sp_err_set(err, "%s: %s: chunks do not add up to the file size", d->path, f->name);
+			return -1;
+		}
+		next += f->chunk_count;
+	}
+	if (next != d->sb.chunk_count) {
+		sp_err_set(err, "%s: chunks belong to no file", d->path);
+		return -1;
+	}
+	return 0;
+}
+
+int sp_delta_load(struct sp_delta *d, struct sp_err *err)
+{
+	struct stat st;
+	if (fstat(d->fd, &st)) {
+		sp_err_set(err, "%s: %s", d->path, strerror(errno));
+		return -1;
+	}
+	if (load_super(d, (uint64_t)st.st_size, err) || load_chunk_table(d, err) ||
+	    load_manifest(d, err) || check_chunks(d, err))
+		return -1;
+	return 0;
+}
