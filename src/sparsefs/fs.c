@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Read-only and lazy: lookups and attributes come from the manifests, reads decode only the
+ * chunks they overlap. Everything is immutable while mounted, so the kernel may cache names,
+ * attributes and pages for as long as it likes. */
+#include "fs.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "readahead.h"
+
+#define TIMEOUT 86400.0
+
+static struct fs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fill_stat(const struct fs *fs, const struct node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_mode = n->is_dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+	st->st_nlink = n->is_dir ? 2 : 1;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_size = n->is_dir ? 0 : (off_t)n->size;
+	st->st_blksize = 4096;
+	st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+	st->st_mtim.tv_sec = n->mtime;
+	st->st_mtim.tv_nsec = n->mtime_nsec;
+	st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Nothing changes under us: let the kernel keep pages and skip revalidation. */
+	conn->want |= conn->capable & FUSE_CAP_ASYNC_READ;
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_of(req);
+	struct node *n = tree_lookup(&fs->tree, parent, name);
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	struct fuse_entry_param e = {.ino = n->ino, .attr_timeout = TIMEOUT,
+				     .entry_timeout = TIMEOUT};
+	fill_stat(fs, n, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct fs *fs = fs_of(req);
+	struct node *n = tree_node(&fs->tree, ino);
+	struct stat st;
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fill_stat(fs, n, &st);
+	fuse_reply_attr(req, &st, TIMEOUT);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct node *n = tree_node(&fs_of(req)->tree, ino);
+	if (!n)
+		fuse_reply_err(req, ENOENT);
+	else if (!n->is_dir)
+		fuse_reply_err(req, ENOTDIR);
+	else {
+		fi->keep_cache = 1;
+		fi->cache_readdir = 1;
+		fuse_reply_open(req, fi);
+	}
+}
+
+/* Entry k of a directory: ".", "..", then the children; NULL past the end. */
+static const char *dirent_at(struct tree *t, struct node *dir, size_t k, struct node **who)
+{
+	if (k == 0 || k == 1) {
+		*who = k == 0 ? dir : tree_node(t, dir->parent ? dir->parent : 1);
+		return k == 0 ? "." : "..";
+	}
+	if (k - 2 >= dir->nkids)
+		return NULL;
+	*who = tree_node(t, dir->kids[k - 2]);
+	return (*who)->name;
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct fs *fs = fs_of(req);
+	struct node *dir = tree_node(&fs->tree, ino), *who;
+	char *buf = malloc(size);
+	size_t used = 0;
+	const char *name;
+	if (!dir || !dir->is_dir || !buf) {
+		free(buf);
+		fuse_reply_err(req, !buf ? ENOMEM : ENOTDIR);
+		return;
+	}
+	for (size_t k = (size_t)off; (name = dirent_at(&fs->tree, dir, k, &who)); k++) {
+		struct stat st;
+		fill_stat(fs, who, &st);
+		size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)k + 1);
+		if (need > size - used)
+			break;
+		used += need;
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static struct fs *readahead_fs;
+
+static void readahead_once(void)
+{
+	raise_readahead(readahead_fs->mountpoint, readahead_fs->readahead_kb);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	struct node *n = tree_node(&fs_of(req)->tree, ino);
+	/* By the first open the kernel has long processed INIT, which sets the window. */
+	readahead_fs = fs_of(req);
+	if (readahead_fs->readahead_kb)
+		pthread_once(&once, readahead_once);
+	if (!n)
+		fuse_reply_err(req, ENOENT);
+	else if (n->is_dir)
+		fuse_reply_err(req, EISDIR);
+	else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
+		fuse_reply_err(req, EROFS);
+	else {
+		fi->keep_cache = 1;
+		fuse_reply_open(req, fi);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	(void)fi;
+	struct fs *fs = fs_of(req);
+	struct node *n = tree_node(&fs->tree, ino);
+	if (!n || n->is_dir || off < 0) {
+		fuse_reply_err(req, n ? EISDIR : ENOENT);
+		return;
+	}
+	void *buf = malloc(size ? size : 1);
+	ssize_t got = buf ? sp_delta_read(n->delta, fs->cache, n->file, buf, size, (uint64_t)off)
+			  : -ENOMEM;
+	if (got < 0)
+		fuse_reply_err(req, (int)-got);
+	else
+		fuse_reply_buf(req, buf, (size_t)got);
+	free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	struct fs *fs = fs_of(req);
+	uint64_t bytes = 0;
+	for (size_t i = 0; i < fs->tree.n; i++)
+		bytes += fs->tree.nodes[i]->size;
+	struct statvfs sv = {.f_bsize = 4096, .f_frsize = 4096, .f_blocks = (bytes + 4095) / 4096,
+			     .f_files = fs->tree.n, .f_namemax = 255};
+	fuse_reply_statfs(req, &sv);
+}
+
+const struct fuse_lowlevel_ops sparsefs_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.getattr = op_getattr,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.open = op_open,
+	.read = op_read,
+	.statfs = op_statfs,
+};

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sparsefs: mount a delta (or a directory of deltas) as the fine-tune's folder, or inspect,
+ * verify and extract it. */
+#include <limits.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fs.h"
+#include "tools.h"
+
+struct mount_opts {
+	char *base;
+	char *cache_size;
+	int readahead_kb;
+	char *delta;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: sparsefs [options] DELTA MOUNTPOINT   mount a delta, or a directory of deltas\n"
+		"       sparsefs --info DELTA                 what the delta holds\n"
+		"       sparsefs --check [-o base=DIR] DELTA  verify every checksum and the base\n"
+		"       sparsefs --extract [-o base=DIR] DELTA OUT_DIR   write the files out\n"
+		"options:\n"
+		"  -o base=DIR          the base model folder (default: where mksparse found it)\n"
+		"  -o cache_size=N      bytes of decoded chunks to keep (default 32M; K/M/G)\n"
+		"  -o readahead=KB      kernel readahead window, 0 leaves it (default 1024)\n"
+		"  -f                   stay in the foreground\n"
+		"  -d                   debug: foreground, log every request\n"
+		"  -s                   single-threaded\n"
+		"  -o OPT               any FUSE mount option (allow_other, max_threads=N, ...)\n"
+		"  -V, --version        print the version\n"
+		"  -h, --help           this help\n");
+}
+
+#define OPT(t, p) {t, offsetof(struct mount_opts, p), 0}
+static const struct fuse_opt opt_spec[] = {
+	OPT("base=%s", base),
+	OPT("cache_size=%s", cache_size),
+	OPT("readahead=%u", readahead_kb),
+	FUSE_OPT_END,
+};
+
+/* The first non-option is the delta; the mountpoint goes on to fuse_parse_cmdline. */
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args)
+{
+	(void)args;
+	struct mount_opts *o = data;
+	if (key == FUSE_OPT_KEY_NONOPT && !o->delta) {
+		o->delta = strdup(arg);
+		return 0;
+	}
+	return 1;
+}
+
+static int parse_bytes(const char *s, size_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+		  : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (end == s || (shift && end[1]) || (!shift && *end))
+		return -1;
+	*out = (size_t)v << shift;
+	return 0;
+}
+
+static void log_syslog(const char *line)
+{
+	syslog(LOG_ERR, "%s", line);
+}
+
+static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *co)
+{
+	struct fuse_session *se = fuse_session_new(args, &sparsefs_ops, sizeof(sparsefs_ops), fs);
+	int rc = 1;
+	if (!se)
+		return 1;
+	if (fuse_set_signal_handlers(se) == 0) {
+		if (fuse_session_mount(se, co->mountpoint) == 0) {
+			fuse_daemonize(co->foreground);
+			if (!co->foreground) {
+				openlog("sparsefs", LOG_PID, LOG_DAEMON);
+				sp_set_log(log_syslog);
+			}
+			struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+			fuse_loop_cfg_set_clone_fd(cfg, (unsigned)co->clone_fd);
+			if (co->max_idle_threads != UINT_MAX) /* UINT_MAX: not given */
+				fuse_loop_cfg_set_idle_threads(cfg, co->max_idle_threads);
+			fuse_loop_cfg_set_max_threads(cfg, co->max_threads);
+			rc = co->singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
+			fuse_loop_cfg_destroy(cfg);
+			fuse_session_unmount(se);
+		} else {
+			fprintf(stderr, "sparsefs: cannot mount on %s\n", co->mountpoint);
+		}
+		fuse_remove_signal_handlers(se);
+	}
+	fuse_session_destroy(se);
+	return rc ? 1 : 0;
+}
+
+static int mount_main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct mount_opts o = {.readahead_kb = 1024};
+	struct fuse_cmdline_opts co = {0};
+	struct fs fs = {.uid = getuid(), .gid = getgid()};
+	size_t cache = SP_CACHE_DEFAULT;
+	struct sp_err err;
+	int rc = 2;
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) ||
+	    fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=sparsefs,subtype=sparsefs") ||
+	    fuse_parse_cmdline(&args, &co))
+		goto out;
+	if (co.show_help || co.show_version) {
+		co.show_help ? usage(stdout) : (void)printf("sparsefs %s\n", SPARSE_VERSION_STRING);
+		rc = 0;
+		goto out;
+	}
+	if (!o.delta || !co.mountpoint) {
+		usage(stderr);
+		goto out;
+	}
+	if (o.cache_size && parse_bytes(o.cache_size, &cache)) {
+		fprintf(stderr, "sparsefs: cache_size=%s: not a size\n", o.cache_size);
+		goto out;
+	}
+	rc = 1;
+	fs.mountpoint = co.mountpoint;
+	fs.readahead_kb = (unsigned)o.readahead_kb;
+	if (tree_build(&fs.tree, o.delta, o.base, &err)) {
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+		goto out;
+	}
+	if ((fs.cache = sp_cache_new(cache)))
+		rc = run_session(&fs, &args, &co);
+	sp_cache_free(fs.cache);
+	tree_free(&fs.tree);
+out:
+	free(o.base);
+	free(o.cache_size);
+	free(o.delta);
+	free(co.mountpoint);
+	fuse_opt_free_args(&args);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* Reads allocate and free chunk-sized buffers all the time: keep them in the heap, where
+	 * freed memory is reused, rather than in fresh mappings that fault page by page. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 128 << 20);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--info") || !strcmp(argv[i], "--check") ||
+		    !strcmp(argv[i], "--extract"))
+			return tools_main(argc, argv);
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage(stdout);
+			return 0;
+		}
+	}
+	return mount_main(argc, argv);
+}

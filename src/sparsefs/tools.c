@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "tools.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sparse/sparse.h"
+
+static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta"};
+
+/* ---- --info ---- */
+
+struct usage {
+	uint64_t out, data, chunks[SP_CODEC_COUNT];
+};
+
+/* Adds what the chunks of file f spend on output bytes [off, off+len). */
+static void count_range(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off,
+			uint64_t len, struct usage *u)
+{
+	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++) {
+		const struct sp_chunk *c = sp_delta_chunk(d, k);
+		if (c->out_off + c->out_len <= off || c->out_off >= off + len)
+			continue;
+		u->out += c->out_len;
+		u->data += c->data_len;
+		u->chunks[c->codec]++;
+	}
+}
+
+static void codecs_str(const struct usage *u, char *buf, size_t cap)
+{
+	buf[0] = 0;
+	for (int i = 0; i < SP_CODEC_COUNT; i++)
+		if (u->chunks[i])
+			snprintf(buf + strlen(buf), cap - strlen(buf), "%s%s", *buf ? "+" : "",
+				 codec_names[i]);
+	if (!*buf)
+		snprintf(buf, cap, "empty");
+}
+
+static void shape_str(const cJSON *shape, char *buf, size_t cap)
+{
+	const cJSON *d;
+	snprintf(buf, cap, "[");
+	cJSON_ArrayForEach(d, shape)
+		snprintf(buf + strlen(buf), cap - strlen(buf), "%s%.0f", d->prev && d != shape->child ? "," : "",
+			 d->valuedouble);
+	snprintf(buf + strlen(buf), cap - strlen(buf), "]");
+}
+
+static double ratio(uint64_t a, uint64_t b)
+{
+	return b ? (double)a / (double)b : 0.0;
+}
+
+static void info_tensors(const struct sp_delta *d, const struct sp_file_info *f, const cJSON *ts)
+{
+	const cJSON *t;
+	cJSON_ArrayForEach(t, ts) {
+		struct usage u = {0};
+		char shape[128], bshape[128] = "", codecs[64];
+		const cJSON *bs = cJSON_GetObjectItemCaseSensitive(t, "base_shape");
+		uint64_t off = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
+		uint64_t size = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "size")->valuedouble;
+		count_range(d, f, off, size, &u);
+		codecs_str(&u, codecs, sizeof(codecs));
+		shape_str(cJSON_GetObjectItemCaseSensitive(t, "shape"), shape, sizeof(shape));
+		if (bs)
+			shape_str(bs, bshape, sizeof(bshape));
+		printf("  %-48s %-7s %-14s %-11s %12llu %6.3f  %s%s%s\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "dtype")), shape,
+		       codecs, (unsigned long long)size, ratio(u.data, size),
+		       bs ? "base " : "not in base",
+		       bs ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "base_dtype")) : "",
+		       bshape);
+	}
+}
+
+static int do_info(const char *path)
+{
+	struct sp_err err;
+	struct sp_delta *d = sp_delta_open(path, NULL, SP_OPEN_NO_BASE, &err);
+	if (!d) {
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+		return 1;
+	}
+	const cJSON *m = sp_delta_manifest(d), *base = cJSON_GetObjectItemCaseSensitive(m, "base");
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
+	struct stat st;
+	char path_file[4096];
+	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
+	stat(path_file, &st);
+	struct usage all = {0};
+	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
+		const struct sp_file_info *f = sp_delta_file(d, i);
+		count_range(d, f, 0, f->size, &all);
+	}
+	char codecs[64];
+	codecs_str(&all, codecs, sizeof(codecs));
+	printf("delta      %s (%llu bytes)\n", path_file, (unsigned long long)st.st_size);
+	printf("made by    %s, mode %s, chunk size %.0f\n",
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "created_by")),
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "mode")),
+	       cJSON_GetObjectItemCaseSensitive(m, "chunk_size")->valuedouble);
+	printf("base       %s\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(base, "path")));
+	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
+	       (unsigned long long)all.out, ratio((uint64_t)st.st_size, all.out));
+	printf("chunks     %llu:", (unsigned long long)sp_delta_chunk_count(d));
+	for (int i = 0; i < SP_CODEC_COUNT; i++)
+		printf(" %s %llu", codec_names[i], (unsigned long long)all.chunks[i]);
+	printf("\n\n");
+	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
+		const struct sp_file_info *f = sp_delta_file(d, i);
+		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)i), "tensors");
+		struct usage u = {0};
+		count_range(d, f, 0, f->size, &u);
+		codecs_str(&u, codecs, sizeof(codecs));
+		printf("%-50s %12llu bytes -> %10llu (%.4f)  %s", f->name, (unsigned long long)f->size,
+		       (unsigned long long)u.data, ratio(u.data, f->size), codecs);
+		printf(ts ? ", %d tensors\n" : "\n", cJSON_GetArraySize(ts));
+		info_tensors(d, f, ts);
+	}
+	sp_delta_close(d);
+	return 0;
+}
+
+/* ---- --check ---- */
+
+static int do_check(const char *path, const char *base)
+{
+	struct sp_err err;
+	struct sp_delta *d = sp_delta_open(path, base, 0, &err);
+	if (!d || sp_delta_check_base(d, &err)) {
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+		sp_delta_close(d);
+		return 1;
+	}
+	uint64_t bad = 0, n = sp_delta_chunk_count(d);
+	uint8_t *buf = malloc(SP_CHUNK_MAX);
+	for (uint64_t k = 0; buf && k < n; k++)
+		if (sp_delta_decode_chunk(d, k, buf))
+			bad++;
+	if (!buf)
+		bad = n ? n : 1;
+	printf("%s: %s: %llu of %llu chunks bad; base %s %s\n", path, bad ? "FAILED" : "ok",
+	       (unsigned long long)bad, (unsigned long long)n, sp_delta_base_dir(d),
+	       "verified");
+	free(buf);
+	sp_delta_close(d);
+	return bad ? 1 : 0;
+}
+
+/* ---- --extract ---- */
+
+static int mkdirs_for(const char *root, const char *name)
+{
+	char path[4096];
+	for (const char *p = name; (p = strchr(p, '/')); p++) {
+		snprintf(path, sizeof(path), "%s/%.*s", root, (int)(p - name), name);
+		if (mkdir(path, 0755) && errno != EEXIST)
+			return -1;
+	}
+	return 0;
+}
+
+static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
+{
+	const struct sp_file_info *f = sp_delta_file(d, i);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", out, f->name);
+	int fd = mkdirs_for(out, f->name) ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int rc = 0;
+	for (uint64_t off = 0; rc == 0 && off < f->size;) {
+		ssize_t n = sp_delta_read(d, NULL, i, buf, cap, off);
+		if (n <= 0 || write(fd, buf, (size_t)n) != n) {
+			fprintf(stderr, "sparsefs: %s: %s\n", path, n < 0 ? "bad chunk" : strerror(errno));
+			rc = -1;
+		}
+		off += n > 0 ? (uint64_t)n : 0;
+	}
+	struct timespec times[2] = {{.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec},
+				    {.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec}};
+	futimens(fd, times);
+	if (close(fd) && rc == 0)
+		rc = -1;
+	if (rc)
+		unlink(path);
+	return rc;
+}
+
+static int do_extract(const char *path, const char *base, const char *out)
+{
+	struct sp_err err;
+	struct sp_delta *d = sp_delta_open(path, base, 0, &err);
+	if (!d) {
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+		return 1;
+	}
+	size_t cap = 16u << 20;
+	uint8_t *buf = malloc(cap);
+	int rc = buf ? 0 : 1;
+	if (mkdir(out, 0755) && errno != EEXIST) {
+		fprintf(stderr, "sparsefs: %s: %s\n", out, strerror(errno));
+		rc = 1;
+	}
+	for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++)
+		rc = extract_file(d, i, out, buf, cap) ? 1 : 0;
+	free(buf);
+	sp_delta_close(d);
+	return rc;
+}
+
+/* -o base=DIR, possibly among other comma-separated options that only the mount uses. */
+static void parse_o(char *arg, const char **base)
+{
+	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ","))
+		if (!strncmp(opt, "base=", 5))
+			*base = opt + 5;
+}
+
+int tools_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"info", no_argument, NULL, 'I'},
+		{"check", no_argument, NULL, 'C'},
+		{"extract", no_argument, NULL, 'E'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *base = NULL;
+	int mode = 0, c;
+	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
+		if (c == 'o')
+			parse_o(optarg, &base);
+		else if (c == 'I' || c == 'C' || c == 'E')
+			mode = c;
+		else
+			return 2;
+	}
+	int want = mode == 'E' ? 2 : 1;
+	if (argc - optind != want) {
+		fprintf(stderr, "usage: sparsefs --info DELTA | --check [-o base=DIR] DELTA | "
+				"--extract [-o base=DIR] DELTA OUT_DIR\n");
+		return 2;
+	}
+	if (mode == 'I')
+		return do_info(argv[optind]);
+	if (mode == 'C')
+		return do_check(argv[optind], base);
+	return do_extract(argv[optind], base, argv[optind + 1]);
+}
