@@ -1,0 +1,39 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""A second reader of delta.sparse, written from sparse-format(5) alone: it checks the
+superblock, the chunk table and the manifest, and prints the chunks as JSON lines, so that the
+integration tests can damage one precisely.
+
+usage: delta_reader.py DELTA_DIR     prints {"file", "index", "codec", "out_off", "out_len",
+                                     "data_off", "data_len", "base_file", "base_off"} per chunk
+"""
+import json, os, struct, subprocess, sys
+
+SUPER = struct.Struct("<8sIIQQQQQQQQQQ24sQ")
+CHUNK = struct.Struct("<QQQQIIIBBBB")
+CODECS = ["raw", "zstd", "base", "delta"]
+
+
+def main():
+    path = os.path.join(sys.argv[1], "delta.sparse")
+    data = open(path, "rb").read()
+    (magic, version, super_size, _compat, incompat, table_off, count, _table_hash, man_off,
+     man_len, man_raw, _man_hash, file_size, _reserved, _super_hash) = SUPER.unpack_from(data)
+    assert magic == b"SPRSDLT\x1a" and version == 1 and super_size == 128, "bad superblock"
+    assert incompat == 0 and file_size == len(data), "bad superblock fields"
+    manifest = json.loads(subprocess.run(["zstd", "-dc"], input=data[man_off:man_off + man_len],
+                                         capture_output=True, check=True).stdout)
+    assert len(json.dumps(manifest)) > 0 and manifest["version"] == 1
+    for f in manifest["files"]:
+        for k in range(f["first_chunk"], f["first_chunk"] + f["chunk_count"]):
+            (out_off, data_off, base_off, _h, out_len, data_len, base_file, codec, _dt, _bdt,
+             _r) = CHUNK.unpack_from(data, table_off + k * CHUNK.size)
+            print(json.dumps({"file": f["name"], "index": k, "codec": CODECS[codec],
+                              "out_off": out_off, "out_len": out_len, "data_off": data_off,
+                              "data_len": data_len, "base_file": base_file,
+                              "base_off": base_off}))
+    assert count == sum(f["chunk_count"] for f in manifest["files"])
+
+
+if __name__ == "__main__":
+    main()

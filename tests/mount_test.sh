@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Integration tests that really mount with FUSE and compare every byte with the original.
+#
+#   mount_test.sh pair NAME BASE FT [MKSPARSE_ARGS...]  one delta, every way a user reads it
+#   mount_test.sh root BASE FT1 FT2 FT3                 a directory of three deltas
+#   mount_test.sh faults BASE FT                        damage, wrong bases, writes, the daemon
+#   mount_test.sh fixture NAME BASE FT [ARGS...]        pair, over ../shared/fixtures/gpt2-small
+#                                                       (FIXTURES overrides where it is); skips
+#                                                       with exit 77 when it is absent
+#   mount_test.sh generated                             pair, root and faults over model pairs
+#                                                       that sparse-genmodel writes
+#
+# BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
+# its pid when the script exits, whether it passed or not.
+set -euo pipefail
+
+: "${BUILD:?set BUILD to the build directory}"
+HERE=$(cd "$(dirname "$0")" && pwd)
+MKSPARSE=$BUILD/mksparse
+SPARSEFS=$BUILD/sparsefs
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sparse-mount.XXXXXX")
+MOUNTS=()
+PIDS=()
+
+cleanup() {
+	local m p
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true; }
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# Mounts DELTA on MNT in the foreground, in the background of this shell, so that its pid is
+# known; waits until the mount is up. Extra arguments go to sparsefs; stderr to MNT.log.
+mount_fg() {
+	local delta=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$SPARSEFS" -f "$@" "$delta" "$mnt" 2>"$mnt.log" &
+	PIDS+=($!)
+	MOUNTS+=("$mnt")
+	for _ in $(seq 100); do
+		mountpoint -q "$mnt" && return 0
+		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "sparsefs $delta exited: $(cat "$mnt.log")"
+		sleep 0.1
+	done
+	fail "$mnt did not mount"
+}
+
+unmount() {
+	fusermount3 -u "$1"
+}
+
+same_sums() {
+	local orig=$1 mnt=$2
+	(cd "$orig" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$TMP/sums"
+	(cd "$mnt" && sha256sum --quiet -c "$TMP/sums") || fail "sha256 of $mnt differs from $orig"
+}
+
+# ---- one delta, every way a user reads it ----
+pair() {
+	local name=$1 base=$2 ft=$3
+	shift 3
+	local delta=$TMP/$name mnt=$TMP/mnt-$name
+	"$MKSPARSE" -q "$@" "$base" "$ft" -o "$delta"
+	# Default mode: sparsefs returns once the mount is ready, and runs in the background.
+	mkdir -p "$mnt"
+	MOUNTS+=("$mnt")
+	"$SPARSEFS" "$delta" "$mnt"
+	mountpoint -q "$mnt" || fail "sparsefs returned before $mnt was mounted"
+	PIDS+=("$(pgrep -n -f "sparsefs $delta $mnt")")
+	ls -l "$mnt" >/dev/null
+	same_sums "$ft" "$mnt"
+	python3 "$HERE/st_reader.py" "$mnt" "$ft" --procs 4 --reads 150
+	cp -r "$mnt" "$TMP/copy-$name"
+	diff -r "$ft" "$TMP/copy-$name" >/dev/null || fail "cp -r out of $mnt differs"
+	unmount "$mnt"
+	"$SPARSEFS" --check "$delta" >/dev/null || fail "--check $delta"
+	"$SPARSEFS" --extract "$delta" "$TMP/extract-$name"
+	diff -r "$ft" "$TMP/extract-$name" >/dev/null || fail "--extract $delta differs"
+	"$SPARSEFS" --info "$delta" >"$TMP/info-$name" || fail "--info $delta"
+	grep -q "the delta is" "$TMP/info-$name" || fail "--info $delta: $(head -5 "$TMP/info-$name")"
+	echo "ok: $name: $(du -b "$delta/delta.sparse" | cut -f1) bytes for $(du -sb "$ft" | cut -f1)"
+}
+
+# ---- a directory of three deltas ----
+root() {
+	local base=$1
+	shift
+	local i=0 ft
+	for ft in "$@"; do
+		i=$((i + 1))
+		"$MKSPARSE" -q "$base" "$ft" -o "$TMP/deltas/d$i"
+	done
+	mount_fg "$TMP/deltas" "$TMP/mnt-root"
+	[ "$(ls "$TMP/mnt-root" | tr '\n' ' ')" = "d1 d2 d3 " ] || fail "root lists $(ls "$TMP/mnt-root")"
+	i=0
+	for ft in "$@"; do
+		i=$((i + 1))
+		same_sums "$ft" "$TMP/mnt-root/d$i"
+	done
+	unmount "$TMP/mnt-root"
+	echo "ok: a directory of $i deltas"
+}
+
+# ---- damage, wrong bases, writes ----
+chunk_of() { # DELTA CODEC FILE -> the JSON line of the biggest such chunk
+	python3 "$HERE/delta_reader.py" "$1" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin]
+rows = [r for r in rows if r["codec"] == sys.argv[1] and r["file"] == sys.argv[2]]
+print(json.dumps(max(rows, key=lambda r: r["data_len"] + r["out_len"])))' "$2" "$3"
+}
+
+field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+flip_byte() { # FILE OFFSET
+	python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); off = int(sys.argv[2])
+b = os.pread(fd, 1, off); os.pwrite(fd, bytes([b[0] ^ 0x5a]), off); os.close(fd)' "$1" "$2"
+}
+
+faults() {
+	local base=$1 ft=$2 delta=$TMP/delta m
+	cp -r "$base" "$TMP/base"
+	"$MKSPARSE" -q -c 64K "$TMP/base" "$ft" -o "$delta"
+
+	# Writes are refused with EROFS.
+	mount_fg "$delta" "$TMP/mnt-w"
+	m=$TMP/mnt-w
+	python3 -c '
+import errno, sys
+for how in ("r+b", "wb", "ab"):
+    try:
+        open(sys.argv[1], how)
+    except OSError as e:
+        assert e.errno == errno.EROFS, e
+    else:
+        raise SystemExit("write open succeeded")
+try:
+    open(sys.argv[2], "wb")
+except OSError as e:
+    assert e.errno == errno.EROFS, e
+else:
+    raise SystemExit("create succeeded")' "$m/config.json" "$m/new-file"
+	unmount "$m"
+
+	# A damaged chunk: EIO for the pages it covers, one log line naming file, tensor and chunk,
+	# and the daemon goes on serving everything else.
+	cp -r "$delta" "$TMP/bad"
+	local c off
+	c=$(chunk_of "$TMP/bad" delta model.safetensors)
+	flip_byte "$TMP/bad/delta.sparse" $(($(field "$c" data_off) + $(field "$c" data_len) / 2))
+	mount_fg "$TMP/bad" "$TMP/mnt-bad"
+	m=$TMP/mnt-bad
+	off=$(field "$c" out_off)
+	if dd if="$m/model.safetensors" of=/dev/null bs=4096 skip=$((off / 4096)) count=1 2>"$TMP/dd.err"; then
+		fail "a damaged chunk was read without error"
+	fi
+	grep -q "Input/output error" "$TMP/dd.err" || fail "damaged chunk: $(cat "$TMP/dd.err")"
+	kill -0 "${PIDS[-1]}" || fail "sparsefs died on a damaged chunk"
+	cmp -s "$m/config.json" "$ft/config.json" || fail "config.json unreadable after a bad chunk"
+	python3 -c '
+import os, sys
+a, b = (os.open(p, os.O_RDONLY) for p in sys.argv[1:3])
+end = int(sys.argv[3]) // 4096 * 4096  # the kernel reads whole pages
+for off in range(0, end, 4096):
+    assert os.pread(a, 4096, off) == os.pread(b, 4096, off), off' "$m/model.safetensors" "$ft/model.safetensors" "$off" ||
+		fail "bytes before the bad chunk are wrong"
+	[ "$(grep -c "chunk $(field "$c" index) " "$m.log")" = 1 ] || fail "log: $(cat "$m.log")"
+	grep -q "model.safetensors, tensor transformer" "$m.log" || fail "log: $(cat "$m.log")"
+	unmount "$m"
+
+	# The wrong base is refused, with a message that says so, and nothing is mounted.
+	mkdir -p "$TMP/mnt-wrong"
+	if "$SPARSEFS" -o base="$ft" "$delta" "$TMP/mnt-wrong" 2>"$TMP/wrong.err"; then
+		MOUNTS+=("$TMP/mnt-wrong")
+		fail "mounted over the wrong base"
+	fi
+	grep -q "differs from the base this delta was made against" "$TMP/wrong.err" ||
+		fail "wrong base: $(cat "$TMP/wrong.err")"
+	mountpoint -q "$TMP/mnt-wrong" && fail "wrong base left a mount"
+	"$SPARSEFS" --check -o base="$ft" "$delta" 2>/dev/null && fail "--check passed a wrong base"
+
+	# A base that changes under the mount: EIO, never wrong bytes.
+	mount_fg "$delta" "$TMP/mnt-chg"
+	c=$(chunk_of "$delta" delta model.safetensors)
+	flip_byte "$TMP/base/model.safetensors" $(($(field "$c" base_off) + 5000))
+	off=$(field "$c" out_off)
+	if dd if="$TMP/mnt-chg/model.safetensors" of=/dev/null bs=4096 skip=$((off / 4096)) count=1 2>/dev/null; then
+		fail "read over a changed base succeeded"
+	fi
+	unmount "$TMP/mnt-chg"
+	"$SPARSEFS" --check "$delta" >/dev/null 2>&1 && fail "--check passed a changed base"
+	echo "ok: faults"
+}
+
+fixture() {
+	local name=$1 base=$2 ft=$3
+	shift 3
+	local dir=${FIXTURES:-$HERE/../../shared/fixtures/gpt2-small}
+	if [ ! -d "$dir/$base" ] || [ ! -d "$dir/$ft" ]; then
+		echo "SKIP: fixture $dir/$ft not found (../shared is absent on this machine)"
+		exit 77
+	fi
+	pair "$name" "$dir/$base" "$dir/$ft" "$@"
+}
+
+generated() {
+	local gen=$BUILD/sparse-genmodel
+	"$gen" demo "$TMP/demo-base" "$TMP/demo-ft"
+	"$gen" edge "$TMP/edge-base" "$TMP/edge-ft"
+	pair demo "$TMP/demo-base" "$TMP/demo-ft"
+	pair edge "$TMP/edge-base" "$TMP/edge-ft" -c 4K
+	pair self "$TMP/demo-base" "$TMP/demo-base"
+	"$MKSPARSE" -q "$TMP/demo-base" "$TMP/demo-ft" -o "$TMP/deltas/demo"
+	"$MKSPARSE" -q "$TMP/edge-base" "$TMP/edge-ft" -o "$TMP/deltas/edge"
+	"$MKSPARSE" -q "$TMP/demo-base" "$TMP/demo-base" -o "$TMP/deltas/self"
+	mount_fg "$TMP/deltas" "$TMP/mnt-root"
+	[ "$(ls "$TMP/mnt-root" | tr '\n' ' ')" = "demo edge self " ] || fail "root lists $(ls "$TMP/mnt-root")"
+	same_sums "$TMP/demo-ft" "$TMP/mnt-root/demo"
+	same_sums "$TMP/edge-ft" "$TMP/mnt-root/edge"
+	same_sums "$TMP/demo-base" "$TMP/mnt-root/self"
+	unmount "$TMP/mnt-root"
+	echo "ok: a directory of 3 deltas over 2 bases"
+	faults "$TMP/demo-base" "$TMP/demo-ft"
+}
+
+cmd=$1
+shift
+"$cmd" "$@"
