@@ -185,7 +185,7 @@ static void wrong_base(void)
 
 int main(int argc, char **argv)
 {
-	struct sp_write_opts o = {.chunk_size = 65536, .quiet = 1};
+	struct sp_write_opts o = {.chunk_size = 65536};
 	struct sp_err err;
 	if (argc != 2)
 		return 2;

@@ -97,7 +97,7 @@ static size_t count_files(const char *dir)
 static void roundtrip(const char *base, const char *ft, const char *name, uint32_t chunk)
 {
 	char out[4096];
-	struct sp_write_opts o = {.chunk_size = chunk, .threads = 2, .quiet = 1};
+	struct sp_write_opts o = {.chunk_size = chunk, .threads = 2};
 	struct sp_write_stats st;
 	struct sp_err err;
 	snprintf(out, sizeof(out), "%s/%s-%u", test_tmpdir(), name, chunk);

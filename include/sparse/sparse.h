@@ -30,8 +30,7 @@ void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
 	int level;           /* effort 1..19; 0 = default */
-	int threads;         /* 0 = one per online CPU */
-	int quiet;           /* no progress on stderr */
+	int threads;         /* 0 = one per online CPU, at most 64 */
 };
 
 struct sp_write_stats {

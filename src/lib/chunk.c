@@ -91,7 +91,8 @@ int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 		return -1;
 	c->codec = SP_CODEC_ZSTD;
 	c->data_len = (uint32_t)z;
-	if (base && try_delta(cs, c, ft, base, dst, half, level) == 0 && c->data_len < z)
+	if (base && try_delta(cs, c, ft, base, dst, half, level) == 0 && c->data_len < z &&
+	    c->data_len < n)
 		return 0;
 	if (z >= n) {
 		memcpy(dst, ft, n);

@@ -251,7 +251,7 @@ static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 	size_t f = file_of_chunk(d, idx);
 	if (__atomic_exchange_n(&d->reported[idx], 1, __ATOMIC_RELAXED))
 		return -EIO;
-	sp_log("sparsefs: %s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s", d->dir,
+	sp_log("%s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s", d->dir,
 	       d->m.files[f].name, tensor_at(d, f, c->out_off), (unsigned long long)idx,
 	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why);
 	return -EIO;
@@ -283,7 +283,7 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 	} else if (read_inputs(d, c, s)) {
 		return chunk_failed(d, idx, "cannot read the delta or the base");
 	} else if (sp_chunk_decode(&s->cs, c, s->data, s->base, out)) {
-		return chunk_failed(d, idx, "does not decode (damaged delta)");
+		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
 	}
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");

@@ -2,6 +2,9 @@
 #include "io.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int sp_pread_full(int fd, void *buf, size_t len, uint64_t off)
@@ -37,4 +40,22 @@ int sp_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+int sp_mkdir_p(const char *dir)
+{
+	char *p = strdup(dir);
+	int rc = p ? 0 : -1;
+	for (char *s = p ? p + 1 : NULL; rc == 0 && s && *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, 0755) && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(dir, 0755) && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
 }

@@ -49,13 +49,19 @@ static int walk(const char *root, const char *rel, struct names *ns, struct sp_e
 			continue;
 		char *name, *path;
 		struct stat st;
-		if (asprintf(&name, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0)
-			return -1;
+		if (asprintf(&name, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0) {
+			rc = -1;
+			break;
+		}
 		if (asprintf(&path, "%s/%s", root, name) < 0 || stat(path, &st)) {
 			sp_err_set(err, "%s/%s: %s", dirpath, de->d_name, strerror(errno));
 			rc = -1;
 		} else if (S_ISDIR(st.st_mode)) {
-			rc = walk(root, name, ns, err);
+			/* Symlinked files are followed (the Hugging Face cache is made of them);
+			 * symlinked folders are not, which keeps loops out. */
+			struct stat lst;
+			if (lstat(path, &lst) == 0 && !S_ISLNK(lst.st_mode))
+				rc = walk(root, name, ns, err);
 		} else if (S_ISREG(st.st_mode)) {
 			rc = names_add(ns, name);
 			name = NULL;

@@ -383,28 +383,9 @@ static int finish(struct writer *w, const char *out_dir)
 	return -1;
 }
 
-/* mkdir -p: a delta often goes into a directory of deltas not made yet. */
-static int make_dirs(const char *dir)
-{
-	char *p = strdup(dir);
-	int rc = p ? 0 : -1;
-	for (char *s = p ? p + 1 : NULL; rc == 0 && s && *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) && errno != EEXIST)
-			rc = -1;
-		*s = '/';
-	}
-	if (rc == 0 && mkdir(dir, 0755) && errno != EEXIST)
-		rc = -1;
-	free(p);
-	return rc;
-}
-
 static int open_output(struct writer *w, const char *out_dir)
 {
-	if (make_dirs(out_dir)) {
+	if (sp_mkdir_p(out_dir)) {
 		sp_err_set(w->err, "%s: %s", out_dir, strerror(errno));
 		return -1;
 	}

@@ -13,15 +13,17 @@ static void usage(FILE *out)
 		"usage: mksparse [options] BASE_DIR FINETUNE_DIR -o DELTA_DIR\n"
 		"Writes FINETUNE_DIR as a bit-exact delta against BASE_DIR; sparsefs mounts it.\n"
 		"  -o, --output DIR       the delta directory to write (created if missing)\n"
-		"  -c, --chunk-size N     output bytes per chunk, a power of two (default 1M; K/M suffixes)\n"
+		"  -c, --chunk-size N     output bytes per chunk, a power of two from 4K to 64M\n"
+		"                         (default 1M)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
-		"  -j, --threads N        encoding threads (default: one per CPU)\n"
+		"  -j, --threads N        encoding threads, 1..64 (default: one per CPU)\n"
 		"  -q, --quiet            print nothing on success\n"
 		"  -V, --version          print the version\n"
 		"  -h, --help             this help\n");
 }
 
-static int parse_size(const char *s, uint32_t *out)
+/* A chunk size: a power of two from 4K to 64M, with an optional K or M suffix. */
+static int parse_chunk_size(const char *s, uint32_t *out)
 {
 	char *end;
 	unsigned long long v = strtoull(s, &end, 10);
@@ -29,17 +31,17 @@ static int parse_size(const char *s, uint32_t *out)
 		v <<= 10, end++;
 	else if (*end == 'M' || *end == 'm')
 		v <<= 20, end++;
-	if (*end || end == s || v > UINT32_MAX)
+	if (*end || end == s || v < SP_CHUNK_MIN || v > SP_CHUNK_MAX || (v & (v - 1)))
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
 }
 
-static int parse_int(const char *s, int *out)
+static int parse_int(const char *s, int lo, int hi, int *out)
 {
 	char *end;
 	long v = strtol(s, &end, 10);
-	if (*end || end == s || v < 0 || v > 1000)
+	if (*end || end == s || v < lo || v > hi)
 		return -1;
 	*out = (int)v;
 	return 0;
@@ -66,21 +68,21 @@ int main(int argc, char **argv)
 	};
 	struct sp_write_opts o = {0};
 	const char *out = NULL;
-	int c;
+	int c, quiet = 0;
 	while ((c = getopt_long(argc, argv, "o:c:l:j:qVh", longopts, NULL)) != -1) {
 		int bad = 0;
 		switch (c) {
 		case 'o': out = optarg; break;
-		case 'c': bad = parse_size(optarg, &o.chunk_size); break;
-		case 'l': bad = parse_int(optarg, &o.level); break;
-		case 'j': bad = parse_int(optarg, &o.threads); break;
-		case 'q': o.quiet = 1; break;
+		case 'c': bad = parse_chunk_size(optarg, &o.chunk_size); break;
+		case 'l': bad = parse_int(optarg, 1, 19, &o.level); break;
+		case 'j': bad = parse_int(optarg, 1, 64, &o.threads); break;
+		case 'q': quiet = 1; break;
 		case 'V': printf("mksparse %s\n", SPARSE_VERSION_STRING); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 		if (bad) {
-			fprintf(stderr, "mksparse: -%c %s: not a valid number\n", c, optarg);
+			fprintf(stderr, "mksparse: -%c %s: not a valid value\n", c, optarg);
 			return 2;
 		}
 	}
@@ -94,7 +96,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mksparse: %s\n", err.msg);
 		return 1;
 	}
-	if (!o.quiet)
+	if (!quiet)
 		report(out, &st);
 	return 0;
 }

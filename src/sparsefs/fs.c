@@ -159,7 +159,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs *fs = fs_of(req);
 	struct node *n = tree_node(&fs->tree, ino);
 	if (!n || n->is_dir || off < 0) {
-		fuse_reply_err(req, n ? EISDIR : ENOENT);
+		fuse_reply_err(req, !n ? ENOENT : n->is_dir ? EISDIR : EINVAL);
 		return;
 	}
 	void *buf = malloc(size ? size : 1);

@@ -3,6 +3,7 @@
  * verify and extract it. */
 #include <limits.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,11 @@ static void log_syslog(const char *line)
 	syslog(LOG_ERR, "%s", line);
 }
 
+static void log_stderr(const char *line)
+{
+	fprintf(stderr, "sparsefs: %s\n", line);
+}
+
 static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *co)
 {
 	struct fuse_session *se = fuse_session_new(args, &sparsefs_ops, sizeof(sparsefs_ops), fs);
@@ -95,6 +101,9 @@ static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdlin
 				fuse_loop_cfg_set_idle_threads(cfg, co->max_idle_threads);
 			fuse_loop_cfg_set_max_threads(cfg, co->max_threads);
 			rc = co->singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, cfg);
+			/* Ended by a signal (fusermount3 -u, Ctrl-C, SIGTERM): a clean exit. */
+			if (rc == SIGINT || rc == SIGTERM || rc == SIGHUP)
+				rc = 0;
 			fuse_loop_cfg_destroy(cfg);
 			fuse_session_unmount(se);
 		} else {
@@ -158,6 +167,7 @@ int main(int argc, char **argv)
 	 * freed memory is reused, rather than in fresh mappings that fault page by page. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
+	sp_set_log(log_stderr);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--info") || !strcmp(argv[i], "--check") ||
 		    !strcmp(argv[i], "--extract"))

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "io.h"
 #include "sparse/sparse.h"
 
 static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta"};
@@ -151,9 +152,9 @@ static int do_check(const char *path, const char *base)
 			bad++;
 	if (!buf)
 		bad = n ? n : 1;
-	printf("%s: %s: %llu of %llu chunks bad; base %s %s\n", path, bad ? "FAILED" : "ok",
-	       (unsigned long long)bad, (unsigned long long)n, sp_delta_base_dir(d),
-	       "verified");
+	printf("%s: %s: %llu of %llu chunks bad; the content of base %s matches\n", path,
+	       bad ? "FAILED" : "ok", (unsigned long long)bad, (unsigned long long)n,
+	       sp_delta_base_dir(d));
 	free(buf);
 	sp_delta_close(d);
 	return bad ? 1 : 0;
@@ -161,23 +162,14 @@ static int do_check(const char *path, const char *base)
 
 /* ---- --extract ---- */
 
-static int mkdirs_for(const char *root, const char *name)
-{
-	char path[4096];
-	for (const char *p = name; (p = strchr(p, '/')); p++) {
-		snprintf(path, sizeof(path), "%s/%.*s", root, (int)(p - name), name);
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return -1;
-	}
-	return 0;
-}
-
 static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
 {
 	const struct sp_file_info *f = sp_delta_file(d, i);
-	char path[4096];
+	char path[4096], dir[4096];
 	snprintf(path, sizeof(path), "%s/%s", out, f->name);
-	int fd = mkdirs_for(out, f->name) ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	snprintf(dir, sizeof(dir), "%s", path);
+	*strrchr(dir, '/') = 0;
+	int fd = sp_mkdir_p(dir) ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
 		return -1;
@@ -212,7 +204,7 @@ static int do_extract(const char *path, const char *base, const char *out)
 	size_t cap = 16u << 20;
 	uint8_t *buf = malloc(cap);
 	int rc = buf ? 0 : 1;
-	if (mkdir(out, 0755) && errno != EEXIST) {
+	if (sp_mkdir_p(out)) {
 		fprintf(stderr, "sparsefs: %s: %s\n", out, strerror(errno));
 		rc = 1;
 	}
