@@ -35,8 +35,9 @@
  *       varint  x G-1: first key of groups 1..G-1, strictly increasing and below 2^KB
  *               (floats) or 1 (others); group 0 starts at key 0, each ends where the next
  *               starts, the last at 2^KB
- *       varint  table_len, varint rans_len (even), varint raw_len
- *       u32 x 4 initial rANS decoder states, each in [2^16, 2^32)
+ *       varint  table_len, varint words_len[0], varint words_len[1] (both even),
+ *               varint raw_len
+ *       u32 x 16 initial rANS decoder states, each in [2^16, 2^32)
  *       table_len bytes: the G frequency tables in group order, one bit stream, read from
  *               the least significant bit of each byte up. Per table: 8 bits `last` (the
  *               highest symbol it may use; at most the dtype's highest symbol, 2 * ((W - 1 -
@@ -53,14 +54,17 @@
  *               for a used symbol. If the sum is below 4096, the first symbol of largest
  *               weight takes the rest; while it is above, the first symbol of largest
  *               frequency gives up min(excess, its f - 1). cum[y] = sum of f below y.
- *       rans_len bytes: 16-bit LE words consumed by the rANS decoder.
+ *       words_len[0] bytes, then words_len[1] bytes: word streams 0 and 1, 16-bit LE words
+ *               consumed by the rANS decoder; states 0..7 read stream 0, states 8..15
+ *               stream 1 (so that two vectors of 8 states renormalise independently).
  *       raw_len bytes: the raw bits of all elements in element order, a bit stream LSB
  *               first; raw_len = ceil(total raw bits / 8).
- *     Decoding element i: x = state[i mod 4]; slot = x mod 4096; sym is the symbol of the
+ *     Decoding element i: x = state[i mod 16]; slot = x mod 4096; sym is the symbol of the
  *     element's group's table whose range [cum, cum + f) holds slot; x = f * (x >> 12) +
- *     slot - cum; if x < 2^16, x = x << 16 | next word. Then r raw bits complete a, and
- *     out = unord(ord(base) + (neg ? -a : a)). At the end every state is 2^16 and every stream
- *     has been consumed exactly; anything else is malformed input.
+ *     slot - cum; if x < 2^16, x = x << 16 | next word of stream (i mod 16) div 8. Then the
+ *     next r raw bits complete a, and out = unord(ord(base) + (neg ? -a : a)). At the end
+ *     every state is 2^16 and every stream has been consumed exactly (the raw bits up to the
+ *     last byte); anything else is malformed input.
  */
 #include "codec_lossless.h"
 
@@ -75,15 +79,16 @@ enum mode { MODE_SAME, MODE_RAW, MODE_ZSTD, MODE_RANS };
 #define PROB_BITS 12
 #define PROB_SCALE (1u << PROB_BITS)
 #define RANS_L (1u << 16) /* states live in [RANS_L, 2^32); words are 16 bits */
-#define NSTATES 4
+#define NSTATES 16 /* interleaved rANS states: the lanes of two 256-bit vectors of u32 */
+#define NWS 2 /* word streams: states 8v..8v+7 renormalise from stream v */
 #define NSYM 256
 #define GMAX 64
 #define KEY_BITS_MAX 11 /* bits of a float's key (see the top) */
 #define KMAX (1u << KEY_BITS_MAX)
 #define QMAX 48 /* quantised log weights of a frequency table: 1..QMAX, 0 = absent */
-#define HDR_MAX (3 + 10 * (GMAX + 2) + 4 * NSTATES)
+#define HDR_MAX (3 + 10 * (GMAX + 3) + 4 * NSTATES)
 #define DEFAULT_LEVEL 3
-#define PAD 64 /* readable zero bytes after each stream in the decoder */
+#define PAD (8 * NSTATES + 16) /* readable zero bytes after each stream in the decoder */
 
 struct dtinfo {
 	unsigned width;  /* bytes per element */
@@ -103,6 +108,9 @@ struct sp_lossless {
 	uint32_t ahist[GMAX][NSYM];    /* encoder: symbol counts per atom (run of keys) */
 	struct table etab[GMAX];       /* encoder: the tables of the groups */
 	uint32_t dtab[GMAX][PROB_SCALE]; /* decoder: (f - 1) | (slot - cum) << 12 | sym << 24 */
+	uint8_t group[KMAX];           /* decoder: key -> group */
+	uint8_t perm[256][8];          /* decoder: lane -> word index, per renormalisation mask */
+	int simd;                      /* decoder: use the vector decoder where the CPU has one */
 	uint8_t *sym;                  /* encoder: symbol per element */
 	uint8_t *buf;                  /* encoder: streams, zstd input and output; decoder: streams */
 	size_t cap_elems, cap_buf;
@@ -288,10 +296,14 @@ static unsigned bitr_get(struct bitr *r, unsigned n, int *err)
 struct sp_lossless *sp_lossless_new(void)
 {
 	struct sp_lossless *s = calloc(1, sizeof *s);
-	if (s && !(s->hist = calloc(KMAX, sizeof *s->hist))) { /* pages stay untouched until used */
+	if (!s || !(s->hist = calloc(KMAX, sizeof *s->hist))) { /* pages stay untouched until used */
 		free(s);
 		return NULL;
 	}
+	s->simd = 1;
+	for (unsigned m = 0; m < 256; m++) /* lane j of mask m takes word popcount(m & (2^j - 1)) */
+		for (unsigned j = 0, c = 0; j < 8; j++)
+			s->perm[m][j] = (uint8_t)(m >> j & 1 ? c++ : 0);
 	return s;
 }
 
@@ -590,26 +602,28 @@ static void put_table(struct bitw *w, const uint8_t q[NSYM])
 		eg_put(w, zigzag(q[y] - q_pred(q, y)), best_k);
 }
 
-/* rANS-encodes the symbols backwards from end; returns the start of the words written. */
-static uint8_t *rans_encode(const struct sp_lossless *s, struct dtinfo di, const uint8_t *base,
-			    const struct table *tabs, const uint8_t *lut, size_t ne, uint8_t *end,
-			    uint32_t st[NSTATES])
+/*
+ * rANS-encodes the symbols backwards, writing the words of stream v down from p[v]; p[v] ends
+ * at the start of the words written.
+ */
+static void rans_encode(const struct sp_lossless *s, struct dtinfo di, const uint8_t *base,
+			const struct table *tabs, const uint8_t *lut, size_t ne, uint8_t *p[NWS],
+			uint32_t st[NSTATES])
 {
-	uint8_t *p = end;
 	for (unsigned k = 0; k < NSTATES; k++)
 		st[k] = RANS_L;
 	for (size_t i = ne; i-- > 0;) {
 		const struct table *t = &tabs[lut[key_of(load_word(base + i * di.width, di.width), di)]];
-		uint32_t f = t->freq[s->sym[i]], x = st[i % NSTATES];
+		unsigned k = i % NSTATES;
+		uint32_t f = t->freq[s->sym[i]], x = st[k];
 		if (x >= (uint64_t)f << (32 - PROB_BITS)) {
-			p -= 2;
-			p[0] = (uint8_t)x;
-			p[1] = (uint8_t)(x >> 8);
+			uint8_t *w = p[k / (NSTATES / NWS)] -= 2;
+			w[0] = (uint8_t)x;
+			w[1] = (uint8_t)(x >> 8);
 			x >>= 16;
 		}
-		st[i % NSTATES] = ((x / f) << PROB_BITS) + x % f + t->cum[s->sym[i]];
+		st[k] = ((x / f) << PROB_BITS) + x % f + t->cum[s->sym[i]];
 	}
-	return p;
 }
 
 static uint8_t *put_u32(uint8_t *p, uint32_t v)
@@ -626,9 +640,9 @@ static size_t encode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 	struct dtinfo di = dtinfo(dt);
 	size_t raw_cap = ne * di.width + 16, rans_cap = 2 * ne + 16;
 	size_t tab_cap = GMAX * (2 + NSYM * 4);
-	if (reserve_elems(s, ne) || reserve_buf(s, raw_cap + rans_cap + tab_cap))
+	if (reserve_elems(s, ne) || reserve_buf(s, raw_cap + NWS * rans_cap + tab_cap))
 		return 0;
-	uint8_t *raw = s->buf, *rans_end = raw + raw_cap + rans_cap, *tab = rans_end;
+	uint8_t *raw = s->buf, *tab = raw + raw_cap + NWS * rans_cap;
 	size_t raw_len = analyze(s, dt, base, ft, ne, raw);
 
 	unsigned akey[GMAX], gstart[GMAX], nkeys = 1u << key_bits(di);
@@ -654,8 +668,13 @@ static size_t encode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 	}
 	size_t tab_len = (size_t)(bitw_flush(&tw) - tab);
 	uint32_t st[NSTATES];
-	uint8_t *rans = rans_encode(s, di, base, tabs, lut, ne, rans_end, st);
-	size_t rans_len = (size_t)(rans_end - rans);
+	uint8_t *words[NWS];
+	size_t words_len[NWS], total = tab_len + raw_len;
+	for (unsigned v = 0; v < NWS; v++)
+		words[v] = raw + raw_cap + (v + 1) * rans_cap;
+	rans_encode(s, di, base, tabs, lut, ne, words, st);
+	for (unsigned v = 0; v < NWS; v++)
+		total += words_len[v] = (size_t)(raw + raw_cap + (v + 1) * rans_cap - words[v]);
 
 	uint8_t hdr[HDR_MAX], *h = hdr;
 	*h++ = VERSION;
@@ -664,17 +683,23 @@ static size_t encode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 	for (unsigned g = 1; g < ng; g++)
 		h = put_varint(h, akey[gstart[g]]);
 	h = put_varint(h, tab_len);
-	h = put_varint(h, rans_len);
+	for (unsigned v = 0; v < NWS; v++)
+		h = put_varint(h, words_len[v]);
 	h = put_varint(h, raw_len);
 	for (unsigned k = 0; k < NSTATES; k++)
 		h = put_u32(h, st[k]);
-	size_t hdr_len = (size_t)(h - hdr), total = hdr_len + tab_len + rans_len + raw_len;
+	total += (size_t)(h - hdr);
 	if (total > cap)
 		return 0;
-	memcpy(dst, hdr, hdr_len);
-	memcpy(dst + hdr_len, tab, tab_len);
-	memcpy(dst + hdr_len + tab_len, rans, rans_len);
-	memcpy(dst + hdr_len + tab_len + rans_len, raw, raw_len);
+	uint8_t *d = dst;
+	memcpy(d, hdr, (size_t)(h - hdr));
+	memcpy(d += h - hdr, tab, tab_len);
+	d += tab_len;
+	for (unsigned v = 0; v < NWS; v++) {
+		memcpy(d, words[v], words_len[v]);
+		d += words_len[v];
+	}
+	memcpy(d, raw, raw_len);
 	return total;
 }
 
@@ -792,18 +817,22 @@ static int get_table(struct sp_lossless *s, struct bitr *br, unsigned g, unsigne
 	return 0;
 }
 
+/* Where the decoder stands in the streams of a MODE_RANS chunk. */
 struct rans_stream {
-	const uint8_t *lut;           /* key -> group */
-	const uint8_t *p, *end;       /* rANS words, followed by 8 readable bytes */
-	const uint8_t *raw;           /* raw bits, followed by 16 readable bytes */
-	uint64_t raw_bits;            /* length of the raw bits */
+	const uint32_t *dtab;         /* the groups' decoder tables, a row of PROB_SCALE each */
+	const uint8_t *group;         /* key -> group */
+	const uint64_t *gkey;         /* first key of each group */
+	unsigned ng;                  /* number of groups */
+	const uint8_t *p[NWS], *end[NWS]; /* next word, end of each word stream; PAD bytes follow */
+	const uint8_t *raw;           /* raw bits; PAD bytes follow */
+	uint64_t pos, raw_bits;       /* next raw bit, length of the raw bits */
 	uint32_t st[NSTATES];
 };
 
-/* The decoder's working set, in locals so that stores to out cannot alias it. */
+/* The scalar decoder's working set, in locals so that stores to out cannot alias it. */
 struct cursor {
-	const uint32_t (*dtab)[PROB_SCALE];
-	const uint8_t *lut, *p, *raw;
+	const uint32_t *dtab;
+	const uint8_t *group, *p[NWS], *raw;
 	uint64_t pos;
 };
 
@@ -814,18 +843,19 @@ struct cursor {
  */
 static inline __attribute__((always_inline)) void decode_one(struct dtinfo di,
 							     const struct detok *dt,
-							     struct cursor *c, uint32_t *x,
-							     const uint8_t *base, uint8_t *out)
+							     struct cursor *c, const uint8_t **p,
+							     uint32_t *x, const uint8_t *base,
+							     uint8_t *out)
 {
 	unsigned w = di.width;
 	uint64_t b = load_word(base, w);
-	uint32_t e = c->dtab[c->lut[key_of(b, di)]][*x & (PROB_SCALE - 1)];
+	uint32_t e = c->dtab[c->group[key_of(b, di)] * PROB_SCALE + (*x & (PROB_SCALE - 1))];
 	uint32_t y = ((e & (PROB_SCALE - 1)) + 1) * (*x >> PROB_BITS) + ((e >> PROB_BITS) & (PROB_SCALE - 1));
 	uint32_t more = y < RANS_L;
 	uint16_t word;
-	memcpy(&word, c->p, 2);
+	memcpy(&word, *p, 2);
 	*x = y << (16 * more) | (word & (0u - more)); /* arithmetic, not ?:, which gcc branches */
-	c->p += 2 * more;
+	*p += 2 * more;
 	const struct detok *d = &dt[e >> 24];
 	uint64_t a = d->hi;
 	unsigned r = d->r;
@@ -842,48 +872,278 @@ static inline __attribute__((always_inline)) void decode_one(struct dtinfo di,
 	store_word(out, ord((ord(b, di) + diff) & word_mask(w), di), w);
 }
 
-static inline __attribute__((always_inline)) int decode_dt(const struct sp_lossless *s,
-							   struct dtinfo di, struct rans_stream *rs,
-							   const uint8_t *base, uint8_t *out, size_t ne)
+/*
+ * The reference decoder: decodes elements i..ne, i a multiple of NSTATES, so that element i
+ * takes state i mod NSTATES. Checks the bounds once per NSTATES elements, which read at most
+ * 2 * NSTATES bytes of words and NSTATES * 64 bits of raw bits past them.
+ */
+static inline __attribute__((always_inline)) int decode_scalar_dt(struct dtinfo di,
+								  struct rans_stream *rs,
+								  const uint8_t *base, uint8_t *out,
+								  size_t i, size_t ne)
 {
 	struct detok dt[NSYM];
 	build_detok(di, dt);
-	struct cursor c = {s->dtab, rs->lut, rs->p, rs->raw, 0};
-	uint32_t x0 = rs->st[0], x1 = rs->st[1], x2 = rs->st[2], x3 = rs->st[3];
+	struct cursor c = {rs->dtab, rs->group, {0}, rs->raw, rs->pos};
+	memcpy(c.p, rs->p, sizeof c.p);
+	uint32_t x[NSTATES];
+	memcpy(x, rs->st, sizeof x);
 	unsigned w = di.width;
-	size_t i = 0;
-	/* Each group of 4 elements reads at most 8 bytes of words and 4 x 64 bits of raw bits. */
-	for (; i + NSTATES <= ne; i += NSTATES) { /* four states in flight hide the latencies */
-		if (c.p > rs->end || c.pos > rs->raw_bits)
+	for (; i < ne; i += NSTATES) {
+		for (unsigned v = 0; v < NWS; v++)
+			if (c.p[v] > rs->end[v])
+				return -1;
+		if (c.pos > rs->raw_bits)
 			return -1;
-		decode_one(di, dt, &c, &x0, base + i * w, out + i * w);
-		decode_one(di, dt, &c, &x1, base + (i + 1) * w, out + (i + 1) * w);
-		decode_one(di, dt, &c, &x2, base + (i + 2) * w, out + (i + 2) * w);
-		decode_one(di, dt, &c, &x3, base + (i + 3) * w, out + (i + 3) * w);
+		for (unsigned k = 0; k < NSTATES && i + k < ne; k++)
+			decode_one(di, dt, &c, &c.p[k / (NSTATES / NWS)], &x[k], base + (i + k) * w,
+				   out + (i + k) * w);
 	}
-	uint32_t *tail[3] = {&x0, &x1, &x2};
-	for (unsigned k = 0; i < ne; i++, k++) {
-		if (c.p > rs->end || c.pos > rs->raw_bits)
-			return -1;
-		decode_one(di, dt, &c, tail[k], base + i * w, out + i * w);
-	}
-	/* The encoder started every state at RANS_L; anything else means corrupt input. */
-	int ok = x0 == RANS_L && x1 == RANS_L && x2 == RANS_L && x3 == RANS_L;
-	return ok && c.p == rs->end && (c.pos + 7) / 8 * 8 == rs->raw_bits ? 0 : -1;
+	memcpy(rs->p, c.p, sizeof c.p);
+	rs->pos = c.pos;
+	memcpy(rs->st, x, sizeof x);
+	return 0;
 }
 
-static int decode_rans_dt(const struct sp_lossless *s, enum sp_dtype dt, struct rans_stream *rs,
-			  const uint8_t *base, uint8_t *out, size_t ne)
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+#define AVX2 __attribute__((target("avx2,popcnt")))
+#define VBLOCK 2048 /* elements whose groups the vector decoder looks up ahead, in one go */
+
+/* ord() of 16-bit floats held in 32-bit lanes. */
+static inline __attribute__((always_inline)) AVX2 __m256i ord16x8(__m256i w)
+{
+	__m256i sign = _mm256_srai_epi32(_mm256_slli_epi32(w, 16), 31);
+	return _mm256_xor_si256(w, _mm256_and_si256(sign, _mm256_set1_epi32(0x7fff)));
+}
+
+/*
+ * Inclusive prefix sums of the lanes of v. Within each 128-bit half by byte shifts, then the
+ * low half's total is added to the high half.
+ */
+static inline __attribute__((always_inline)) AVX2 __m256i prefix_sum8(__m256i v)
+{
+	v = _mm256_add_epi32(v, _mm256_slli_si256(v, 4));
+	v = _mm256_add_epi32(v, _mm256_slli_si256(v, 8));
+	__m256i low_total = _mm256_shuffle_epi32(v, 0xff);
+	return _mm256_add_epi32(v, _mm256_permute2x128_si256(low_total, low_total, 0x08));
+}
+
+/*
+ * The r[j] bits at bit offset off[j] of the 16 bytes at p, per lane; off + r <= 103. Each lane
+ * picks the 4 bytes that hold its bits with a byte shuffle, which is much cheaper than a
+ * gather. The offsets go as far as 91, 7 lanes of 12 bits after the 7 bits of a partial byte.
+ */
+static inline __attribute__((always_inline)) AVX2 __m256i bits16x8(const uint8_t *p, __m256i off,
+								  __m256i r)
+{
+	const __m256i splat = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+					       0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+	__m256i win = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+	__m256i idx = _mm256_shuffle_epi8(_mm256_srli_epi32(off, 3), splat);
+	idx = _mm256_add_epi32(idx, _mm256_set1_epi32(0x03020100));
+	__m256i v = _mm256_srlv_epi32(_mm256_shuffle_epi8(win, idx),
+				      _mm256_and_si256(off, _mm256_set1_epi32(7)));
+	return _mm256_andnot_si256(_mm256_sllv_epi32(_mm256_set1_epi32(-1), r), v);
+}
+
+/*
+ * The groups of 32 elements of 16 bits at base, to grp: a group is a range of keys, so an
+ * element's group is the number of groups after the first that start at or below its key.
+ * Counting those for many keys at a time beats looking each key up.
+ */
+static inline __attribute__((always_inline)) AVX2 void groups16x32(struct dtinfo di,
+								  const __m256i *start,
+								  unsigned ng,
+								  const uint8_t *base,
+								  uint8_t *grp)
+{
+	unsigned kb = key_bits(di);
+	const __m256i mask = _mm256_set1_epi16((1 << kb) - 1);
+	__m256i k0 = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)base), 15 - kb), mask);
+	__m256i k1 = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)base + 1), 15 - kb), mask);
+	__m256i g0 = _mm256_setzero_si256(), g1 = g0;
+	for (unsigned j = 1; j < ng; j++) {
+		g0 = _mm256_sub_epi16(g0, _mm256_cmpgt_epi16(k0, start[j]));
+		g1 = _mm256_sub_epi16(g1, _mm256_cmpgt_epi16(k1, start[j]));
+	}
+	__m256i g = _mm256_permute4x64_epi64(_mm256_packus_epi16(g0, g1), 0xd8);
+	_mm256_storeu_si256((__m256i *)grp, g);
+}
+
+/* The vector decoder's working set; the streams advance by the elements decoded. */
+struct vcursor {
+	const uint32_t *dtab;
+	const uint8_t (*perm)[8];
+	const uint8_t *raw;
+	size_t pos;
+};
+
+/*
+ * decode_one for 8 elements of 16 bits, one per lane, with the states x and the groups grp:
+ * lane j is element j, so of the words and of the raw bits, which both come in element
+ * order, it takes those after the ones of lanes 0..j-1.
+ */
+static inline __attribute__((always_inline)) AVX2 __m256i step16x8(struct dtinfo di,
+								  struct vcursor *c,
+								  const uint8_t **p, __m256i x,
+								  const uint8_t *grp,
+								  const uint8_t *base,
+								  uint8_t *out)
+{
+	const __m256i zero = _mm256_setzero_si256(), one = _mm256_set1_epi32(1);
+	const __m256i low12 = _mm256_set1_epi32(PROB_SCALE - 1);
+	__m256i row = _mm256_slli_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)grp)),
+					PROB_BITS);
+	__m256i e = _mm256_i32gather_epi32((const int *)c->dtab,
+					   _mm256_add_epi32(row, _mm256_and_si256(x, low12)), 4);
+	__m256i f = _mm256_add_epi32(_mm256_and_si256(e, low12), one);
+	__m256i y = _mm256_add_epi32(_mm256_mullo_epi32(f, _mm256_srli_epi32(x, PROB_BITS)),
+				     _mm256_and_si256(_mm256_srli_epi32(e, PROB_BITS), low12));
+
+	/* Renormalisation: the lanes below RANS_L take the next words, in lane order. */
+	__m256i more = _mm256_cmpeq_epi32(_mm256_srli_epi32(y, 16), zero);
+	unsigned m = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(more));
+	__m256i words = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)*p));
+	__m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)c->perm[m]));
+	words = _mm256_permutevar8x32_epi32(words, idx);
+	x = _mm256_blendv_epi8(y, _mm256_or_si256(_mm256_slli_epi32(y, 16), words), more);
+	*p += 2 * (unsigned)__builtin_popcount(m);
+
+	/* The magnitude a = hi | r raw bits, computed as build_detok does. */
+	unsigned t = di.tbits;
+	__m256i sym = _mm256_srli_epi32(e, 24);
+	__m256i tok = _mm256_srli_epi32(_mm256_add_epi32(sym, one), 1);
+	__m256i r = _mm256_max_epi32(_mm256_sub_epi32(_mm256_srli_epi32(tok, t), one), zero);
+	__m256i hi = _mm256_sllv_epi32(_mm256_sub_epi32(tok, _mm256_slli_epi32(r, t)), r);
+	__m256i end = prefix_sum8(r);
+	__m256i off = _mm256_add_epi32(_mm256_set1_epi32((int)(c->pos & 7)), _mm256_sub_epi32(end, r));
+	__m256i a = _mm256_or_si256(hi, bits16x8(c->raw + (c->pos >> 3), off, r));
+	c->pos += (uint32_t)_mm256_extract_epi32(end, 7);
+
+	__m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)base));
+	__m256i neg = _mm256_andnot_si256(sym, one);
+	if (di.ebits) {
+		neg = _mm256_xor_si256(neg, _mm256_srli_epi32(b, 15));
+		b = ord16x8(b);
+	}
+	neg = _mm256_sub_epi32(zero, neg);
+	__m256i o = _mm256_add_epi32(b, _mm256_sub_epi32(_mm256_xor_si256(a, neg), neg));
+	o = _mm256_and_si256(o, _mm256_set1_epi32(0xffff));
+	if (di.ebits)
+		o = ord16x8(o);
+	o = _mm256_permute4x64_epi64(_mm256_packus_epi32(o, o), 0x08);
+	_mm_storeu_si128((__m128i *)out, _mm256_castsi256_si128(o));
+	return x;
+}
+
+/*
+ * Decodes ne elements of 16 bits, ne a multiple of 32: two vectors of 8 states, whose
+ * dependency chains (gather, multiply, renormalisation) overlap. The groups of a block of
+ * elements are found first, without gathers, which are slow. Checks the bounds once per
+ * NSTATES elements, which read at most 16 bytes of each word stream (+ a 16-byte load) and
+ * 192 bits of raw bits (+ a 16-byte load) past them.
+ */
+static inline __attribute__((always_inline)) AVX2 int decode_avx2_dt(struct dtinfo di,
+								     const struct sp_lossless *s,
+								     struct rans_stream *rs,
+								     const uint8_t *base,
+								     uint8_t *out, size_t ne)
+{
+	struct vcursor c = {rs->dtab, s->perm, rs->raw, rs->pos};
+	const uint8_t *p0 = rs->p[0], *p1 = rs->p[1];
+	__m256i x0 = _mm256_loadu_si256((const __m256i *)rs->st);
+	__m256i x1 = _mm256_loadu_si256((const __m256i *)rs->st + 1);
+	uint8_t grp[VBLOCK];
+	__m256i start[GMAX]; /* start[g] = first key of group g - 1, for a signed > */
+	for (unsigned g = 1; g < rs->ng; g++)
+		start[g] = _mm256_set1_epi16((short)(rs->gkey[g] - 1));
+	for (size_t i0 = 0; i0 < ne; i0 += VBLOCK) {
+		size_t nb = ne - i0 < VBLOCK ? ne - i0 : VBLOCK;
+		for (size_t i = 0; i < nb; i += 32)
+			groups16x32(di, start, rs->ng, base + 2 * (i0 + i), grp + i);
+		for (size_t i = 0; i < nb; i += NSTATES) {
+			if (p0 > rs->end[0] || p1 > rs->end[1] || c.pos > rs->raw_bits)
+				return -1;
+			const uint8_t *b = base + 2 * (i0 + i);
+			uint8_t *o = out + 2 * (i0 + i);
+			x0 = step16x8(di, &c, &p0, x0, grp + i, b, o);
+			x1 = step16x8(di, &c, &p1, x1, grp + i + 8, b + 16, o + 16);
+		}
+	}
+	_mm256_storeu_si256((__m256i *)rs->st, x0);
+	_mm256_storeu_si256((__m256i *)rs->st + 1, x1);
+	rs->p[0] = p0;
+	rs->p[1] = p1;
+	rs->pos = c.pos;
+	return 0;
+}
+
+/* Vector decoding of the leading elements; returns how many it decoded, or -1. */
+static AVX2 ptrdiff_t decode_avx2(const struct sp_lossless *s, enum sp_dtype dt,
+				  struct rans_stream *rs, const uint8_t *base, uint8_t *out,
+				  size_t ne)
+{
+	size_t blocks = ne - ne % 32; /* whole calls of groups16x32 */
+	int r;
+	switch (dt) {
+	case SP_DT_BF16: r = decode_avx2_dt(dtinfo(SP_DT_BF16), s, rs, base, out, blocks); break;
+	case SP_DT_F16: r = decode_avx2_dt(dtinfo(SP_DT_F16), s, rs, base, out, blocks); break;
+	case SP_DT_I16: case SP_DT_U16:
+		r = decode_avx2_dt(dtinfo(SP_DT_I16), s, rs, base, out, blocks);
+		break;
+	default: return 0;
+	}
+	return r ? -1 : (ptrdiff_t)blocks;
+}
+
+static int have_avx2(void)
+{
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+}
+#endif
+
+static int decode_scalar(enum sp_dtype dt, struct rans_stream *rs, const uint8_t *base,
+			 uint8_t *out, size_t i, size_t ne)
 {
 	switch (dt) {
-#define X(d) case d: return decode_dt(s, dtinfo(d), rs, base, out, ne);
+#define X(d) case d: return decode_scalar_dt(dtinfo(d), rs, base, out, i, ne);
 	DT_CASES(X)
 #undef X
-	case SP_DT_U16: return decode_dt(s, dtinfo(SP_DT_I16), rs, base, out, ne);
-	case SP_DT_U32: return decode_dt(s, dtinfo(SP_DT_I32), rs, base, out, ne);
-	case SP_DT_U64: return decode_dt(s, dtinfo(SP_DT_I64), rs, base, out, ne);
-	default: return decode_dt(s, dtinfo(SP_DT_U8), rs, base, out, ne);
+	case SP_DT_U16: return decode_scalar_dt(dtinfo(SP_DT_I16), rs, base, out, i, ne);
+	case SP_DT_U32: return decode_scalar_dt(dtinfo(SP_DT_I32), rs, base, out, i, ne);
+	case SP_DT_U64: return decode_scalar_dt(dtinfo(SP_DT_I64), rs, base, out, i, ne);
+	default: return decode_scalar_dt(dtinfo(SP_DT_U8), rs, base, out, i, ne);
 	}
+}
+
+/* Decodes the elements, the vector decoder taking what it can, and checks the end state. */
+static int decode_elements(const struct sp_lossless *s, enum sp_dtype dt, struct rans_stream *rs,
+			   const uint8_t *base, uint8_t *out, size_t ne)
+{
+	size_t done = 0;
+#ifdef HAVE_AVX2
+	if (s->simd && have_avx2()) {
+		ptrdiff_t r = decode_avx2(s, dt, rs, base, out, ne);
+		if (r < 0)
+			return -1;
+		done = (size_t)r;
+	}
+#else
+	(void)s;
+#endif
+	unsigned w = dtinfo(dt).width;
+	if (decode_scalar(dt, rs, base + done * w, out + done * w, 0, ne - done))
+		return -1;
+	/* The encoder started every state at RANS_L; anything else means corrupt input. */
+	for (unsigned k = 0; k < NSTATES; k++)
+		if (rs->st[k] != RANS_L)
+			return -1;
+	for (unsigned v = 0; v < NWS; v++)
+		if (rs->p[v] != rs->end[v])
+			return -1;
+	return (rs->pos + 7) / 8 * 8 == rs->raw_bits ? 0 : -1;
 }
 
 static uint32_t get_u32(const uint8_t *p)
@@ -896,7 +1156,7 @@ static int decode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t *b
 {
 	struct dtinfo di = dtinfo(dt);
 	unsigned nkeys = 1u << key_bits(di), ng;
-	uint64_t gkey[GMAX + 1], tab_len, rans_len, raw_len;
+	uint64_t gkey[GMAX + 1], tab_len, len[NWS + 1]; /* the word streams, then the raw bits */
 	if (p >= end || (ng = *p++) < 1 || ng > GMAX)
 		return -1;
 	gkey[0] = 0;
@@ -904,40 +1164,59 @@ static int decode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t *b
 	for (unsigned g = 1; g < ng; g++)
 		if (get_varint(&p, end, &gkey[g]) || gkey[g] <= gkey[g - 1] || gkey[g] >= nkeys)
 			return -1;
-	if (get_varint(&p, end, &tab_len) || get_varint(&p, end, &rans_len) ||
-	    get_varint(&p, end, &raw_len) || (size_t)(end - p) < 4 * NSTATES)
+	if (get_varint(&p, end, &tab_len))
+		return -1;
+	for (unsigned v = 0; v <= NWS; v++)
+		if (get_varint(&p, end, &len[v]) || (v < NWS && len[v] % 2))
+			return -1;
+	if ((size_t)(end - p) < 4 * NSTATES)
 		return -1;
 	struct rans_stream rs;
 	for (unsigned k = 0; k < NSTATES; k++, p += 4)
 		if ((rs.st[k] = get_u32(p)) < RANS_L)
 			return -1;
-	size_t left = (size_t)(end - p);
-	if (tab_len > left || rans_len > left - tab_len || raw_len != left - tab_len - rans_len ||
-	    rans_len % 2 || raw_len > n + 8)
+	uint64_t left = (uint64_t)(end - p);
+	if (tab_len > left)
+		return -1;
+	left -= tab_len;
+	for (unsigned v = 0; v < NWS; v++) {
+		if (len[v] > left)
+			return -1;
+		left -= len[v];
+	}
+	if (len[NWS] != left || left > n + 8)
 		return -1;
 
-	uint8_t lut[KMAX];
 	struct bitr br = {p, 0, 8 * tab_len};
 	for (unsigned g = 0; g < ng; g++) {
 		if (get_table(s, &br, g, max_sym(di)))
 			return -1;
 		for (uint64_t k = gkey[g]; k < gkey[g + 1]; k++)
-			lut[k] = (uint8_t)g;
+			s->group[k] = (uint8_t)g;
 	}
-	/* Both streams get copied to padded scratch, so that the hot loop may read past them. */
-	if (reserve_buf(s, rans_len + raw_len + PAD * 2))
+	/* The streams get copied to padded scratch, so that the hot loops may read past them. */
+	if (reserve_buf(s, (size_t)(end - p) - tab_len + (NWS + 1) * PAD))
 		return -1;
-	uint8_t *rans = s->buf, *raw = rans + rans_len + PAD;
-	memcpy(rans, p + tab_len, rans_len);
-	memset(rans + rans_len, 0, PAD);
-	memcpy(raw, p + tab_len + rans_len, raw_len);
-	memset(raw + raw_len, 0, PAD);
-	rs.lut = lut;
-	rs.p = rans;
-	rs.end = rans + rans_len;
-	rs.raw = raw;
-	rs.raw_bits = 8 * raw_len;
-	return decode_rans_dt(s, dt, &rs, base, out, n / di.width);
+	const uint8_t *src = p + tab_len;
+	uint8_t *dst = s->buf;
+	for (unsigned v = 0; v <= NWS; v++) {
+		memcpy(dst, src, len[v]);
+		memset(dst + len[v], 0, PAD);
+		if (v < NWS) {
+			rs.p[v] = dst;
+			rs.end[v] = dst + len[v];
+		}
+		src += len[v];
+		dst += len[v] + PAD;
+	}
+	rs.raw = dst - len[NWS] - PAD;
+	rs.pos = 0;
+	rs.raw_bits = 8 * len[NWS];
+	rs.dtab = s->dtab[0];
+	rs.group = s->group;
+	rs.gkey = gkey;
+	rs.ng = ng;
+	return decode_elements(s, dt, &rs, base, out, n / di.width);
 }
 
 static int decode_zstd(struct sp_lossless *s, enum sp_dtype dt, const uint8_t *base,
@@ -977,4 +1256,19 @@ int sp_lossless_decode(struct sp_lossless *s, enum sp_dtype dt, const void *base
 	default:
 		return -1;
 	}
+}
+
+/*
+ * Internal, for the tests: on = 0 makes the decoder use the scalar reference decoder only.
+ * Returns whether decoding will use the vector decoder where the dtype has one.
+ */
+int sp_lossless_set_simd(struct sp_lossless *s, int on);
+int sp_lossless_set_simd(struct sp_lossless *s, int on)
+{
+	s->simd = on;
+#ifdef HAVE_AVX2
+	return on && have_avx2();
+#else
+	return 0;
+#endif
 }
