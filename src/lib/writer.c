@@ -132,11 +132,26 @@ struct segment {
 	int level;
 };
 
+/* The length of the chunk at s->off + done. A segment longer than a chunk starts with a
+ * shorter one so that the rest fall on multiples of the chunk size in the file: a reader asking
+ * for aligned ranges (the kernel's readahead) then covers whole chunks, which decode straight
+ * into its buffer. */
+static uint64_t chunk_len(const struct writer *w, const struct segment *s, uint64_t done)
+{
+	uint64_t cs = w->o->chunk_size, left = s->len - done, es = sp_dtype_size(s->dtype);
+	if (done == 0 && left > cs) {
+		uint64_t first = (cs - s->off % cs) / es * es;
+		if (first)
+			return first;
+	}
+	return left < cs ? left : cs;
+}
+
 static int emit(struct writer *w, const struct segment *s)
 {
 	size_t es = sp_dtype_size(s->dtype), bs = sp_dtype_size(s->base_dtype);
 	for (uint64_t done = 0; done < s->len;) {
-		uint64_t n = s->len - done < w->o->chunk_size ? s->len - done : w->o->chunk_size;
+		uint64_t n = chunk_len(w, s, done);
 		struct job j = {
 			.c = {.out_off = s->off + done, .out_len = (uint32_t)n, .dtype = (uint8_t)s->dtype,
 			      .base_dtype = (uint8_t)s->base_dtype, .base_file = SP_NO_BASE},
