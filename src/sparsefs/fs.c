@@ -152,6 +152,35 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 }
 
+/* Each worker thread keeps one reply buffer: a fresh one per read would be fresh pages the
+ * kernel must fault in, which costs more than the decoding. */
+static pthread_key_t reply_key;
+static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
+
+struct reply_buf {
+	size_t cap;
+	uint8_t data[];
+};
+
+static void reply_key_init(void)
+{
+	pthread_key_create(&reply_key, free);
+}
+
+static void *reply_buffer(size_t size)
+{
+	pthread_once(&reply_once, reply_key_init);
+	struct reply_buf *b = pthread_getspecific(reply_key);
+	if (b && b->cap >= size)
+		return b->data;
+	free(b);
+	b = malloc(sizeof(*b) + (size ? size : 1));
+	if (b)
+		b->cap = size;
+	pthread_setspecific(reply_key, b);
+	return b ? b->data : NULL;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -162,14 +191,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, !n ? ENOENT : n->is_dir ? EISDIR : EINVAL);
 		return;
 	}
-	void *buf = malloc(size ? size : 1);
+	void *buf = reply_buffer(size);
 	ssize_t got = buf ? sp_delta_read(n->delta, fs->cache, n->file, buf, size, (uint64_t)off)
 			  : -ENOMEM;
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
 		fuse_reply_buf(req, buf, (size_t)got);
-	free(buf);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
