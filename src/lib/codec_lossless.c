@@ -90,6 +90,9 @@ enum mode { MODE_SAME, MODE_RAW, MODE_ZSTD, MODE_RANS };
 #define DEFAULT_LEVEL 3
 #define PAD (8 * NSTATES + 16) /* readable zero bytes after each stream in the decoder */
 
+/* The decoders of 16-bit dtypes, from the reference one up; the CPU may lack the vector ones. */
+enum simd { SIMD_NONE, SIMD_AVX2, SIMD_AVX512 };
+
 struct dtinfo {
 	unsigned width;  /* bytes per element */
 	unsigned ebits;  /* exponent bits; 0 for integer and byte types */
@@ -110,7 +113,7 @@ struct sp_lossless {
 	uint32_t dtab[GMAX][PROB_SCALE]; /* decoder: (f - 1) | (slot - cum) << 12 | sym << 24 */
 	uint8_t group[KMAX];           /* decoder: key -> group */
 	uint8_t perm[256][8];          /* decoder: lane -> word index, per renormalisation mask */
-	int simd;                      /* decoder: use the vector decoder where the CPU has one */
+	enum simd simd;                /* decoder: the best vector decoder it may use */
 	uint8_t *sym;                  /* encoder: symbol per element */
 	uint8_t *buf;                  /* encoder: streams, zstd input and output; decoder: streams */
 	size_t cap_elems, cap_buf;
@@ -300,7 +303,7 @@ struct sp_lossless *sp_lossless_new(void)
 		free(s);
 		return NULL;
 	}
-	s->simd = 1;
+	s->simd = SIMD_AVX512;
 	for (unsigned m = 0; m < 256; m++) /* lane j of mask m takes word popcount(m & (2^j - 1)) */
 		for (unsigned j = 0, c = 0; j < 8; j++)
 			s->perm[m][j] = (uint8_t)(m >> j & 1 ? c++ : 0);
@@ -603,6 +606,55 @@ static void put_table(struct bitw *w, const uint8_t q[NSYM])
 }
 
 /*
+ * Trades table bits for coded bits: moves each log weight q[y] of a used symbol (but the most
+ * frequent one, which takes the rest of the frequency) by up to TUNE_MAX quarter bits where
+ * that saves more bits of the table than the symbol's cnt[y] occurrences lose, greedily in
+ * table order, for the best Exp-Golomb parameter. A rare symbol's weight matters little
+ * (ft_sft: 1.3 KB smaller in all).
+ */
+#define TUNE_MAX 6
+static void tune_table(const uint64_t cnt[NSYM], uint8_t q[NSYM])
+{
+	/* Bits lost per occurrence when a symbol's weight is off by d quarter bits (a rare
+	 * symbol's probability scaled by 2^(d/4)): -d/4 + (2^(d/4) - 1) / ln 2. */
+	static const double loss[2 * TUNE_MAX + 1] = {
+		0.5674, 0.4139, 0.2787, 0.1651, 0.0774, 0.0205, 0,
+		0.0230, 0.0976, 0.2336, 0.4427, 0.7386, 1.1379};
+	uint64_t cmax = 0;
+	for (unsigned y = 0; y < NSYM; y++)
+		cmax = cnt[y] > cmax ? cnt[y] : cmax;
+	uint8_t best[NSYM];
+	double best_cost = 1e300;
+	for (unsigned k = 0; k < 4; k++) {
+		uint8_t t[NSYM];
+		double cost = 0;
+		memcpy(t, q, NSYM);
+		for (unsigned y = 0; y < NSYM; y++) {
+			if (!cnt[y] || cnt[y] == cmax)
+				continue;
+			double bc = 1e300;
+			int pred = q_pred(t, y), bq = q[y];
+			for (int d = -TUNE_MAX; d <= TUNE_MAX; d++) {
+				int v = q[y] + d;
+				double c = v < 1 || v > QMAX ? 1e300 :
+					   eg_len(zigzag(v - pred), k) + (double)cnt[y] * loss[d + TUNE_MAX];
+				if (c < bc) {
+					bc = c;
+					bq = v;
+				}
+			}
+			t[y] = (uint8_t)bq;
+			cost += bc;
+		}
+		if (cost < best_cost) {
+			best_cost = cost;
+			memcpy(best, t, NSYM);
+		}
+	}
+	memcpy(q, best, NSYM);
+}
+
+/*
  * rANS-encodes the symbols backwards, writing the words of stream v down from p[v]; p[v] ends
  * at the start of the words written.
  */
@@ -663,6 +715,7 @@ static size_t encode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 			lut[k] = (uint8_t)g;
 		uint8_t q[NSYM];
 		quantize(cnt, q);
+		tune_table(cnt, q);
 		derive_freqs(q, &tabs[g]);
 		put_table(&tw, q);
 	}
@@ -793,6 +846,21 @@ static unsigned eg_get(struct bitr *br, unsigned k, int *err)
 	return (1u << (zeros + k)) + bitr_get(br, zeros + k, err) - (1u << k);
 }
 
+/*
+ * The decoder entries of a symbol: v | j << PROB_BITS for its j-th slot, j < f. Four at a
+ * time, as building tables takes a fair share of decoding a small chunk.
+ */
+static void fill_slots(uint32_t *row, unsigned f, uint32_t v)
+{
+	typedef uint32_t u32x4 __attribute__((vector_size(16)));
+	u32x4 e = {v, v | 1u << PROB_BITS, v | 2u << PROB_BITS, v | 3u << PROB_BITS};
+	unsigned j = 0;
+	for (; j + 4 <= f; j += 4, e += 4u << PROB_BITS)
+		memcpy(row + j, &e, sizeof e);
+	for (; j < f; j++)
+		row[j] = v | j << PROB_BITS;
+}
+
 /* Reads one frequency table (see put_table) into the decoder table of group g. */
 static int get_table(struct sp_lossless *s, struct bitr *br, unsigned g, unsigned maxsym)
 {
@@ -812,8 +880,7 @@ static int get_table(struct sp_lossless *s, struct bitr *br, unsigned g, unsigne
 	if (derive_freqs(q, &t))
 		return -1;
 	for (unsigned y = 0; y <= last; y++)
-		for (unsigned slot = t.cum[y]; slot < t.cum[y] + t.freq[y]; slot++)
-			s->dtab[g][slot] = (t.freq[y] - 1u) | (slot - t.cum[y]) << PROB_BITS | y << 24;
+		fill_slots(s->dtab[g] + t.cum[y], t.freq[y], (t.freq[y] - 1u) | y << 24);
 	return 0;
 }
 
@@ -1102,7 +1169,200 @@ static int have_avx2(void)
 {
 	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
 }
+
+#define AVX512 __attribute__((target("avx2,popcnt,avx512f,avx512bw,avx512vl,avx512vbmi")))
+
+/* ord() of 16-bit floats held in 32-bit lanes. */
+static inline __attribute__((always_inline)) AVX512 __m512i ord16x16(__m512i w)
+{
+	__m512i sign = _mm512_srai_epi32(_mm512_slli_epi32(w, 16), 31);
+	return _mm512_xor_si512(w, _mm512_and_si512(sign, _mm512_set1_epi32(0x7fff)));
+}
+
+/* Inclusive prefix sums of the lanes of v: log steps of shifting lanes up, zeros shifted in. */
+static inline __attribute__((always_inline)) AVX512 __m512i prefix_sum16(__m512i v)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 15));
+	v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 14));
+	v = _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 12));
+	return _mm512_add_epi32(v, _mm512_alignr_epi32(v, zero, 8));
+}
+
+/*
+ * The r[j] bits at bit offset off[j] of the 64 bytes at p, per lane; off + r <= 224. Each lane
+ * picks the 4 bytes that hold its bits with a byte permutation. The offsets go as far as 187,
+ * 15 lanes of 12 bits after the 7 bits of a partial byte.
+ */
+static inline __attribute__((always_inline)) AVX512 __m512i bits16x16(const uint8_t *p, __m512i off,
+								    __m512i r)
+{
+	__m512i idx = _mm512_mullo_epi32(_mm512_srli_epi32(off, 3), _mm512_set1_epi32(0x01010101));
+	idx = _mm512_add_epi32(idx, _mm512_set1_epi32(0x03020100));
+	__m512i v = _mm512_srlv_epi32(_mm512_permutexvar_epi8(idx, _mm512_loadu_si512(p)),
+				      _mm512_and_si512(off, _mm512_set1_epi32(7)));
+	return _mm512_andnot_si512(_mm512_sllv_epi32(_mm512_set1_epi32(-1), r), v);
+}
+
+/*
+ * The next words of the two streams for the lanes in m (lanes 0..7 from p[0], 8..15 from
+ * p[1]), each lane taking the word after those of the lanes below it in its half: an expand
+ * per half, which places consecutive words in the selected lanes.
+ */
+static inline __attribute__((always_inline)) AVX512 __m512i words16x16(const uint8_t *p[NWS],
+								     __mmask16 m)
+{
+	__m256i w0 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p[0]));
+	__m256i w1 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p[1]));
+	w0 = _mm256_maskz_expand_epi32((__mmask8)m, w0);
+	w1 = _mm256_maskz_expand_epi32((__mmask8)(m >> 8), w1);
+	p[0] += 2 * (unsigned)__builtin_popcount(m & 0xff);
+	p[1] += 2 * (unsigned)__builtin_popcount(m >> 8);
+	return _mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1);
+}
+
+/*
+ * As groups16x32, by binary search: the group of a key is the last whose first key is at or
+ * below it, and start[] (first keys, then 0x7fff up to 64 entries) is looked up with a word
+ * permutation; steps is the search's first step, a power of two (0 for one group).
+ */
+static inline __attribute__((always_inline)) AVX512 void groups16x32_avx512(struct dtinfo di,
+									   const __m512i start[2],
+									   unsigned steps,
+									   const uint8_t *base,
+									   uint8_t *grp)
+{
+	unsigned kb = key_bits(di);
+	__m512i k = _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(base), 15 - kb),
+				     _mm512_set1_epi16((short)((1 << kb) - 1)));
+	__m512i g = _mm512_setzero_si512();
+	for (unsigned step = steps; step; step >>= 1) {
+		__m512i cand = _mm512_add_epi16(g, _mm512_set1_epi16((short)step));
+		__m512i first = _mm512_permutex2var_epi16(start[0], cand, start[1]);
+		g = _mm512_mask_mov_epi16(g, _mm512_cmpge_epi16_mask(k, first), cand);
+	}
+	_mm256_storeu_si256((__m256i *)grp, _mm512_cvtepi16_epi8(g));
+}
+
+/* decode_one for 16 elements of 16 bits, lane j being element j and state j. */
+static inline __attribute__((always_inline)) AVX512 __m512i step16x16(struct dtinfo di,
+								    struct vcursor *c,
+								    const uint8_t *p[NWS], __m512i x,
+								    const uint8_t *grp,
+								    const uint8_t *base,
+								    uint8_t *out)
+{
+	const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
+	const __m512i low12 = _mm512_set1_epi32(PROB_SCALE - 1);
+	__m512i row = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)grp)),
+					PROB_BITS);
+	__m512i e = _mm512_i32gather_epi32(_mm512_add_epi32(row, _mm512_and_si512(x, low12)),
+					   (const int *)c->dtab, 4);
+	__m512i f = _mm512_add_epi32(_mm512_and_si512(e, low12), one);
+	__m512i y = _mm512_add_epi32(_mm512_mullo_epi32(f, _mm512_srli_epi32(x, PROB_BITS)),
+				     _mm512_and_si512(_mm512_srli_epi32(e, PROB_BITS), low12));
+	__mmask16 more = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(RANS_L));
+	x = _mm512_mask_or_epi32(y, more, _mm512_slli_epi32(y, 16), words16x16(p, more));
+
+	unsigned t = di.tbits;
+	__m512i sym = _mm512_srli_epi32(e, 24);
+	__m512i tok = _mm512_srli_epi32(_mm512_add_epi32(sym, one), 1);
+	__m512i r = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(tok, t), one), zero);
+	__m512i hi = _mm512_sllv_epi32(_mm512_sub_epi32(tok, _mm512_slli_epi32(r, t)), r);
+	__m512i end = prefix_sum16(r);
+	__m512i off = _mm512_add_epi32(_mm512_set1_epi32((int)(c->pos & 7)), _mm512_sub_epi32(end, r));
+	__m512i a = _mm512_or_si512(hi, bits16x16(c->raw + (c->pos >> 3), off, r));
+	c->pos += (uint32_t)_mm_extract_epi32(_mm512_extracti32x4_epi32(end, 3), 3);
+
+	__m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)base));
+	__m512i neg = _mm512_andnot_si512(sym, one);
+	if (di.ebits) {
+		neg = _mm512_xor_si512(neg, _mm512_srli_epi32(b, 15));
+		b = ord16x16(b);
+	}
+	neg = _mm512_sub_epi32(zero, neg);
+	__m512i o = _mm512_add_epi32(b, _mm512_sub_epi32(_mm512_xor_si512(a, neg), neg));
+	if (di.ebits) /* ord16x16 looks at the low 16 bits only, and so does the narrowing store */
+		o = ord16x16(o);
+	_mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(o));
+	return x;
+}
+
+/*
+ * As decode_avx2_dt, with the 16 states in one vector: one dependency chain, but half the
+ * instructions and gathers twice as wide, and the groups found by binary search. Checks the
+ * bounds once per step, which reads at most 16 bytes of each word stream and 192 bits of raw
+ * bits (+ a 64-byte load) past them.
+ */
+static inline __attribute__((always_inline)) AVX512 int decode_avx512_dt(struct dtinfo di,
+									 struct rans_stream *rs,
+									 const uint8_t *base,
+									 uint8_t *out, size_t ne)
+{
+	struct vcursor c = {rs->dtab, NULL, rs->raw, rs->pos};
+	const uint8_t *p[NWS] = {rs->p[0], rs->p[1]};
+	__m512i x = _mm512_loadu_si512(rs->st);
+	uint8_t grp[VBLOCK];
+	int16_t first[GMAX];
+	for (unsigned g = 0; g < GMAX; g++)
+		first[g] = (int16_t)(g < rs->ng ? rs->gkey[g] : 0x7fff);
+	const __m512i start[2] = {_mm512_loadu_si512(first), _mm512_loadu_si512(first + 32)};
+	unsigned steps = rs->ng > 1 ? 1u << (bitlen64(rs->ng - 1) - 1) : 0;
+	for (size_t i0 = 0; i0 < ne; i0 += VBLOCK) {
+		size_t nb = ne - i0 < VBLOCK ? ne - i0 : VBLOCK;
+		for (size_t i = 0; i < nb; i += 32)
+			groups16x32_avx512(di, start, steps, base + 2 * (i0 + i), grp + i);
+		for (size_t i = 0; i < nb; i += NSTATES) {
+			if (p[0] > rs->end[0] || p[1] > rs->end[1] || c.pos > rs->raw_bits)
+				return -1;
+			x = step16x16(di, &c, p, x, grp + i, base + 2 * (i0 + i), out + 2 * (i0 + i));
+		}
+	}
+	_mm512_storeu_si512(rs->st, x);
+	rs->p[0] = p[0];
+	rs->p[1] = p[1];
+	rs->pos = c.pos;
+	return 0;
+}
+
+/* As decode_avx2. */
+static AVX512 ptrdiff_t decode_avx512(enum sp_dtype dt, struct rans_stream *rs,
+				      const uint8_t *base, uint8_t *out, size_t ne)
+{
+	size_t blocks = ne - ne % 32;
+	int r;
+	switch (dt) {
+	case SP_DT_BF16: r = decode_avx512_dt(dtinfo(SP_DT_BF16), rs, base, out, blocks); break;
+	case SP_DT_F16: r = decode_avx512_dt(dtinfo(SP_DT_F16), rs, base, out, blocks); break;
+	case SP_DT_I16: case SP_DT_U16:
+		r = decode_avx512_dt(dtinfo(SP_DT_I16), rs, base, out, blocks);
+		break;
+	default: return 0;
+	}
+	return r ? -1 : (ptrdiff_t)blocks;
+}
+
+static int have_avx512(void)
+{
+	return have_avx2() && __builtin_cpu_supports("avx512f") &&
+	       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+	       __builtin_cpu_supports("avx512vbmi");
+}
 #endif
+
+/* The vector decoder to use: the best the CPU has, up to the one s->simd allows. */
+static enum simd simd_level(const struct sp_lossless *s)
+{
+#ifdef HAVE_AVX2
+	if (s->simd >= SIMD_AVX512 && have_avx512())
+		return SIMD_AVX512;
+	if (s->simd >= SIMD_AVX2 && have_avx2())
+		return SIMD_AVX2;
+#else
+	(void)s;
+#endif
+	return SIMD_NONE;
+}
 
 static int decode_scalar(enum sp_dtype dt, struct rans_stream *rs, const uint8_t *base,
 			 uint8_t *out, size_t i, size_t ne)
@@ -1122,19 +1382,18 @@ static int decode_scalar(enum sp_dtype dt, struct rans_stream *rs, const uint8_t
 static int decode_elements(const struct sp_lossless *s, enum sp_dtype dt, struct rans_stream *rs,
 			   const uint8_t *base, uint8_t *out, size_t ne)
 {
-	size_t done = 0;
+	ptrdiff_t done = 0;
+	switch (simd_level(s)) {
 #ifdef HAVE_AVX2
-	if (s->simd && have_avx2()) {
-		ptrdiff_t r = decode_avx2(s, dt, rs, base, out, ne);
-		if (r < 0)
-			return -1;
-		done = (size_t)r;
-	}
-#else
-	(void)s;
+	case SIMD_AVX512: done = decode_avx512(dt, rs, base, out, ne); break;
+	case SIMD_AVX2: done = decode_avx2(s, dt, rs, base, out, ne); break;
 #endif
+	default: break;
+	}
+	if (done < 0)
+		return -1;
 	unsigned w = dtinfo(dt).width;
-	if (decode_scalar(dt, rs, base + done * w, out + done * w, 0, ne - done))
+	if (decode_scalar(dt, rs, base + done * w, out + done * w, 0, ne - (size_t)done))
 		return -1;
 	/* The encoder started every state at RANS_L; anything else means corrupt input. */
 	for (unsigned k = 0; k < NSTATES; k++)
@@ -1259,16 +1518,13 @@ int sp_lossless_decode(struct sp_lossless *s, enum sp_dtype dt, const void *base
 }
 
 /*
- * Internal, for the tests: on = 0 makes the decoder use the scalar reference decoder only.
- * Returns whether decoding will use the vector decoder where the dtype has one.
+ * Internal, for the tests and benchmarks: limits the decoder to the scalar reference decoder
+ * (level 0), the AVX2 decoder (1) or the AVX-512 one (2), where the CPU has it. Returns the
+ * level decoding will use, the highest the CPU has up to the one asked for.
  */
-int sp_lossless_set_simd(struct sp_lossless *s, int on);
-int sp_lossless_set_simd(struct sp_lossless *s, int on)
+int sp_lossless_set_simd(struct sp_lossless *s, int level);
+int sp_lossless_set_simd(struct sp_lossless *s, int level)
 {
-	s->simd = on;
-#ifdef HAVE_AVX2
-	return on && have_avx2();
-#else
-	return 0;
-#endif
+	s->simd = level <= 0 ? SIMD_NONE : level == 1 ? SIMD_AVX2 : SIMD_AVX512;
+	return (int)simd_level(s);
 }
