@@ -25,7 +25,8 @@
 #define SP_VERSION 1
 
 /* Feature bits. A reader refuses a delta with an incompat bit it does not know. */
-#define SP_FEATURE_INCOMPAT_SUPPORTED 0ULL
+#define SP_FEATURE_INCOMPAT_LOSSY (1ULL << 0) /* SP_CODEC_LOSSY chunks and auxiliary chunks */
+#define SP_FEATURE_INCOMPAT_SUPPORTED SP_FEATURE_INCOMPAT_LOSSY
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large; the default output size of a chunk is 1 MiB. */
@@ -58,6 +59,7 @@ enum sp_codec {
 	SP_CODEC_ZSTD = 1,  /* data holds one zstd frame of the output bytes */
 	SP_CODEC_BASE = 2,  /* output equals base bytes [base_off, base_off + out_len); no data */
 	SP_CODEC_DELTA = 3, /* lossless delta against the base (codec_lossless.h), see sp_chunk */
+	SP_CODEC_LOSSY = 4, /* base + low rank + quantized residual (codec_lossy.h), approximate */
 	SP_CODEC_COUNT
 };
 
@@ -84,11 +86,15 @@ enum sp_dtype {
 
 /*
  * One chunk of an output file. The chunks of a file are consecutive in the table, sorted by
- * out_off, and cover the file exactly.
+ * out_off, and cover the file exactly. After the files' chunks come the manifest's aux_chunks
+ * auxiliary chunks (RAW or ZSTD, out_off 0), which belong to no file: data that the LOSSY
+ * chunks of a tensor share.
  *
- * SP_CODEC_DELTA reads base_len bytes of base file base_file at base_off, holding elements of
- * base_dtype; when base_dtype differs from dtype they are first converted to dtype (round to
- * nearest even), then the residual in data is applied.
+ * SP_CODEC_DELTA and SP_CODEC_LOSSY read base_len bytes of base file base_file at base_off,
+ * holding elements of base_dtype. DELTA converts them to dtype (round to nearest even) when the
+ * dtypes differ, then applies the residual in data; out_hash is the hash of the output. LOSSY
+ * computes in f32 with BLAS, whose last bit may differ between machines: its out_hash is the
+ * hash of its data followed by its base bytes.
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

@@ -27,24 +27,52 @@ void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- writing ---- */
 
+enum sp_mode {
+	SP_MODE_LOSSLESS, /* bit-exact */
+	SP_MODE_SVD,      /* 2-D weights as base + a truncated SVD of the delta */
+	SP_MODE_QUANT,    /* 2-D weights as base + optional low rank + a quantized residual */
+};
+
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
 	int level;           /* effort 1..19; 0 = default */
 	int threads;         /* 0 = one per online CPU, at most 64 */
+	enum sp_mode mode;
+	uint32_t rank;       /* svd: the rank; quant: the rank of the low-rank part (0: none) */
+	double energy;       /* svd: if > 0, per tensor the smallest rank keeping this fraction of
+			      * the delta's squared Frobenius norm (rank is then the most allowed) */
+	int bits;            /* quant: 2..8 bits per residual code */
+	uint32_t group;      /* quant: elements per scale; 0 = 128 */
+	double step;         /* quant: > 0 sets each group's scale to step times the group's RMS
+			      * (codes entropy coded, clamped to bits), instead of its largest value
+			      * over the largest code */
+	uint64_t size;       /* > 0: a budget in bytes for the whole delta: quant mode with the
+			      * smallest step that fits (bits default 4) */
+	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
+	int dry_run;         /* compute everything, write nothing */
 };
 
 struct sp_write_stats {
 	uint64_t ft_bytes;     /* total size of the fine-tune's files */
-	uint64_t delta_bytes;  /* size of delta.sparse */
+	uint64_t delta_bytes;  /* size of delta.sparse (that it would have, in a dry run) */
 	uint64_t tensors;
 	uint64_t chunks;
 	double seconds;
+	/* The quality report (a cJSON object: per tensor and total relative errors), owned by the
+	 * caller (cJSON_Delete); lossy modes only, else NULL. */
+	void *report;
 };
 
 /* Writes the delta of ft_dir against base_dir into out_dir/delta.sparse, atomically: on failure
  * nothing that looks like a delta is left behind. */
 int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
 		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
+
+/* Writes the model that a PEFT LoRA adapter makes of base_dir, merged (W + scale B A, computed
+ * on read), as a delta in the base's layout. Lossy only in the rounding of the merge. */
+int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
+		     const struct sp_write_opts *opts, struct sp_write_stats *stats,
+		     struct sp_err *err);
 
 /* ---- reading ---- */
 

@@ -27,12 +27,13 @@ void sp_codecs_fini(struct sp_codecs *cs)
 	if (cs->lossless)
 		sp_lossless_free(cs->lossless);
 	free(cs->conv);
+	free(cs->lossy.p);
 	memset(cs, 0, sizeof(*cs));
 }
 
 uint64_t sp_chunk_base_len(const struct sp_chunk *c)
 {
-	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA)
+	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA && c->codec != SP_CODEC_LOSSY)
 		return 0;
 	return (uint64_t)c->out_len / sp_dtype_size(c->dtype) * sp_dtype_size(c->base_dtype);
 }
@@ -107,7 +108,7 @@ int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 }
 
 int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
-		    const uint8_t *base, uint8_t *out)
+		    const uint8_t *base, const uint8_t *aux, size_t aux_len, uint8_t *out)
 {
 	size_t z;
 	const uint8_t *b;
@@ -128,6 +129,10 @@ int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_
 		if (!b)
 			return -1;
 		return sp_lossless_decode(cs->lossless, c->dtype, b, data, c->data_len, out, c->out_len);
+	case SP_CODEC_LOSSY:
+		return sp_lossy_decode(cs->dctx, cs->lossless, data, c->data_len, aux, aux_len, base,
+				       c->base_dtype,
+				       c->dtype, out, c->out_len / sp_dtype_size(c->dtype), &cs->lossy);
 	default:
 		return -1;
 	}

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <zstd.h>
 
+#include "codec_lossy.h"
 #include "sparse/format.h"
 
 /* The per-thread state the codecs need. Not thread-safe: one per thread. */
@@ -16,6 +17,7 @@ struct sp_codecs {
 	struct sp_lossless *lossless;
 	uint8_t *conv; /* base elements converted to the output dtype */
 	size_t conv_cap;
+	struct sp_scratch lossy;
 };
 
 int sp_codecs_init(struct sp_codecs *cs);
@@ -33,9 +35,10 @@ size_t sp_chunk_bound(size_t n);
 int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 		    const uint8_t *base, uint8_t *dst, size_t cap, int level);
 
-/* Decodes a chunk from its data and base bytes into out[0..c->out_len). Returns 0, or -1 when
- * the data is malformed. Does not check out_hash: the caller does. */
+/* Decodes a chunk from its data, its base bytes and (LOSSY chunks with a low-rank part) the
+ * bytes of the auxiliary chunk it names, into out[0..c->out_len). Returns 0, or -1 when the
+ * data is malformed. Does not check out_hash: the caller does. */
 int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
-		    const uint8_t *base, uint8_t *out);
+		    const uint8_t *base, const uint8_t *aux, size_t aux_len, uint8_t *out);
 
 #endif

@@ -17,6 +17,9 @@
 #include "chunk.h"
 #include "io.h"
 
+/* Decoded auxiliary chunks (low-rank factors shared by a tensor's chunks) kept per delta. */
+#define AUX_CACHE (64u << 20)
+
 int sp_is_delta_dir(const char *dir)
 {
 	char *p;
@@ -94,21 +97,29 @@ struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned f
 			       struct sp_err *err)
 {
 	struct sp_delta *d = calloc(1, sizeof(*d));
-	if (!d || !(d->dir = strdup(dir)) || asprintf(&d->path, "%s/%s", dir, SP_DELTA_FILE) < 0) {
-		sp_err_set(err, "%s: out of memory", dir);
-		free(d);
+	sp_err_set(err, "%s: out of memory", dir);
+	if (!d)
 		return NULL;
-	}
+	d->fd = -1;
+	if (!(d->dir = strdup(dir)) || asprintf(&d->path, "%s/%s", dir, SP_DELTA_FILE) < 0)
+		goto fail;
 	d->fd = open(d->path, O_RDONLY | O_CLOEXEC);
-	if (d->fd < 0)
+	if (d->fd < 0) {
 		sp_err_set(err, "%s: %s", d->path, strerror(errno));
-	if (d->fd < 0 || sp_delta_load(d, err) ||
-	    !(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
-	    (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, err))) {
-		sp_delta_close(d);
-		return NULL;
+		goto fail;
 	}
+	if (sp_delta_load(d, err))
+		goto fail;
+	sp_err_set(err, "%s: out of memory", dir);
+	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
+	    !(d->aux_cache = sp_cache_new(AUX_CACHE)))
+		goto fail;
+	if (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, err))
+		goto fail;
 	return d;
+fail:
+	sp_delta_close(d);
+	return NULL;
 }
 
 void sp_delta_close(struct sp_delta *d)
@@ -121,6 +132,7 @@ void sp_delta_close(struct sp_delta *d)
 	sp_manifest_free(&d->m);
 	free(d->chunks);
 	free(d->reported);
+	sp_cache_free(d->aux_cache);
 	free(d->path);
 	free(d->dir);
 	free(d);
@@ -251,6 +263,10 @@ static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 	size_t f = file_of_chunk(d, idx);
 	if (__atomic_exchange_n(&d->reported[idx], 1, __ATOMIC_RELAXED))
 		return -EIO;
+	if (idx >= d->sb.chunk_count - d->m.aux_chunks) {
+		sp_log("%s: auxiliary chunk %llu: %s", d->dir, (unsigned long long)idx, why);
+		return -EIO;
+	}
 	sp_log("%s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s", d->dir,
 	       d->m.files[f].name, tensor_at(d, f, c->out_off), (unsigned long long)idx,
 	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why);
@@ -269,6 +285,47 @@ static int read_inputs(struct sp_delta *d, const struct sp_chunk *c, struct scra
 	return 0;
 }
 
+/* An auxiliary chunk (RAW or ZSTD) into out. It is fetched in the middle of decoding a LOSSY
+ * chunk, so it keeps off the thread's scratch buffers, which hold that chunk's inputs. */
+static int decode_aux(void *owner, uint64_t idx, void *out)
+{
+	struct sp_delta *d = owner;
+	const struct sp_chunk *c = &d->chunks[idx];
+	struct scratch *s = scratch_get();
+	uint8_t *data = malloc(c->data_len + 1);
+	int rc = s && data && sp_pread_full(d->fd, data, c->data_len, c->data_off) == 0 &&
+			 sp_chunk_decode(&s->cs, c, data, NULL, NULL, 0, out) == 0 ? 0 : -1;
+	free(data);
+	if (rc)
+		return chunk_failed(d, idx, "does not read or decode (damaged delta)");
+	if (XXH3_64bits(out, c->out_len) != c->out_hash)
+		return chunk_failed(d, idx, "checksum mismatch (damaged delta)");
+	return 0;
+}
+
+/* A LOSSY chunk: its inputs are checked (its output may differ in the last bit between
+ * machines), then decoded with the auxiliary chunk it names, from the delta's own cache. */
+static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s, void *out)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	if (sp_lossy_inputs_hash(s->data, c->data_len, s->base, sp_chunk_base_len(c)) != c->out_hash)
+		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
+	long ord = sp_lossy_aux(s->data, c->data_len);
+	uint64_t first_aux = d->sb.chunk_count - d->m.aux_chunks, k = first_aux + (uint64_t)ord;
+	struct sp_cache_entry *held = NULL;
+	const uint8_t *aux = NULL;
+	int rc = 0;
+	if (ord >= 0 && (uint64_t)ord >= d->m.aux_chunks)
+		return chunk_failed(d, idx, "names no auxiliary chunk (damaged delta)");
+	if (ord >= 0 && !(aux = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,
+					      &held, &rc)))
+		return rc;
+	rc = sp_chunk_decode(&s->cs, c, s->data, s->base, aux, aux ? d->chunks[k].out_len : 0, out);
+	if (held)
+		sp_cache_release(d->aux_cache, held);
+	return rc ? chunk_failed(d, idx, "does not decode (damaged delta)") : 0;
+}
+
 int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
@@ -282,7 +339,9 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 			return chunk_failed(d, idx, "cannot read the base");
 	} else if (read_inputs(d, c, s)) {
 		return chunk_failed(d, idx, "cannot read the delta or the base");
-	} else if (sp_chunk_decode(&s->cs, c, s->data, s->base, out)) {
+	} else if (c->codec == SP_CODEC_LOSSY) {
+		return decode_lossy(d, idx, s, out);
+	} else if (sp_chunk_decode(&s->cs, c, s->data, s->base, NULL, 0, out)) {
 		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
 	}
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)

@@ -20,6 +20,7 @@ struct sp_delta {
 	char *base_dir;
 	struct sp_base_file *base; /* m.nbase of them */
 	uint8_t *reported;         /* per chunk: its failure was logged (once is enough) */
+	struct sp_cache *aux_cache;
 };
 
 /* Reads and validates the superblock, chunk table and manifest of d->path. */

@@ -155,3 +155,45 @@ void sp_dtype_convert(enum sp_dtype from, const void *src, enum sp_dtype to, voi
 	for (size_t i = 0; i < n; i++)
 		store(to, d + i * ts, load(from, s + i * fs));
 }
+
+void sp_dtype_to_f32(enum sp_dtype dt, const void *src, float *dst, size_t n)
+{
+	const uint8_t *s = src;
+	uint16_t h;
+	switch (dt) {
+	case SP_DT_F32:
+		memcpy(dst, src, n * 4);
+		break;
+	case SP_DT_BF16:
+		for (size_t i = 0; i < n; i++) {
+			memcpy(&h, s + 2 * i, 2);
+			dst[i] = f32_from_bits((uint32_t)h << 16);
+		}
+		break;
+	default:
+		for (size_t i = 0; i < n; i++)
+			dst[i] = (float)load(dt, s + i * sp_dtype_size(dt));
+		break;
+	}
+}
+
+void sp_dtype_from_f32(enum sp_dtype dt, const float *src, void *dst, size_t n)
+{
+	uint8_t *d = dst;
+	uint16_t h;
+	switch (dt) {
+	case SP_DT_F32:
+		memcpy(dst, src, n * 4);
+		break;
+	case SP_DT_BF16:
+		for (size_t i = 0; i < n; i++) {
+			h = bf16_from_f32(src[i]);
+			memcpy(d + 2 * i, &h, 2);
+		}
+		break;
+	default:
+		for (size_t i = 0; i < n; i++)
+			store(dt, d + i * sp_dtype_size(dt), src[i]);
+		break;
+	}
+}

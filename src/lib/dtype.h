@@ -19,4 +19,9 @@ int sp_dtype_is_float(enum sp_dtype dt);
  * Both must be float types. */
 void sp_dtype_convert(enum sp_dtype from, const void *src, enum sp_dtype to, void *dst, size_t n);
 
+/* n elements of a float type to f32, and back rounding to nearest even: the lossy codecs
+ * compute in f32. */
+void sp_dtype_to_f32(enum sp_dtype dt, const void *src, float *dst, size_t n);
+void sp_dtype_from_f32(enum sp_dtype dt, const float *src, void *dst, size_t n);
+
 #endif

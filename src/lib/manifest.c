@@ -177,6 +177,12 @@ int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct
 		return -1;
 	}
 	m->chunk_size = (uint32_t)cs;
+	if (cJSON_GetObjectItemCaseSensitive(m->root, "aux_chunks") &&
+	    get_u64(m->root, "aux_chunks", &m->aux_chunks)) {
+		sp_err_set(err, "%s: the manifest is malformed (aux_chunks)", path);
+		sp_manifest_free(m);
+		return -1;
+	}
 	return 0;
 }
 

@@ -30,6 +30,7 @@ struct sp_manifest {
 	size_t nbase;
 	struct sp_file_info *files;
 	size_t nfiles;
+	uint64_t aux_chunks; /* chunks after the files' chunks, shared by LOSSY chunks */
 };
 
 /* ---- writer side ---- */

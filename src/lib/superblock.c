@@ -92,24 +92,32 @@ static int load_manifest(struct sp_delta *d, struct sp_err *err)
 	return rc;
 }
 
+static int data_outside(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	return c->data_len && (c->data_off < sizeof(d->sb) || c->data_off > d->sb.chunk_table_off ||
+			       c->data_len > d->sb.chunk_table_off - c->data_off);
+}
+
 /* Why chunk c cannot be trusted, or NULL. Every reader-visible field is bounded here. */
 static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 {
 	size_t es = sp_dtype_size(c->dtype);
+	int lossy = c->codec == SP_CODEC_LOSSY;
 	if (c->codec >= SP_CODEC_COUNT || c->dtype >= SP_DT_COUNT || c->base_dtype >= SP_DT_COUNT)
 		return "unknown codec or dtype";
+	if (lossy && !(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_LOSSY))
+		return "a lossy chunk in a delta that does not declare them";
 	if (c->out_len == 0 || c->out_len > d->m.chunk_size || c->out_len % es)
 		return "bad output length";
-	if (c->data_len && (c->data_off < sizeof(d->sb) || c->data_off > d->sb.chunk_table_off ||
-			    c->data_len > d->sb.chunk_table_off - c->data_off))
+	if (data_outside(d, c))
 		return "data outside the data area";
 	if (c->codec == SP_CODEC_RAW && c->data_len != c->out_len)
 		return "raw chunk of the wrong length";
-	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA)
+	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA && !lossy)
 		return NULL;
 	if (c->base_file >= d->m.nbase)
 		return "no such base file";
-	if (c->dtype != c->base_dtype &&
+	if ((c->dtype != c->base_dtype || lossy) &&
 	    (c->codec == SP_CODEC_BASE || !sp_dtype_is_float(c->dtype) ||
 	     !sp_dtype_is_float(c->base_dtype)))
 		return "base dtype cannot be converted";
@@ -117,6 +125,32 @@ static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 	if (c->base_off > bsize || blen > bsize - c->base_off)
 		return "base range outside the base file";
 	return NULL;
+}
+
+/* After the files' chunks, the auxiliary chunks: whole blobs of stored bytes, up to the largest
+ * chunk size (a low-rank factor may be larger than an output chunk). */
+static int check_aux_chunks(const struct sp_delta *d, uint64_t first, struct sp_err *err)
+{
+	if (d->m.aux_chunks != d->sb.chunk_count - first || first > d->sb.chunk_count) {
+		sp_err_set(err, "%s: chunks belong to no file", d->path);
+		return -1;
+	}
+	if (d->m.aux_chunks && !(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_LOSSY)) {
+		sp_err_set(err, "%s: auxiliary chunks in a delta that does not declare them", d->path);
+		return -1;
+	}
+	for (uint64_t k = first; k < d->sb.chunk_count; k++) {
+		const struct sp_chunk *c = &d->chunks[k];
+		int bad = (c->codec != SP_CODEC_RAW && c->codec != SP_CODEC_ZSTD) || c->out_off ||
+			  !c->out_len || c->out_len > SP_CHUNK_MAX || data_outside(d, c) ||
+			  (c->codec == SP_CODEC_RAW && c->data_len != c->out_len);
+		if (bad) {
+			sp_err_set(err, "%s: auxiliary chunk %llu is malformed", d->path,
+				   (unsigned long long)k);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* The files' chunk ranges follow each other and each file's chunks tile it from 0. */
@@ -146,11 +180,7 @@ static int check_chunks(struct sp_delta *d, struct sp_err *err)
 		}
 		next += f->chunk_count;
 	}
-	if (next != d->sb.chunk_count) {
-		sp_err_set(err, "%s: chunks belong to no file", d->path);
-		return -1;
-	}
-	return 0;
+	return check_aux_chunks(d, next, err);
 }
 
 int sp_delta_load(struct sp_delta *d, struct sp_err *err)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* mksparse: write a fine-tune as a delta against its base. A thin front end over libsparse. */
+#include <cjson/cJSON.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,27 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: mksparse [options] BASE_DIR FINETUNE_DIR -o DELTA_DIR\n"
-		"Writes FINETUNE_DIR as a bit-exact delta against BASE_DIR; sparsefs mounts it.\n"
+		"       mksparse --adapter ADAPTER_DIR [options] BASE_DIR -o DELTA_DIR\n"
+		"Writes FINETUNE_DIR as a delta against BASE_DIR (bit-exact by default), or the model\n"
+		"a PEFT LoRA adapter makes of BASE_DIR, merged; sparsefs mounts it.\n"
 		"  -o, --output DIR       the delta directory to write (created if missing)\n"
+		"  -a, --adapter DIR      package this LoRA adapter (adapter_config.json and\n"
+		"                         adapter_model.safetensors) against BASE_DIR\n"
+		"  -m, --mode MODE        lossless (default), svd or quant\n"
+		"  -r, --rank R           svd: the rank of each 2-D weight's delta; quant: the rank of\n"
+		"                         a low-rank part under the quantized residual (default 0)\n"
+		"  -e, --energy E         svd: per tensor, the smallest rank keeping the fraction E of\n"
+		"                         the delta's squared norm (up to --rank, default 1024)\n"
+		"  -b, --bits B           quant: bits per residual code, 2 to 8\n"
+		"  -g, --group G          quant: elements per scale (default 128)\n"
+		"      --step F           quant: each group's scale is F times its RMS (codes entropy\n"
+		"                         coded) instead of its largest value over the largest code\n"
+		"  -s, --size BYTES       a budget for the whole delta (K/M/G suffixes): quant mode\n"
+		"                         with the finest step that fits\n"
+		"      --lowrank-embeddings  allow a low-rank part on embeddings and the LM head\n"
+		"      --report FILE      lossy modes: write the quality report as JSON\n"
+		"  -n, --dry-run          print the size the delta would have; write nothing\n"
+		"                         (--estimate is the same)\n"
 		"  -c, --chunk-size N     output bytes per chunk, a power of two from 4K to 64M\n"
 		"                         (default 1M)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
@@ -47,56 +67,195 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 	return 0;
 }
 
-static void report(const char *out, const struct sp_write_stats *st)
+static int parse_fraction(const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*end || end == s || !(v > 0 && v <= 1))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bytes(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+		  : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (end == s || (shift && end[1]) || (!shift && *end) || !v)
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_positive(const char *s, double *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*end || end == s || !(v > 0 && v < 1e6))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_mode(const char *s, enum sp_mode *out)
+{
+	static const char *names[] = {"lossless", "svd", "quant"};
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, names[i])) {
+			*out = (enum sp_mode)i;
+			return 0;
+		}
+	return -1;
+}
+
+static void summary(const char *out, const struct sp_write_opts *o, const struct sp_write_stats *st)
 {
 	double ratio = st->ft_bytes ? (double)st->delta_bytes / (double)st->ft_bytes : 0;
-	printf("mksparse: wrote %s/%s: %llu bytes, %.4f of the fine-tune's %llu bytes "
+	printf("mksparse: %s %s/%s: %llu bytes, %.4f of the fine-tune's %llu bytes "
 	       "(%llu tensors, %llu chunks) in %.2f s, %.1f MB/s\n",
-	       out, SP_DELTA_FILE, (unsigned long long)st->delta_bytes, ratio,
-	       (unsigned long long)st->ft_bytes, (unsigned long long)st->tensors,
-	       (unsigned long long)st->chunks, st->seconds,
+	       o->dry_run ? "would write" : "wrote", out, SP_DELTA_FILE,
+	       (unsigned long long)st->delta_bytes, ratio, (unsigned long long)st->ft_bytes,
+	       (unsigned long long)st->tensors, (unsigned long long)st->chunks, st->seconds,
 	       st->seconds > 0 ? (double)st->ft_bytes / st->seconds / 1e6 : 0.0);
+}
+
+static double num(const cJSON *obj, const char *key)
+{
+	const cJSON *js = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsNumber(js) ? js->valuedouble : 0;
+}
+
+/* The quality report as a table: per tensor, how it was coded and its relative errors. */
+static void print_report(const cJSON *report)
+{
+	const cJSON *t, *total = cJSON_GetObjectItemCaseSensitive(report, "total");
+	printf("%-48s %-13s %5s %4s %12s %10s %10s\n", "tensor", "coding", "rank", "bits", "bytes",
+	       "delta err", "weight err");
+	cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(report, "tensors"))
+		printf("%-48s %-13s %5.0f %4.0f %12.0f %10.4f %10.6f\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "coding")),
+		       num(t, "rank"), num(t, "bits"), num(t, "bytes"), num(t, "delta_rel_err"),
+		       num(t, "weight_rel_err"));
+	printf("%-48s %-13s %5s %4s %12.0f %10.4f %10.6f\n", "total (relative Frobenius errors)",
+	       "", "", "", num(total, "bytes"), num(total, "delta_rel_err"),
+	       num(total, "weight_rel_err"));
+}
+
+static int write_report(const char *path, const cJSON *report)
+{
+	char *json = cJSON_Print(report);
+	FILE *f = fopen(path, "w");
+	int rc = json && f && fputs(json, f) >= 0 && fputc('\n', f) != EOF ? 0 : -1;
+	if (f && fclose(f))
+		rc = -1;
+	free(json);
+	if (rc)
+		perror(path);
+	return rc;
+}
+
+enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP };
+
+static const struct option longopts[] = {
+	{"output", required_argument, NULL, 'o'},
+	{"adapter", required_argument, NULL, 'a'},
+	{"mode", required_argument, NULL, 'm'},
+	{"rank", required_argument, NULL, 'r'},
+	{"energy", required_argument, NULL, 'e'},
+	{"bits", required_argument, NULL, 'b'},
+	{"group", required_argument, NULL, 'g'},
+	{"step", required_argument, NULL, OPT_STEP},
+	{"size", required_argument, NULL, 's'},
+	{"lowrank-embeddings", no_argument, NULL, OPT_LOWRANK_EMBEDDINGS},
+	{"report", required_argument, NULL, OPT_REPORT},
+	{"dry-run", no_argument, NULL, 'n'},
+	{"estimate", no_argument, NULL, 'n'},
+	{"chunk-size", required_argument, NULL, 'c'},
+	{"level", required_argument, NULL, 'l'},
+	{"threads", required_argument, NULL, 'j'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"version", no_argument, NULL, 'V'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static const char *option_name(int opt)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == opt)
+			return o->name;
+	return "?";
+}
+
+struct cli {
+	struct sp_write_opts o;
+	const char *out, *report, *adapter;
+	int quiet;
+};
+
+/* One option into cli; -1 for a bad value. */
+static int take(struct cli *c, int opt, const char *arg)
+{
+	int v;
+	switch (opt) {
+	case 'o': c->out = arg; return 0;
+	case 'a': c->adapter = arg; return 0;
+	case 'm': return parse_mode(arg, &c->o.mode);
+	case 'r': return parse_int(arg, 0, 4096, &v) ? -1 : (c->o.rank = (uint32_t)v, 0);
+	case 'e': return parse_fraction(arg, &c->o.energy);
+	case 'b': return parse_int(arg, 2, 8, &c->o.bits);
+	case 'g': return parse_int(arg, 1, 1 << 20, &v) ? -1 : (c->o.group = (uint32_t)v, 0);
+	case OPT_STEP: return parse_positive(arg, &c->o.step);
+	case 's': return parse_bytes(arg, &c->o.size);
+	case OPT_LOWRANK_EMBEDDINGS: c->o.lowrank_embeddings = 1; return 0;
+	case OPT_REPORT: c->report = arg; return 0;
+	case 'n': c->o.dry_run = 1; return 0;
+	case 'c': return parse_chunk_size(arg, &c->o.chunk_size);
+	case 'l': return parse_int(arg, 1, 19, &c->o.level);
+	case 'j': return parse_int(arg, 1, 64, &c->o.threads);
+	case 'q': c->quiet = 1; return 0;
+	default: return -1;
+	}
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"output", required_argument, NULL, 'o'}, {"chunk-size", required_argument, NULL, 'c'},
-		{"level", required_argument, NULL, 'l'},  {"threads", required_argument, NULL, 'j'},
-		{"quiet", no_argument, NULL, 'q'},        {"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
-	};
-	struct sp_write_opts o = {0};
-	const char *out = NULL;
-	int c, quiet = 0;
-	while ((c = getopt_long(argc, argv, "o:c:l:j:qVh", longopts, NULL)) != -1) {
-		int bad = 0;
-		switch (c) {
-		case 'o': out = optarg; break;
-		case 'c': bad = parse_chunk_size(optarg, &o.chunk_size); break;
-		case 'l': bad = parse_int(optarg, 1, 19, &o.level); break;
-		case 'j': bad = parse_int(optarg, 1, 64, &o.threads); break;
-		case 'q': quiet = 1; break;
-		case 'V': printf("mksparse %s\n", SPARSE_VERSION_STRING); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+	struct cli c = {0};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "o:a:m:r:e:b:g:s:nc:l:j:qVh", longopts, NULL)) != -1) {
+		if (opt == 'V' || opt == 'h') {
+			opt == 'V' ? (void)printf("mksparse %s\n", SPARSE_VERSION_STRING) : usage(stdout);
+			return 0;
 		}
-		if (bad) {
-			fprintf(stderr, "mksparse: -%c %s: not a valid value\n", c, optarg);
+		if (opt == '?') {
+			usage(stderr);
+			return 2;
+		}
+		if (take(&c, opt, optarg)) {
+			fprintf(stderr, "mksparse: --%s %s: not a valid value\n", option_name(opt), optarg);
 			return 2;
 		}
 	}
-	if (argc - optind != 2 || !out) {
+	if (argc - optind != (c.adapter ? 1 : 2) || !c.out) {
 		usage(stderr);
 		return 2;
 	}
 	struct sp_write_stats st;
 	struct sp_err err;
-	if (sp_write_delta(argv[optind], argv[optind + 1], out, &o, &st, &err)) {
+	int failed = c.adapter ? sp_write_adapter(c.adapter, argv[optind], c.out, &c.o, &st, &err)
+			       : sp_write_delta(argv[optind], argv[optind + 1], c.out, &c.o, &st, &err);
+	if (failed) {
 		fprintf(stderr, "mksparse: %s\n", err.msg);
 		return 1;
 	}
-	if (!quiet)
-		report(out, &st);
-	return 0;
+	int rc = st.report && c.report ? write_report(c.report, st.report) : 0;
+	if (!c.quiet && st.report)
+		print_report(st.report);
+	if (!c.quiet)
+		summary(c.out, &c.o, &st);
+	cJSON_Delete(st.report);
+	return rc ? 1 : 0;
 }

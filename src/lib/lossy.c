@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "lossy.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+#include "lowrank.h"
+
+int sp_lossy_is_embedding(const char *name)
+{
+	return strstr(name, "embed") || strstr(name, "wte") || strstr(name, "wpe") ||
+	       strstr(name, "lm_head");
+}
+
+struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const struct sp_tensor *t,
+				       const struct sp_tensor *b, uint64_t overlap_rows)
+{
+	struct sp_lossy_choice none = {0}, c = {1, o->rank, o->mode == SP_MODE_QUANT ? o->bits : 0};
+	uint64_t cols = t->ndim >= 2 && t->shape[0] ? t->nelem / t->shape[0] : 0;
+	if (o->mode == SP_MODE_LOSSLESS || !b || !sp_dtype_is_float(t->dtype) ||
+	    !sp_dtype_is_float(b->dtype) || t->ndim < 2 || overlap_rows < SP_LOSSY_MIN_DIM ||
+	    cols < SP_LOSSY_MIN_DIM)
+		return none;
+	/* A low rank wrecks embeddings (every row is its own token): quantize or keep them. */
+	if (sp_lossy_is_embedding(t->name) && !o->lowrank_embeddings) {
+		if (o->mode == SP_MODE_SVD)
+			return none;
+		c.rank = 0;
+	}
+	if (c.rank > overlap_rows)
+		c.rank = (uint32_t)overlap_rows;
+	if (c.rank > cols)
+		c.rank = (uint32_t)cols;
+	if (c.rank > SP_LOSSY_MAX_RANK)
+		c.rank = SP_LOSSY_MAX_RANK;
+	return c;
+}
+
+static int factorize(struct sp_lossy_prep *p, uint32_t rank, double energy)
+{
+	uint64_t m = p->t.rows, n = p->t.cols;
+	float *s = malloc(rank * sizeof(float));
+	p->a = malloc(m * rank * sizeof(float));
+	p->b = malloc((size_t)rank * n * sizeof(float));
+	long k = s && p->a && p->b ? sp_lowrank(p->d, m, n, rank, p->a, p->b, s) : -1;
+	if (k > 0 && energy > 0) {
+		double total = 0;
+		for (uint64_t i = 0; i < m * n; i++)
+			total += (double)p->d[i] * p->d[i];
+		size_t r = sp_lowrank_energy_rank(s, (size_t)k, total, energy);
+		/* a is m x k row-major: keep its first r columns. */
+		for (uint64_t i = 0; i < m; i++)
+			memmove(p->a + i * r, p->a + i * (uint64_t)k, r * sizeof(float));
+		k = (long)r;
+	}
+	free(s);
+	if (k < 0)
+		return -1;
+	p->t.rank = (uint32_t)k;
+	p->t.a_scale = sp_lossy_round_factor(p->a, m * (uint64_t)k, 0);
+	p->t.b_scale = sp_lossy_round_factor(p->b, (uint64_t)k * n, 0);
+	return 0;
+}
+
+int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, enum sp_dtype bdt,
+		     uint64_t rows, uint64_t cols, struct sp_lossy_choice c,
+		     const struct sp_write_opts *o, struct sp_lossy_prep *p)
+{
+	uint64_t n = rows * cols;
+	memset(p, 0, sizeof(*p));
+	p->d = malloc(n * sizeof(float));
+	float *bf = malloc(n * sizeof(float));
+	if (!p->d || !bf) {
+		free(bf);
+		return -1;
+	}
+	sp_dtype_to_f32(dt, ft, p->d, n);
+	sp_dtype_to_f32(bdt, base, bf, n);
+	for (uint64_t i = 0; i < n; i++)
+		p->d[i] -= bf[i];
+	free(bf);
+	p->t = (struct sp_lossy_tensor){.rows = rows, .cols = cols, .d = p->d, .bits = c.bits,
+					.group = o->group ? o->group : SP_LOSSY_DEFAULT_GROUP,
+					.step = (float)o->step, .a_scale = 1, .b_scale = 1};
+	if (c.rank && factorize(p, c.rank, o->energy))
+		return -1;
+	p->t.a = p->a;
+	p->t.b = p->b;
+	return 0;
+}
+
+void sp_lossy_prep_free(struct sp_lossy_prep *p)
+{
+	free(p->d);
+	free(p->a);
+	free(p->b);
+	memset(p, 0, sizeof(*p));
+}
+
+void sp_lossy_measure(const float *d, const float *delta, const uint8_t *ft, enum sp_dtype dt,
+		      const uint8_t *base, enum sp_dtype bdt, size_t n, struct sp_lossy_stats *st)
+{
+	float *w = malloc(3 * n * sizeof(float) + 1), *b = w + n, *out = w + 2 * n;
+	if (!w)
+		return;
+	sp_dtype_to_f32(dt, ft, w, n);
+	sp_dtype_to_f32(bdt, base, b, n);
+	for (size_t i = 0; i < n; i++)
+		out[i] = b[i] + delta[i];
+	/* What the reader gets: rounded to the tensor's dtype. */
+	sp_dtype_from_f32(dt, out, b, n);
+	sp_dtype_to_f32(dt, b, out, n);
+	for (size_t i = 0; i < n; i++) {
+		double e = (double)d[i] - delta[i], ew = (double)w[i] - out[i];
+		st->err_d += e * e;
+		st->norm_d += (double)d[i] * d[i];
+		st->err_w += ew * ew;
+		st->norm_w += (double)w[i] * w[i];
+	}
+	free(w);
+}

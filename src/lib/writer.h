@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* mksparse's engine, inside the library: writer.c runs the jobs and writes delta.sparse,
+ * plan.c decides how each file and tensor becomes chunks. */
+#ifndef SP_WRITER_H
+#define SP_WRITER_H
+
+#include <cjson/cJSON.h>
+#include <stdatomic.h>
+
+#include "adapter.h"
+#include "chunk.h"
+#include "lossy.h"
+#include "model.h"
+
+#define META_LEVEL 19 /* headers and small files: tiny, so spend effort */
+
+/* One chunk waiting to be encoded. */
+struct job {
+	struct sp_chunk c;
+	const uint8_t *ft, *base;
+	int level;
+	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */
+	uint64_t e0;                         /* first element in it */
+	struct sp_lossy_stats stats;         /* LOSSY chunks: what the chunk's error is */
+	uint8_t *dst;
+	size_t dst_cap;
+	int rc;
+};
+
+struct writer {
+	const struct sp_write_opts *o;
+	struct sp_err *err;
+	struct sp_model base, ft;
+	uint32_t *base_fp_index; /* base model file -> index in the manifest's base files */
+	cJSON *manifest, *base_files, *files, *report;
+	int fd;                  /* -1 in a dry run */
+	char *tmp_path;
+	uint64_t pos;
+	struct sp_chunk *chunks, *aux;
+	size_t nchunks, cap, naux, aux_cap;
+	struct job *jobs;
+	size_t njobs, batch;
+	struct sp_lossy_stats flushed; /* the sum of the LOSSY jobs' stats, since last reset */
+	struct sp_lossy_stats total;   /* the report's totals */
+	int lossy;                     /* a LOSSY chunk was written */
+	int drop_lossy;                /* lossy tensors keep just the base: what the rest costs */
+	struct sp_lora *lora;          /* adapter mode: the fine-tune is the base plus these */
+	void *held;                    /* adapter mode: converted bytes the queue points into */
+	struct sp_codecs *codecs;      /* one per thread */
+	int threads;
+	atomic_size_t next_job;
+};
+
+/* Adds a chunk to the queue; encodes and writes the queue when full. */
+int sp_writer_queue(struct writer *w, const struct job *j);
+/* Encodes and writes every queued chunk. */
+int sp_writer_flush(struct writer *w);
+/* Stores bytes as an auxiliary chunk; *ordinal is what LOSSY chunks name it by. */
+int sp_writer_add_aux(struct writer *w, const uint8_t *bytes, size_t len, uint32_t *ordinal);
+
+/* Plans file i of the fine-tune into chunks and its manifest entry. */
+int sp_plan_file(struct writer *w, uint32_t i);
+/* The report's totals, once every file is written. */
+cJSON *sp_plan_report_totals(struct writer *w);
+
+#endif
