@@ -5,11 +5,16 @@
 #   mount_test.sh pair NAME BASE FT [MKSPARSE_ARGS...]  one delta, every way a user reads it
 #   mount_test.sh root BASE FT1 FT2 FT3                 a directory of three deltas
 #   mount_test.sh faults BASE FT                        damage, wrong bases, writes, the daemon
-#   mount_test.sh fixture NAME BASE FT [ARGS...]        pair, over ../shared/fixtures/gpt2-small
-#                                                       (FIXTURES overrides where it is); skips
-#                                                       with exit 77 when it is absent
-#   mount_test.sh generated                             pair, root and faults over model pairs
-#                                                       that sparse-genmodel writes
+#                                                       /gpt2-small (FIXTURES overrides where it
+#                                                       is): paths are relative to it; skips with
+#                                                       exit 77 when it is absent
+#   mount_test.sh generated                             pair, root, faults and lossy over model
+#                                                       pairs that sparse-genmodel writes
+#   mount_test.sh lossy NAME BASE FT [--logits]         svd at ranks 4, 16, 64 and quant at 8 and
+#                                                       4 bits: each mounts, is laid out as the
+#                                                       fine-tune, and errs less with more bits
+#   mount_test.sh adapter BASE ADAPTER MERGED           an adapter mounts as its merged model
+#   mount_test.sh fixture SUBCOMMAND NAME ARGS...       any of these over ../shared/fixtures
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -207,15 +212,84 @@ for off in range(0, end, 4096):
 	echo "ok: faults"
 }
 
+# ---- lossy deltas ----
+rel_err() { # REPORT.json -> the total relative error of the delta
+	python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["total"]["delta_rel_err"])' "$1"
+}
+
+lossy() {
+	local name=$1 base=$2 ft=$3 logits=${4:-} prev setting e m
+	for setting in "svd -r 4" "svd -r 16" "svd -r 64" "quant -b 4" "quant -b 8"; do
+		local tag=${setting// /}
+		"$MKSPARSE" -q -m $setting --report "$TMP/$name$tag.json" "$base" "$ft" -o "$TMP/$name$tag"
+		m=$TMP/mnt-$name$tag
+		mount_fg "$TMP/$name$tag" "$m"
+		python3 "$HERE/st_reader.py" "$m" "$ft" --lossy >/dev/null
+		if [ -n "$logits" ] && [ "$setting" = "quant -b 8" ]; then
+			/usr/bin/python3 "$HERE/../bench/gpt2_eval.py" "$m" "$(dirname "$base")/eval/A_eval.bin" "$ft" >"$TMP/logits.json"
+			python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r["max_abs_logit_diff"] < 0.5 and abs(r["bpb"] / r["ref_bpb"] - 1) < 0.002, r' "$TMP/logits.json" ||
+				fail "quant -b 8 changes the model: $(cat "$TMP/logits.json")"
+		fi
+		unmount "$m"
+		e=$(rel_err "$TMP/$name$tag.json")
+		case $setting in
+		"svd -r 4" | "quant -b 4") ;;
+		*) python3 -c 'import sys; assert float(sys.argv[1]) < float(sys.argv[2])' "$e" "$prev" ||
+			fail "$name: $setting errs $e, not less than $prev" ;;
+		esac
+		prev=$e
+		echo "ok: $name: $setting: relative error of the delta $e"
+	done
+}
+
+adapter() {
+	local base=$1 ad=$2 merged=$3 m=$TMP/mnt-adapter
+	"$MKSPARSE" -q --adapter "$ad" "$base" -o "$TMP/adapter"
+	mount_fg "$TMP/adapter" "$m"
+	python3 -c '
+import struct, sys
+a, b = (open(p, "rb").read() for p in sys.argv[1:3])
+head = 8 + struct.unpack("<Q", b[:8])[0]
+assert len(a) == len(b) and a[:head] == b[:head], "not laid out as the merged model"
+words = [(int.from_bytes(a[i:i + 2], "little"), int.from_bytes(b[i:i + 2], "little"))
+         for i in range(0, len(a), 2) if a[i:i + 2] != b[i:i + 2]]
+def ordered(w): return w ^ 0xffff if w & 0x8000 else w | 0x8000
+worst = max((abs(ordered(x) - ordered(y)) for x, y in words), default=0)
+assert worst <= 1, f"{len(words)} words differ, by up to {worst} ulp"
+print(f"ok: the adapter mounts as its merged model ({len(words)} words 1 ulp apart)")' "$m/model.safetensors" "$merged/model.safetensors"
+	unmount "$m"
+	# An adapter whose target modules the base lacks is refused, and says which.
+	cp -r "$ad" "$TMP/bad-adapter"
+	python3 -c '
+import json, struct, sys
+p = sys.argv[1] + "/adapter_model.safetensors"
+data = open(p, "rb").read(); n = struct.unpack("<Q", data[:8])[0]
+h = json.loads(data[8:8 + n])
+h = {k.replace("h.0.", "h.9."): v for k, v in h.items()}
+j = json.dumps(h).encode(); j += b" " * (-len(j) % 8)
+open(p, "wb").write(struct.pack("<Q", len(j)) + j + data[8 + n:])' "$TMP/bad-adapter"
+	if "$MKSPARSE" -q --adapter "$TMP/bad-adapter" "$base" -o "$TMP/bad-adapter-delta" 2>"$TMP/bad.err"; then
+		fail "an adapter for modules the base lacks was packaged"
+	fi
+	grep -q "transformer.h.9" "$TMP/bad.err" || fail "adapter error: $(cat "$TMP/bad.err")"
+}
+
 fixture() {
-	local name=$1 base=$2 ft=$3
-	shift 3
-	local dir=${FIXTURES:-$HERE/../../shared/fixtures/gpt2-small}
-	if [ ! -d "$dir/$base" ] || [ ! -d "$dir/$ft" ]; then
-		echo "SKIP: fixture $dir/$ft not found (../shared is absent on this machine)"
+	local cmd=$1 name=$2
+	shift 2
+	local dir=${FIXTURES:-$HERE/../../shared/fixtures/gpt2-small} args=() a
+	if [ ! -d "$dir" ]; then
+		echo "SKIP: fixtures $dir not found (../shared is absent on this machine)"
 		exit 77
 	fi
-	pair "$name" "$dir/$base" "$dir/$ft" "$@"
+	for a in "$@"; do
+		[ -e "$dir/$a" ] && args+=("$dir/$a") || args+=("$a")
+	done
+	if [ "$cmd" = adapter ]; then
+		adapter "${args[@]}"
+	else
+		"$cmd" "$name" "${args[@]}"
+	fi
 }
 
 generated() {
@@ -236,6 +310,7 @@ generated() {
 	unmount "$TMP/mnt-root"
 	echo "ok: a directory of 3 deltas over 2 bases"
 	faults "$TMP/demo-base" "$TMP/demo-ft"
+	lossy demo "$TMP/demo-base" "$TMP/demo-ft"
 }
 
 cmd=$1

@@ -3,7 +3,7 @@
 """An independent reader of a mounted delta: it knows nothing of libsparse, only the safetensors
 format, and reads the mount the way the safetensors library and the loaders do.
 
-usage: st_reader.py MOUNT ORIGINAL [--procs N] [--reads N]
+usage: st_reader.py MOUNT ORIGINAL [--procs N] [--reads N] [--lossy]
 
 For every file of ORIGINAL (recursively) the file under MOUNT must have the same size and bytes.
 Every *.safetensors that is valid in ORIGINAL must be valid under MOUNT by the rules the
@@ -11,6 +11,10 @@ safetensors library enforces, and every tensor, read through a private mmap (as 
 a file) and a shared one, must equal the original's. Then N processes (default 1) read random
 ranges with pread and compare them. The index's weight_map must point at files that hold the
 tensors. Exits 1 on any difference.
+
+With --lossy (a lossy delta), tensor bytes may differ: everything else must not (file names and
+sizes, the safetensors headers, hence names, dtypes, shapes and offsets, the other files), every
+tensor must still read through both mmaps, and no random reads are compared.
 """
 import hashlib, json, mmap, os, random, struct, sys
 from multiprocessing import Pool
@@ -54,6 +58,20 @@ def parse_safetensors(path):
     return 8 + n, tensors
 
 
+def check_layout(mpath, opath, parsed):
+    """A lossy file: the same header bytes, and every tensor readable through mmap."""
+    data_start, tensors = parsed
+    with open(mpath, "rb") as mf, open(opath, "rb") as of:
+        if mf.read(data_start) != of.read(data_start):
+            fail(f"{mpath}: the safetensors header differs")
+        m = mmap.mmap(mf.fileno(), 0, access=mmap.ACCESS_COPY)
+        for name, t in tensors:
+            b, e = (data_start + x for x in t["data_offsets"])
+            if len(m[b:e]) != e - b:
+                fail(f"{mpath}: tensor {name} does not read whole")
+        m.close()
+
+
 def check_tensors(mpath, opath, parsed):
     data_start, tensors = parsed
     with open(mpath, "rb") as mf, open(opath, "rb") as of:
@@ -69,15 +87,20 @@ def check_tensors(mpath, opath, parsed):
             m.close()
 
 
-def check_file(mount, orig, rel):
+def check_file(mount, orig, rel, lossy):
     mpath, opath = os.path.join(mount, rel), os.path.join(orig, rel)
     if os.path.getsize(mpath) != os.path.getsize(opath):
         fail(f"{mpath}: size differs")
+    parsed = parse_safetensors(opath) if rel.endswith(".safetensors") else None
+    if lossy and parsed is not None:
+        if parse_safetensors(mpath) is None:
+            fail(f"{mpath}: not valid safetensors through the mount")
+        check_layout(mpath, opath, parsed)
+        return
     with open(mpath, "rb") as a, open(opath, "rb") as b:
         if hashlib.sha256(a.read()).digest() != hashlib.sha256(b.read()).digest():
             fail(f"{mpath}: content differs")
     if rel.endswith(".safetensors"):
-        parsed = parse_safetensors(opath)
         if parsed is not None:
             if parse_safetensors(mpath) is None:
                 fail(f"{mpath}: not valid safetensors through the mount")
@@ -111,6 +134,9 @@ def random_reads(args):
 def main():
     args = sys.argv[1:]
     procs = reads = None
+    lossy = "--lossy" in args
+    if lossy:
+        args.remove("--lossy")
     if "--procs" in args:
         i = args.index("--procs")
         procs = int(args[i + 1])
@@ -129,7 +155,10 @@ def main():
     if files != listed:
         fail(f"{mount}: lists {listed}, not {files}")
     for rel in files:
-        check_file(mount, orig, rel)
+        check_file(mount, orig, rel, lossy)
+    if lossy:
+        print(f"st_reader: {mount}: {len(files)} files laid out as {orig}")
+        return
     procs = procs or 1
     with Pool(procs) as pool:
         jobs = [(mount, orig, files, seed, reads or 200) for seed in range(procs)]
