@@ -10,6 +10,7 @@
 #include "codec_lossy.h"
 #include "dtype.h"
 #include "lowrank.h"
+#include "model.h"
 #include "sparse/sparse.h"
 #include "testutil.h"
 
@@ -207,6 +208,56 @@ static void modes(void)
 	CHECK(sp_write_delta(base, ft, out, &o, NULL, &err) != 0 && strstr(err.msg, "bits"));
 }
 
+/* Every dtype and shape case in a lossy mode: 2-D float tensors change, the rest (1-D, integer,
+ * F8, scalars, empties, stored rows of a grown tensor, other files) stays bit-exact. */
+static void edge_cases(const char *gen)
+{
+	char ebase[4200], eft[4200], out[4200], path[4400];
+	struct sp_write_opts o = {.mode = SP_MODE_QUANT, .bits = 4, .rank = 4};
+	struct sp_write_stats st;
+	struct sp_err err;
+	struct sp_model m;
+	snprintf(ebase, sizeof(ebase), "%s/edge-base", test_tmpdir());
+	snprintf(eft, sizeof(eft), "%s/edge-ft", test_tmpdir());
+	snprintf(out, sizeof(out), "%s/edge-quant", test_tmpdir());
+	if (test_sh("'%s' edge '%s' '%s'", gen, ebase, eft))
+		return;
+	if (sp_write_delta(ebase, eft, out, &o, &st, &err) || sp_model_open(eft, &m, &err)) {
+		fprintf(stderr, "  %s\n", err.msg);
+		test_failures++;
+		return;
+	}
+	cJSON_Delete(st.report);
+	struct sp_delta *d = sp_delta_open(out, NULL, 0, &err);
+	CHECK(d != NULL);
+	for (size_t i = 0; d && i < sp_delta_file_count(d); i++) {
+		const struct sp_file_info *f = sp_delta_file(d, i);
+		size_t size;
+		snprintf(path, sizeof(path), "%s/%s", eft, f->name);
+		uint8_t *orig = test_slurp(path, &size), *got = malloc(f->size + 1);
+		CHECK(sp_delta_read(d, NULL, i, got, f->size, 0) == (ssize_t)size);
+		for (size_t k = 0; k < m.nfiles; k++) {
+			const struct sp_mfile *mf = &m.files[k];
+			if (strcmp(mf->name, f->name))
+				continue;
+			uint64_t pos = 0;
+			for (size_t j = 0; j < mf->st.ntensors; j++) {
+				const struct sp_tensor *t = &mf->st.tensors[j];
+				CHECK(memcmp(got + pos, orig + pos, t->off - pos) == 0);
+				if (t->ndim < 2 || !sp_dtype_is_float(t->dtype))
+					CHECK(memcmp(got + t->off, orig + t->off, t->size) == 0);
+				pos = t->off + t->size;
+			}
+			if (!mf->is_st)
+				CHECK(memcmp(got, orig, size) == 0);
+		}
+		free(orig);
+		free(got);
+	}
+	sp_model_close(&m);
+	sp_delta_close(d);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2)
@@ -218,5 +269,6 @@ int main(int argc, char **argv)
 	if (test_sh("'%s' demo '%s' '%s'", argv[1], base, ft))
 		return 1;
 	modes();
+	edge_cases(argv[1]);
 	return test_done();
 }

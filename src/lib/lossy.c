@@ -78,9 +78,14 @@ int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, e
 	}
 	sp_dtype_to_f32(dt, ft, p->d, n);
 	sp_dtype_to_f32(bdt, base, bf, n);
-	for (uint64_t i = 0; i < n; i++)
+	int finite = 1;
+	for (uint64_t i = 0; i < n; i++) {
 		p->d[i] -= bf[i];
+		finite &= isfinite(p->d[i]);
+	}
 	free(bf);
+	if (!finite)
+		return 1;
 	p->t = (struct sp_lossy_tensor){.rows = rows, .cols = cols, .d = p->d, .bits = c.bits,
 					.group = o->group ? o->group : SP_LOSSY_DEFAULT_GROUP,
 					.step = (float)o->step, .a_scale = 1, .b_scale = 1};

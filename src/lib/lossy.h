@@ -34,7 +34,8 @@ struct sp_lossy_prep {
 
 /* Computes the delta of rows x cols elements (ft of dtype dt, base of dtype bdt) and, for a
  * choice with a rank, its truncated SVD (with energy > 0, the smallest rank up to c->rank that
- * keeps that fraction of the squared norm). */
+ * keeps that fraction of the squared norm). Returns 0, -1 on failure, or 1 when the delta is
+ * not finite (NaNs, infinities, overflow): such a tensor is better kept lossless. */
 int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, enum sp_dtype bdt,
 		     uint64_t rows, uint64_t cols, struct sp_lossy_choice c,
 		     const struct sp_write_opts *o, struct sp_lossy_prep *p);

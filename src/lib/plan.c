@@ -114,11 +114,17 @@ static int store_factor(struct writer *w, struct sp_lossy_tensor *t)
 /* The n overlapping elements of t as LOSSY chunks, encoded before the next tensor so that the
  * delta and its factors need only live this long. */
 static int emit_lossy(struct writer *w, const struct segment *s, const struct sp_tensor *t,
-		      uint64_t n, struct sp_lossy_choice c, uint32_t *rank)
+		      uint64_t n, struct sp_lossy_choice c, uint32_t *rank, int *lossy)
 {
 	struct sp_lossy_prep p;
 	uint64_t cols = row_elems(t);
-	if (sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, w->o, &p)) {
+	int rc = sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, w->o, &p);
+	if (rc == 1) {
+		sp_lossy_prep_free(&p);
+		*lossy = 0;
+		return emit(w, s);
+	}
+	if (rc) {
 		sp_err_set(w->err, "%s: tensor %s: cannot factor its delta (out of memory?)",
 			   w->ft.dir, t->name);
 		sp_lossy_prep_free(&p);
@@ -127,7 +133,7 @@ static int emit_lossy(struct writer *w, const struct segment *s, const struct sp
 	struct segment ls = *s;
 	ls.lossy = &p.t;
 	memset(&w->flushed, 0, sizeof(w->flushed));
-	int rc = (p.t.rank && store_factor(w, &p.t)) || emit(w, &ls) || sp_writer_flush(w);
+	rc = (p.t.rank && store_factor(w, &p.t)) || emit(w, &ls) || sp_writer_flush(w);
 	*rank = p.t.rank;
 	sp_lossy_prep_free(&p);
 	return rc;
@@ -265,7 +271,7 @@ static int plan_tensor(struct writer *w, const uint8_t *map, const struct sp_ten
 			c = (struct sp_lossy_choice){.lossy = 1};
 		int rc = w->lora ? emit_adapted(w, &s, t) : 1;
 		if (rc == 1)
-			rc = c.lossy ? emit_lossy(w, &s, t, n, c, &rank) : emit(w, &s);
+			rc = c.lossy ? emit_lossy(w, &s, t, n, c, &rank, &c.lossy) : emit(w, &s);
 		if (rc)
 			return -1;
 		base = s.base;
