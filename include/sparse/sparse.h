@@ -48,6 +48,9 @@ struct sp_write_opts {
 			      * over the largest code */
 	uint64_t size;       /* > 0: a budget in bytes for the whole delta: quant mode with the
 			      * smallest step that fits (bits default 4) */
+	int auto_rank;       /* with energy: a low-rank part only where the delta is low rank (the
+			      * energy is kept within an eighth of its smaller dimension); a size
+			      * budget without a rank sets it */
 	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
 	int dry_run;         /* compute everything, write nothing */
 };

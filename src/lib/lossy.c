@@ -38,7 +38,23 @@ struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const stru
 	return c;
 }
 
-static int factorize(struct sp_lossy_prep *p, uint32_t rank, double energy)
+/* The rank to keep of the k computed: with energy, the smallest keeping that fraction of the
+ * squared norm; with auto, none unless that rank is small (the delta is truly low rank, as a
+ * merged LoRA is), for a full-rank delta's bytes are better spent on its residual. */
+static size_t kept_rank(const struct sp_lossy_prep *p, const float *s, size_t k, double energy,
+			int autorank)
+{
+	uint64_t m = p->t.rows, n = p->t.cols;
+	double total = 0;
+	for (uint64_t i = 0; i < m * n; i++)
+		total += (double)p->d[i] * p->d[i];
+	size_t r = sp_lowrank_energy_rank(s, k, total, energy);
+	if (autorank && (r == k || r > (m < n ? m : n) / 8))
+		return 0;
+	return r;
+}
+
+static int factorize(struct sp_lossy_prep *p, uint32_t rank, double energy, int autorank)
 {
 	uint64_t m = p->t.rows, n = p->t.cols;
 	float *s = malloc(rank * sizeof(float));
@@ -46,10 +62,7 @@ static int factorize(struct sp_lossy_prep *p, uint32_t rank, double energy)
 	p->b = malloc((size_t)rank * n * sizeof(float));
 	long k = s && p->a && p->b ? sp_lowrank(p->d, m, n, rank, p->a, p->b, s) : -1;
 	if (k > 0 && energy > 0) {
-		double total = 0;
-		for (uint64_t i = 0; i < m * n; i++)
-			total += (double)p->d[i] * p->d[i];
-		size_t r = sp_lowrank_energy_rank(s, (size_t)k, total, energy);
+		size_t r = kept_rank(p, s, (size_t)k, energy, autorank);
 		/* a is m x k row-major: keep its first r columns. */
 		for (uint64_t i = 0; i < m; i++)
 			memmove(p->a + i * r, p->a + i * (uint64_t)k, r * sizeof(float));
@@ -89,7 +102,7 @@ int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, e
 	p->t = (struct sp_lossy_tensor){.rows = rows, .cols = cols, .d = p->d, .bits = c.bits,
 					.group = o->group ? o->group : SP_LOSSY_DEFAULT_GROUP,
 					.step = (float)o->step, .a_scale = 1, .b_scale = 1};
-	if (c.rank && factorize(p, c.rank, o->energy))
+	if (c.rank && factorize(p, c.rank, o->energy, o->auto_rank))
 		return -1;
 	p->t.a = p->a;
 	p->t.b = p->b;

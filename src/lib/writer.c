@@ -392,9 +392,12 @@ static void teardown(struct writer *w)
 #define ENERGY_RANK_CAP 1024
 
 /* Bits of the codes under a size budget: the step decides how many levels are used. Its
- * scales cover larger groups: they cost less, and measured no worse. */
+ * scales cover larger groups: they cost less, and measured no worse. A low-rank part goes only
+ * where the delta is low rank, found among this many singular values. */
 #define BUDGET_BITS 4
 #define BUDGET_GROUP 2048
+#define BUDGET_RANK_CAP 64
+#define BUDGET_ENERGY 0.99
 
 static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 {
@@ -405,6 +408,11 @@ static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 		o->bits = BUDGET_BITS;
 	if (o->size && !o->group)
 		o->group = BUDGET_GROUP;
+	if (o->size && !o->rank && o->energy == 0) {
+		o->rank = BUDGET_RANK_CAP;
+		o->energy = BUDGET_ENERGY;
+		o->auto_rank = 1;
+	}
 	if (o->size && o->mode != SP_MODE_QUANT)
 		why = "a size budget is spent in quant mode";
 	else if (o->mode == SP_MODE_LOSSLESS && (o->rank || o->bits || o->energy > 0 || o->group ||
