@@ -26,7 +26,7 @@ void sp_codecs_fini(struct sp_codecs *cs)
 	ZSTD_freeDCtx(cs->dctx);
 	if (cs->lossless)
 		sp_lossless_free(cs->lossless);
-	free(cs->conv);
+	free(cs->conv.p);
 	free(cs->lossy.p);
 	memset(cs, 0, sizeof(*cs));
 }
@@ -50,15 +50,10 @@ static const uint8_t *base_as_output(struct sp_codecs *cs, const struct sp_chunk
 {
 	if (c->dtype == c->base_dtype)
 		return base;
-	if (cs->conv_cap < c->out_len) {
-		uint8_t *p = realloc(cs->conv, c->out_len);
-		if (!p)
-			return NULL;
-		cs->conv = p;
-		cs->conv_cap = c->out_len;
-	}
-	sp_dtype_convert(c->base_dtype, base, c->dtype, cs->conv, c->out_len / sp_dtype_size(c->dtype));
-	return cs->conv;
+	uint8_t *conv = sp_scratch_get(&cs->conv, c->out_len);
+	if (conv)
+		sp_dtype_convert(c->base_dtype, base, c->dtype, conv, c->out_len / sp_dtype_size(c->dtype));
+	return conv;
 }
 
 /* Tries the delta codec into dst; keeps it when smaller than *best. */

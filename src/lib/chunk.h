@@ -15,8 +15,7 @@ struct sp_codecs {
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 	struct sp_lossless *lossless;
-	uint8_t *conv; /* base elements converted to the output dtype */
-	size_t conv_cap;
+	struct sp_scratch conv; /* base elements converted to the output dtype */
 	struct sp_scratch lossy;
 };
 

@@ -59,18 +59,6 @@ struct hdr {
 	float a_scale, b_scale;
 };
 
-void *sp_scratch_get(struct sp_scratch *s, size_t n)
-{
-	if (s->cap < n) {
-		uint8_t *p = realloc(s->p, n);
-		if (!p)
-			return NULL;
-		s->p = p;
-		s->cap = n;
-	}
-	return s->p;
-}
-
 static void put32(uint8_t *p, uint32_t v)
 {
 	memcpy(p, &v, 4);

@@ -12,16 +12,11 @@
 #include <stdint.h>
 #include <zstd.h>
 
+#include "scratch.h"
 #include "sparse/format.h"
 
 #define SP_LOSSY_MAX_RANK 4096
 
-/* A buffer that grows as needed and is kept between calls: fresh memory costs page faults. */
-struct sp_scratch {
-	uint8_t *p;
-	size_t cap;
-};
-void *sp_scratch_get(struct sp_scratch *s, size_t n);
 
 /* A tensor as the encoder sees it: the delta d = ft - base (rows x cols, f32) and the parts
  * chosen to approximate it. */

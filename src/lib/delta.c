@@ -177,8 +177,7 @@ const void *sp_delta_manifest(const struct sp_delta *d)
 
 struct scratch {
 	struct sp_codecs cs;
-	uint8_t *data, *base;
-	size_t data_cap, base_cap;
+	struct sp_scratch data, base; /* a chunk's encoded bytes and its base bytes */
 };
 
 static pthread_key_t scratch_key;
@@ -188,8 +187,8 @@ static void scratch_free(void *p)
 {
 	struct scratch *s = p;
 	sp_codecs_fini(&s->cs);
-	free(s->data);
-	free(s->base);
+	free(s->data.p);
+	free(s->base.p);
 	free(s);
 }
 
@@ -211,18 +210,6 @@ static struct scratch *scratch_get(void)
 	}
 	pthread_setspecific(scratch_key, s);
 	return s;
-}
-
-static int grow(uint8_t **buf, size_t *cap, size_t n)
-{
-	if (*cap < n) {
-		uint8_t *p = realloc(*buf, n);
-		if (!p)
-			return -1;
-		*buf = p;
-		*cap = n;
-	}
-	return 0;
 }
 
 /* ---- decoding ---- */
@@ -276,11 +263,11 @@ static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 static int read_inputs(struct sp_delta *d, const struct sp_chunk *c, struct scratch *s)
 {
 	uint64_t blen = sp_chunk_base_len(c);
-	if (grow(&s->data, &s->data_cap, c->data_len) || grow(&s->base, &s->base_cap, blen))
+	if (!sp_scratch_get(&s->data, c->data_len) || !sp_scratch_get(&s->base, blen))
 		return -1;
-	if (sp_pread_full(d->fd, s->data, c->data_len, c->data_off))
+	if (sp_pread_full(d->fd, s->data.p, c->data_len, c->data_off))
 		return -1;
-	if (blen && sp_pread_full(d->base[c->base_file].fd, s->base, blen, c->base_off))
+	if (blen && sp_pread_full(d->base[c->base_file].fd, s->base.p, blen, c->base_off))
 		return -1;
 	return 0;
 }
@@ -308,9 +295,9 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
-	if (sp_lossy_inputs_hash(s->data, c->data_len, s->base, sp_chunk_base_len(c)) != c->out_hash)
+	if (sp_lossy_inputs_hash(s->data.p, c->data_len, s->base.p, sp_chunk_base_len(c)) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
-	long ord = sp_lossy_aux(s->data, c->data_len);
+	long ord = sp_lossy_aux(s->data.p, c->data_len);
 	uint64_t first_aux = d->sb.chunk_count - d->m.aux_chunks, k = first_aux + (uint64_t)ord;
 	struct sp_cache_entry *held = NULL;
 	const uint8_t *aux = NULL;
@@ -320,7 +307,8 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s, voi
 	if (ord >= 0 && !(aux = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,
 					      &held, &rc)))
 		return rc;
-	rc = sp_chunk_decode(&s->cs, c, s->data, s->base, aux, aux ? d->chunks[k].out_len : 0, out);
+	rc = sp_chunk_decode(&s->cs, c, s->data.p, s->base.p, aux, aux ? d->chunks[k].out_len : 0,
+			     out);
 	if (held)
 		sp_cache_release(d->aux_cache, held);
 	return rc ? chunk_failed(d, idx, "does not decode (damaged delta)") : 0;
@@ -341,7 +329,7 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 		return chunk_failed(d, idx, "cannot read the delta or the base");
 	} else if (c->codec == SP_CODEC_LOSSY) {
 		return decode_lossy(d, idx, s, out);
-	} else if (sp_chunk_decode(&s->cs, c, s->data, s->base, NULL, 0, out)) {
+	} else if (sp_chunk_decode(&s->cs, c, s->data.p, s->base.p, NULL, 0, out)) {
 		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
 	}
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "readahead.h"
+#include "scratch.h"
 
 #define TIMEOUT 86400.0
 
@@ -157,28 +158,25 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static pthread_key_t reply_key;
 static pthread_once_t reply_once = PTHREAD_ONCE_INIT;
 
-struct reply_buf {
-	size_t cap;
-	uint8_t data[];
-};
+static void reply_free(void *p)
+{
+	struct sp_scratch *s = p;
+	free(s->p);
+	free(s);
+}
 
 static void reply_key_init(void)
 {
-	pthread_key_create(&reply_key, free);
+	pthread_key_create(&reply_key, reply_free);
 }
 
 static void *reply_buffer(size_t size)
 {
 	pthread_once(&reply_once, reply_key_init);
-	struct reply_buf *b = pthread_getspecific(reply_key);
-	if (b && b->cap >= size)
-		return b->data;
-	free(b);
-	b = malloc(sizeof(*b) + (size ? size : 1));
-	if (b)
-		b->cap = size;
-	pthread_setspecific(reply_key, b);
-	return b ? b->data : NULL;
+	struct sp_scratch *s = pthread_getspecific(reply_key);
+	if (!s && (s = calloc(1, sizeof(*s))))
+		pthread_setspecific(reply_key, s);
+	return s ? sp_scratch_get(s, size) : NULL;
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
