@@ -14,7 +14,7 @@
 #include "io.h"
 #include "sparse/sparse.h"
 
-static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta"};
+static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy"};
 
 /* ---- --info ---- */
 
@@ -115,9 +115,15 @@ static int do_info(const char *path)
 	printf("base       %s\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(base, "path")));
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
 	       (unsigned long long)all.out, ratio((uint64_t)st.st_size, all.out));
+	uint64_t in_files = 0;
+	for (int i = 0; i < SP_CODEC_COUNT; i++)
+		in_files += all.chunks[i];
 	printf("chunks     %llu:", (unsigned long long)sp_delta_chunk_count(d));
 	for (int i = 0; i < SP_CODEC_COUNT; i++)
 		printf(" %s %llu", codec_names[i], (unsigned long long)all.chunks[i]);
+	if (sp_delta_chunk_count(d) > in_files)
+		printf(", auxiliary %llu (low-rank factors)",
+		       (unsigned long long)(sp_delta_chunk_count(d) - in_files));
 	printf("\n\n");
 	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);
