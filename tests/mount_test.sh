@@ -223,6 +223,9 @@ lossy() {
 		local tag=${setting// /}
 		"$MKSPARSE" -q -m $setting --report "$TMP/$name$tag.json" "$base" "$ft" -o "$TMP/$name$tag"
 		m=$TMP/mnt-$name$tag
+		"$SPARSEFS" --check "$TMP/$name$tag" >/dev/null || fail "--check $name $setting"
+		"$SPARSEFS" --info "$TMP/$name$tag" >"$TMP/info" && grep -q "lossy" "$TMP/info" ||
+			fail "--info $name $setting"
 		mount_fg "$TMP/$name$tag" "$m"
 		python3 "$HERE/st_reader.py" "$m" "$ft" --lossy >/dev/null
 		if [ -n "$logits" ] && [ "$setting" = "quant -b 8" ]; then
