@@ -170,8 +170,12 @@ static void modes(void)
 	struct sp_err err;
 	uint64_t s_fixed = 0, s_budget = 0;
 	double e0, e4, e64, e_huge, q8, q4;
+	/* Rank 0 would keep just the base: refused, as a mistake more likely than a wish. */
 	o.rank = 0;
-	e0 = write_read("svd0", o, NULL);
+	CHECK(sp_write_delta(base, ft, "/nonexistent/never", &o, NULL, &err) != 0);
+	CHECK(strstr(err.msg, "rank") != NULL);
+	o.rank = 1;
+	e0 = write_read("svd1", o, NULL);
 	o.rank = 4;
 	e4 = write_read("svd4", o, NULL);
 	o.rank = 64;
@@ -179,6 +183,8 @@ static void modes(void)
 	o.rank = 4000; /* more than the matrices allow: capped */
 	e_huge = write_read("svdhuge", o, NULL);
 	CHECK(e0 > 0.5 && e4 < e0 && e64 < e4 && e_huge < 1e-2);
+	o = (struct sp_write_opts){.mode = SP_MODE_SVD, .rank = 4, .group = 64};
+	CHECK(sp_write_delta(base, ft, "/nonexistent/never", &o, NULL, &err) != 0);
 	o = (struct sp_write_opts){.mode = SP_MODE_QUANT, .bits = 8};
 	q8 = write_read("q8", o, NULL);
 	o.bits = 4;

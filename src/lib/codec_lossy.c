@@ -52,6 +52,7 @@
 #define F_LOWRANK 1
 #define F_QUANT 2
 #define F_F32 4
+#define F16_MAX 65504.0f
 
 struct hdr {
 	uint8_t flags, bits;
@@ -152,7 +153,8 @@ static float group_scale(const float *r, size_t lo, size_t hi, int qmax, float s
 			m += (double)r[i] * r[i];
 		else if (fabsf(r[i]) > m)
 			m = fabsf(r[i]);
-	return step > 0 ? (float)(sqrt(m / (double)(hi - lo)) * step) : (float)m / (float)qmax;
+	double scale = step > 0 ? sqrt(m / (double)(hi - lo)) * step : m / qmax;
+	return scale < F16_MAX ? (float)scale : F16_MAX; /* stored as f16: keep it finite */
 }
 
 static void quantize(const float *r, size_t n, int bits, uint32_t group, float step,

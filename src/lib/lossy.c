@@ -35,6 +35,9 @@ struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const stru
 		c.rank = (uint32_t)cols;
 	if (c.rank > SP_LOSSY_MAX_RANK)
 		c.rank = SP_LOSSY_MAX_RANK;
+	/* B (rank x cols, f16) is one auxiliary chunk. */
+	if ((uint64_t)c.rank * cols * 2 > SP_CHUNK_MAX)
+		c.rank = (uint32_t)(SP_CHUNK_MAX / (cols * 2));
 	return c;
 }
 

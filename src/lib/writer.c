@@ -106,7 +106,7 @@ int sp_writer_add_aux(struct writer *w, const uint8_t *bytes, size_t len, uint32
 	*ordinal = (uint32_t)(w->naux - 1);
 	free(z);
 	if (rc)
-		sp_err_set(w->err, "%s: cannot store a low-rank factor: %s", w->tmp_path ? w->tmp_path : "",
+		sp_err_set(w->err, "%s: cannot store a low-rank factor: %s", w->ft.dir,
 			   len > SP_CHUNK_MAX ? "too large" : strerror(errno));
 	return rc;
 }
@@ -220,9 +220,21 @@ static void relative_path(const char *from, const char *to, char *rel, size_t ca
 		snprintf(rel, cap, ".");
 }
 
+/* An absolute path for dir, which need not exist yet (a dry run creates nothing). */
+static char *absolute(const char *dir)
+{
+	char *abs = realpath(dir, NULL), *cwd;
+	if (abs || dir[0] == '/')
+		return abs ? abs : strdup(dir);
+	if (!(cwd = getcwd(NULL, 0)) || asprintf(&abs, "%s/%s", cwd, dir) < 0)
+		abs = NULL;
+	free(cwd);
+	return abs;
+}
+
 static cJSON *base_json(const char *base_dir, const char *out_dir)
 {
-	char *abs_base = realpath(base_dir, NULL), *abs_out = realpath(out_dir, NULL);
+	char *abs_base = realpath(base_dir, NULL), *abs_out = absolute(out_dir);
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "path", abs_base ? abs_base : base_dir);
 	if (abs_base && abs_out) {
@@ -391,10 +403,11 @@ static void teardown(struct writer *w)
 /* Energy mode looks for the rank among the first this many singular values by default. */
 #define ENERGY_RANK_CAP 1024
 
-/* Bits of the codes under a size budget: the step decides how many levels are used. Its
- * scales cover larger groups: they cost less, and measured no worse. A low-rank part goes only
- * where the delta is low rank, found among this many singular values. */
-#define BUDGET_BITS 4
+/* Bits of the codes under a size budget: the step decides how many levels are used, and with
+ * 8 bits no step clips, so the size falls steadily as the step grows. Its scales cover larger
+ * groups: they cost less, and measured no worse. A low-rank part goes only where the delta is
+ * low rank, found among this many singular values. */
+#define BUDGET_BITS 8
 #define BUDGET_GROUP 2048
 #define BUDGET_RANK_CAP 64
 #define BUDGET_ENERGY 0.99
@@ -415,6 +428,14 @@ static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 	}
 	if (o->size && o->mode != SP_MODE_QUANT)
 		why = "a size budget is spent in quant mode";
+	else if (o->size && o->step > 0)
+		why = "a size budget picks the step itself";
+	else if (o->mode == SP_MODE_SVD && !o->rank && o->energy == 0)
+		why = "svd mode needs a rank or an energy";
+	else if (o->mode == SP_MODE_SVD && (o->group || o->step > 0))
+		why = "group and step: svd mode quantizes nothing (quant mode does)";
+	else if (o->mode == SP_MODE_LOSSLESS && o->lowrank_embeddings)
+		why = "lowrank_embeddings needs a lossy mode";
 	else if (o->mode == SP_MODE_LOSSLESS && (o->rank || o->bits || o->energy > 0 || o->group ||
 					    o->step > 0))
 		why = "rank, energy, bits, group and step need a lossy mode (svd or quant)";
@@ -573,11 +594,15 @@ int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir
 {
 	struct sp_write_opts o = *opts;
 	struct sp_write_stats st;
+	struct timespec t0, t1;
 	int drop = 0;
 	err->msg[0] = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (check_opts(&o, err) || (o.size && fit_budget(base_dir, ft_dir, out_dir, &o, &drop, err)))
 		return -1;
 	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, drop, &st, err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	st.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc == 0 && stats)
 		*stats = st;
 	else if (rc == 0)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* mksparse: write a fine-tune as a delta against its base. A thin front end over libsparse. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +84,7 @@ static int parse_bytes(const char *s, uint64_t *out)
 	unsigned long long v = strtoull(s, &end, 10);
 	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
 		  : *end == 'G' || *end == 'g' ? 30 : 0;
-	if (end == s || (shift && end[1]) || (!shift && *end) || !v)
+	if (end == s || (shift && end[1]) || (!shift && *end) || !v || v > UINT64_MAX >> shift)
 		return -1;
 	*out = (uint64_t)v << shift;
 	return 0;
@@ -153,7 +154,7 @@ static int write_report(const char *path, const cJSON *report)
 		rc = -1;
 	free(json);
 	if (rc)
-		perror(path);
+		fprintf(stderr, "mksparse: %s: %s\n", path, strerror(errno));
 	return rc;
 }
 
@@ -241,6 +242,10 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != (c.adapter ? 1 : 2) || !c.out) {
 		usage(stderr);
+		return 2;
+	}
+	if (c.report && (c.adapter || (c.o.mode == SP_MODE_LOSSLESS && !c.o.size))) {
+		fprintf(stderr, "mksparse: --report: only lossy modes have a quality report\n");
 		return 2;
 	}
 	struct sp_write_stats st;
