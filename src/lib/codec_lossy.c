@@ -16,10 +16,10 @@
  *   12 u32  aux, the ordinal of the auxiliary chunk holding B (low-rank part only)
  *   16 f32  a_scale: A = stored values * a_scale
  *   20 f32  b_scale: B = stored values * b_scale
- *   24 u8   bits of the residual codes (2..8; quantized part only)
+ *   24 u8   bits of the residual codes (2..8; 0 without the quantized part)
  *   25 u8   zero
  *   26 u16  zero
- *   28 u32  group: elements per quantization group (>= 1)
+ *   28 u32  group: elements per quantization group (>= 1; 0 without the quantized part)
  *   32 u32  a_len, 36 u32 s_len, 40 u32 q_len: the lengths of the three parts that follow,
  *           in this order (0 for a part that is absent):
  *     A: the chunk's rows of A, rows_spanned x rank values, f16 or f32;
@@ -216,7 +216,7 @@ size_t sp_lossy_encode(ZSTD_CCtx *cctx, struct sp_lossless *ll, const struct sp_
 {
 	struct hdr h = {.cols = (uint32_t)t->cols, .col0 = (uint32_t)(e0 % t->cols), .aux = t->aux,
 			.a_scale = t->a_scale, .b_scale = t->b_scale, .rank = t->rank,
-			.bits = (uint8_t)t->bits, .group = t->group};
+			.bits = (uint8_t)t->bits, .group = t->bits ? t->group : 0};
 	uint64_t row0 = e0 / t->cols;
 	size_t rows = (h.col0 + n + t->cols - 1) / t->cols, pos = HDR;
 	struct sp_scratch tmp = {0};
@@ -279,8 +279,10 @@ static int parse_header(const uint8_t *p, size_t len, struct hdr *h)
 		return -1;
 	if ((h->flags & F_LOWRANK) ? (!h->rank || h->rank > SP_LOSSY_MAX_RANK) : h->rank != 0)
 		return -1;
-	if ((h->flags & F_QUANT) &&
-	    (h->bits < 2 || h->bits > 8 || !h->group))
+	if ((h->flags & F_QUANT) ? h->bits < 2 || h->bits > 8 || !h->group
+				 : h->bits || h->group || h->s_len || h->q_len)
+		return -1;
+	if ((!(h->flags & F_LOWRANK) && h->a_len) || p[25] || p[26] || p[27])
 		return -1;
 	return (uint64_t)h->a_len + h->s_len + h->q_len == len - HDR ? 0 : -1;
 }
