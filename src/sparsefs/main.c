@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sparsefs: mount a delta (or a directory of deltas) as the fine-tune's folder, or inspect,
  * verify and extract it. */
+#include <cblas.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -167,6 +168,8 @@ int main(int argc, char **argv)
 	 * freed memory is reused, rather than in fresh mappings that fault page by page. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
+	/* Requests already run on many threads; BLAS threads under each would oversubscribe. */
+	openblas_set_num_threads(1);
 	sp_set_log(log_stderr);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--info") || !strcmp(argv[i], "--check") ||
