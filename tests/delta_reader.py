@@ -11,7 +11,8 @@ import json, os, struct, subprocess, sys
 
 SUPER = struct.Struct("<8sIIQQQQQQQQQQ24sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
-CODECS = ["raw", "zstd", "base", "delta"]
+CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch"]
+KNOWN_INCOMPAT = 0x3  # lossy chunks and auxiliary chunks; patch chunks
 
 
 def main():
@@ -20,7 +21,7 @@ def main():
     (magic, version, super_size, _compat, incompat, table_off, count, _table_hash, man_off,
      man_len, man_raw, _man_hash, file_size, _reserved, _super_hash) = SUPER.unpack_from(data)
     assert magic == b"SPRSDLT\x1a" and version == 1 and super_size == 128, "bad superblock"
-    assert incompat == 0 and file_size == len(data), "bad superblock fields"
+    assert incompat & ~KNOWN_INCOMPAT == 0 and file_size == len(data), "bad superblock fields"
     manifest = json.loads(subprocess.run(["zstd", "-dc"], input=data[man_off:man_off + man_len],
                                          capture_output=True, check=True).stdout)
     assert len(json.dumps(manifest)) > 0 and manifest["version"] == 1
@@ -32,7 +33,7 @@ def main():
                               "out_off": out_off, "out_len": out_len, "data_off": data_off,
                               "data_len": data_len, "base_file": base_file,
                               "base_off": base_off}))
-    assert count == sum(f["chunk_count"] for f in manifest["files"])
+    assert count == sum(f["chunk_count"] for f in manifest["files"]) + manifest.get("aux_chunks", 0)
 
 
 if __name__ == "__main__":

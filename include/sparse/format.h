@@ -26,7 +26,8 @@
 
 /* Feature bits. A reader refuses a delta with an incompat bit it does not know. */
 #define SP_FEATURE_INCOMPAT_LOSSY (1ULL << 0) /* SP_CODEC_LOSSY chunks and auxiliary chunks */
-#define SP_FEATURE_INCOMPAT_SUPPORTED SP_FEATURE_INCOMPAT_LOSSY
+#define SP_FEATURE_INCOMPAT_PATCH (1ULL << 1) /* SP_CODEC_PATCH chunks */
+#define SP_FEATURE_INCOMPAT_SUPPORTED (SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large; the default output size of a chunk is 1 MiB. */
@@ -60,6 +61,7 @@ enum sp_codec {
 	SP_CODEC_BASE = 2,  /* output equals base bytes [base_off, base_off + out_len); no data */
 	SP_CODEC_DELTA = 3, /* lossless delta against the base (codec_lossless.h), see sp_chunk */
 	SP_CODEC_LOSSY = 4, /* base + low rank + quantized residual (codec_lossy.h), approximate */
+	SP_CODEC_PATCH = 5, /* zstd against a window of a base file (codec_patch.h) */
 	SP_CODEC_COUNT
 };
 
@@ -94,7 +96,8 @@ enum sp_dtype {
  * holding elements of base_dtype. DELTA converts them to dtype (round to nearest even) when the
  * dtypes differ, then applies the residual in data; out_hash is the hash of the output. LOSSY
  * computes in f32 with BLAS, whose last bit may differ between machines: its out_hash is the
- * hash of its data followed by its base bytes.
+ * hash of its data followed by its base bytes. SP_CODEC_PATCH reads the window of base file
+ * base_file at base_off whose length its data names (codec_patch.h).
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

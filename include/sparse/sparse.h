@@ -53,6 +53,10 @@ struct sp_write_opts {
 			      * budget without a rank sets it */
 	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
 	int dry_run;         /* compute everything, write nothing */
+	/* "DERIVED=BASE" pairs: patch file DERIVED (a path in the fine-tune or derived dataset)
+	 * against BASE (a path in the base), instead of the base file chosen by name or content */
+	const char *const *map;
+	size_t nmap;
 };
 
 struct sp_write_stats {
@@ -89,6 +93,8 @@ struct sp_file_info {
 	uint32_t mtime_nsec;
 	uint64_t first_chunk;
 	uint64_t chunk_count;
+	uint32_t mode;    /* permission bits (0: not recorded) */
+	const char *link; /* a symbolic link: its target (size is its length); NULL for a file */
 };
 
 /* Is dir a delta directory (holding SP_DELTA_FILE)? */

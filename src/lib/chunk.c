@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "codec_lossless.h"
+#include "codec_patch.h"
 #include "dtype.h"
 
 int sp_codecs_init(struct sp_codecs *cs)
@@ -27,6 +28,7 @@ void sp_codecs_fini(struct sp_codecs *cs)
 	if (cs->lossless)
 		sp_lossless_free(cs->lossless);
 	free(cs->conv.p);
+	free(cs->patch.p);
 	free(cs->lossy.p);
 	memset(cs, 0, sizeof(*cs));
 }
@@ -102,9 +104,37 @@ int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 	return 0;
 }
 
-int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
-		    const uint8_t *base, const uint8_t *aux, size_t aux_len, uint8_t *out)
+int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			  const uint8_t *window, size_t wlen, uint8_t *dst, size_t cap, int level)
 {
+	uint32_t base_file = c->base_file;
+	uint64_t base_off = c->base_off;
+	c->base_file = SP_NO_BASE;
+	c->base_off = 0;
+	if (sp_chunk_encode(cs, c, src, NULL, dst, cap, level))
+		return -1;
+	size_t pcap = SP_PATCH_HEADER + ZSTD_compressBound(c->out_len);
+	uint8_t *p = sp_scratch_get(&cs->patch, pcap);
+	size_t n = p ? sp_patch_encode(cs->cctx, window, wlen, src, c->out_len, p, pcap, level) : 0;
+	if (n && n < c->data_len && n <= cap) {
+		memcpy(dst, p, n);
+		c->codec = SP_CODEC_PATCH;
+		c->data_len = (uint32_t)n;
+		c->base_file = base_file;
+		c->base_off = base_off;
+	}
+	return 0;
+}
+
+int sp_chunk_patch_window(const struct sp_chunk *c, const uint8_t *data, uint64_t *len)
+{
+	return sp_patch_window(data, c->data_len, len);
+}
+
+int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const struct sp_chunk_in *in,
+		    uint8_t *out)
+{
+	const uint8_t *data = in->data, *base = in->base;
 	size_t z;
 	const uint8_t *b;
 	switch (c->codec) {
@@ -125,9 +155,11 @@ int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_
 			return -1;
 		return sp_lossless_decode(cs->lossless, c->dtype, b, data, c->data_len, out, c->out_len);
 	case SP_CODEC_LOSSY:
-		return sp_lossy_decode(cs->dctx, cs->lossless, data, c->data_len, aux, aux_len, base,
-				       c->base_dtype,
-				       c->dtype, out, c->out_len / sp_dtype_size(c->dtype), &cs->lossy);
+		return sp_lossy_decode(cs->dctx, cs->lossless, data, c->data_len, in->aux, in->aux_len,
+				       base, c->base_dtype, c->dtype, out,
+				       c->out_len / sp_dtype_size(c->dtype), &cs->lossy);
+	case SP_CODEC_PATCH:
+		return sp_patch_decode(cs->dctx, data, c->data_len, base, in->base_len, out, c->out_len);
 	default:
 		return -1;
 	}

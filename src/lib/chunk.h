@@ -16,6 +16,7 @@ struct sp_codecs {
 	ZSTD_DCtx *dctx;
 	struct sp_lossless *lossless;
 	struct sp_scratch conv; /* base elements converted to the output dtype */
+	struct sp_scratch patch;
 	struct sp_scratch lossy;
 };
 
@@ -34,10 +35,24 @@ size_t sp_chunk_bound(size_t n);
 int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 		    const uint8_t *base, uint8_t *dst, size_t cap, int level);
 
-/* Decodes a chunk from its data, its base bytes and (LOSSY chunks with a low-rank part) the
- * bytes of the auxiliary chunk it names, into out[0..c->out_len). Returns 0, or -1 when the
- * data is malformed. Does not check out_hash: the caller does. */
-int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const uint8_t *data,
-		    const uint8_t *base, const uint8_t *aux, size_t aux_len, uint8_t *out);
+/* What decoding a chunk reads: its data, its base bytes (a PATCH chunk's window, whose length
+ * its data names), and for LOSSY chunks with a low-rank part the auxiliary chunk it names. */
+struct sp_chunk_in {
+	const uint8_t *data, *base, *aux;
+	size_t base_len, aux_len;
+};
+
+/* The bytes of base a PATCH chunk reads: its window. */
+int sp_chunk_patch_window(const struct sp_chunk *c, const uint8_t *data, uint64_t *len);
+
+/* Encodes src[0..c->out_len) as zstd or raw (as sp_chunk_encode without a base) or as a patch
+ * against window[0..wlen) of base file c->base_file at c->base_off, whichever is smallest. */
+int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			  const uint8_t *window, size_t wlen, uint8_t *dst, size_t cap, int level);
+
+/* Decodes a chunk from its inputs into out[0..c->out_len). Returns 0, or -1 when the data is
+ * malformed. Does not check out_hash: the caller does. */
+int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const struct sp_chunk_in *in,
+		    uint8_t *out);
 
 #endif

@@ -260,16 +260,23 @@ static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 	return -EIO;
 }
 
-static int read_inputs(struct sp_delta *d, const struct sp_chunk *c, struct scratch *s)
+/* Reads a chunk's data and the base bytes it needs (a PATCH chunk's data names its window). */
+static const char *read_inputs(struct sp_delta *d, const struct sp_chunk *c, struct scratch *s,
+			       struct sp_chunk_in *in)
 {
 	uint64_t blen = sp_chunk_base_len(c);
-	if (!sp_scratch_get(&s->data, c->data_len) || !sp_scratch_get(&s->base, blen))
-		return -1;
-	if (sp_pread_full(d->fd, s->data.p, c->data_len, c->data_off))
-		return -1;
-	if (blen && sp_pread_full(d->base[c->base_file].fd, s->base.p, blen, c->base_off))
-		return -1;
-	return 0;
+	if (!sp_scratch_get(&s->data, c->data_len) ||
+	    sp_pread_full(d->fd, s->data.p, c->data_len, c->data_off))
+		return "cannot read the delta";
+	if (c->codec == SP_CODEC_PATCH &&
+	    (sp_chunk_patch_window(c, s->data.p, &blen) ||
+	     blen > d->m.base[c->base_file].size - c->base_off))
+		return "names a window outside its base file (damaged delta)";
+	if (!sp_scratch_get(&s->base, blen) ||
+	    (blen && sp_pread_full(d->base[c->base_file].fd, s->base.p, blen, c->base_off)))
+		return "cannot read the base";
+	*in = (struct sp_chunk_in){.data = s->data.p, .base = s->base.p, .base_len = blen};
+	return NULL;
 }
 
 /* An auxiliary chunk (RAW or ZSTD) into out. It is fetched in the middle of decoding a LOSSY
@@ -280,8 +287,9 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 	const struct sp_chunk *c = &d->chunks[idx];
 	struct scratch *s = scratch_get();
 	uint8_t *data = malloc(c->data_len + 1);
+	struct sp_chunk_in in = {.data = data};
 	int rc = s && data && sp_pread_full(d->fd, data, c->data_len, c->data_off) == 0 &&
-			 sp_chunk_decode(&s->cs, c, data, NULL, NULL, 0, out) == 0 ? 0 : -1;
+			 sp_chunk_decode(&s->cs, c, &in, out) == 0 ? 0 : -1;
 	free(data);
 	if (rc)
 		return chunk_failed(d, idx, "does not read or decode (damaged delta)");
@@ -292,12 +300,12 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 
 /* A LOSSY chunk: its inputs are checked (its output may differ in the last bit between
  * machines), then decoded with the auxiliary chunk it names, from the delta's own cache. */
-static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s, void *out)
+static int decode_lossy(struct sp_delta *d, uint64_t idx, struct sp_chunk_in *in, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
-	if (sp_lossy_inputs_hash(s->data.p, c->data_len, s->base.p, sp_chunk_base_len(c)) != c->out_hash)
+	if (sp_lossy_inputs_hash(in->data, c->data_len, in->base, in->base_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
-	long ord = sp_lossy_aux(s->data.p, c->data_len);
+	long ord = sp_lossy_aux(in->data, c->data_len);
 	uint64_t first_aux = d->sb.chunk_count - d->m.aux_chunks, k = first_aux + (uint64_t)ord;
 	struct sp_cache_entry *held = NULL;
 	const uint8_t *aux = NULL;
@@ -307,8 +315,10 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s, voi
 	if (ord >= 0 && !(aux = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,
 					      &held, &rc)))
 		return rc;
-	rc = sp_chunk_decode(&s->cs, c, s->data.p, s->base.p, aux, aux ? d->chunks[k].out_len : 0,
-			     out);
+	struct scratch *s = scratch_get();
+	in->aux = aux;
+	in->aux_len = aux ? d->chunks[k].out_len : 0;
+	rc = sp_chunk_decode(&s->cs, c, in, out);
 	if (held)
 		sp_cache_release(d->aux_cache, held);
 	return rc ? chunk_failed(d, idx, "does not decode (damaged delta)") : 0;
@@ -318,18 +328,20 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
 	struct scratch *s = scratch_get();
+	struct sp_chunk_in in;
+	const char *why;
 	if (!s)
 		return chunk_failed(d, idx, "out of memory");
-	if (sp_chunk_base_len(c) && !d->base)
+	if (c->base_file != SP_NO_BASE && !d->base)
 		return chunk_failed(d, idx, "the base is not open");
 	if (c->codec == SP_CODEC_BASE) {
 		if (sp_pread_full(d->base[c->base_file].fd, out, c->out_len, c->base_off))
 			return chunk_failed(d, idx, "cannot read the base");
-	} else if (read_inputs(d, c, s)) {
-		return chunk_failed(d, idx, "cannot read the delta or the base");
+	} else if ((why = read_inputs(d, c, s, &in))) {
+		return chunk_failed(d, idx, why);
 	} else if (c->codec == SP_CODEC_LOSSY) {
-		return decode_lossy(d, idx, s, out);
-	} else if (sp_chunk_decode(&s->cs, c, s->data.p, s->base.p, NULL, 0, out)) {
+		return decode_lossy(d, idx, &in, out);
+	} else if (sp_chunk_decode(&s->cs, c, &in, out)) {
 		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
 	}
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)
@@ -388,6 +400,8 @@ ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, v
 		      size_t len, uint64_t off)
 {
 	const struct sp_file_info *f = &d->m.files[file];
+	if (f->link)
+		return -EINVAL; /* a link has a target, not content */
 	if (off >= f->size)
 		return 0;
 	if (len > f->size - off)

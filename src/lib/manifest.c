@@ -49,6 +49,9 @@ cJSON *sp_manifest_file(const struct sp_file_info *f)
 	add_u64(js, "mtime_nsec", f->mtime_nsec);
 	add_u64(js, "first_chunk", f->first_chunk);
 	add_u64(js, "chunk_count", f->chunk_count);
+	add_u64(js, "mode", f->mode);
+	if (f->link)
+		cJSON_AddStringToObject(js, "link", f->link);
 	return js;
 }
 
@@ -119,7 +122,7 @@ static int safe_name(const char *name)
 
 static int parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f)
 {
-	uint64_t nsec = 0;
+	uint64_t nsec = 0, mode = 0;
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(js, "mtime");
 	f->name = get_str(js, "name");
 	if (!f->name || !safe_name(f->name) || get_u64(js, "size", &f->size) ||
@@ -129,6 +132,14 @@ static int parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info
 		return -1;
 	f->mtime = (int64_t)mt->valuedouble;
 	f->mtime_nsec = (uint32_t)nsec;
+	const cJSON *link = cJSON_GetObjectItemCaseSensitive(js, "link");
+	if (link && (!cJSON_IsString(link) || !*link->valuestring ||
+		     strlen(link->valuestring) != f->size || f->chunk_count))
+		return -1;
+	f->link = link ? link->valuestring : NULL;
+	if (cJSON_GetObjectItemCaseSensitive(js, "mode") && (get_u64(js, "mode", &mode) || mode > 07777))
+		return -1;
+	f->mode = (uint32_t)mode;
 	return f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk ? -1 : 0;
 }
 

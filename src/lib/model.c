@@ -53,17 +53,13 @@ static int walk(const char *root, const char *rel, struct names *ns, struct sp_e
 			rc = -1;
 			break;
 		}
-		if (asprintf(&path, "%s/%s", root, name) < 0 || stat(path, &st)) {
+		if (asprintf(&path, "%s/%s", root, name) < 0 || lstat(path, &st)) {
 			sp_err_set(err, "%s/%s: %s", dirpath, de->d_name, strerror(errno));
 			rc = -1;
 		} else if (S_ISDIR(st.st_mode)) {
-			/* Symlinked files are followed (the Hugging Face cache is made of them);
-			 * symlinked folders are not, which keeps loops out. */
-			struct stat lst;
-			if (lstat(path, &lst) == 0 && !S_ISLNK(lst.st_mode))
-				rc = walk(root, name, ns, err);
-		} else if (S_ISREG(st.st_mode)) {
-			rc = names_add(ns, name);
+			rc = walk(root, name, ns, err);
+		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
+			rc = names_add(ns, name); /* add_file decides what a link stands for */
 			name = NULL;
 		}
 		free(path);
@@ -105,6 +101,41 @@ static void read_st_header(struct sp_mfile *f)
 	close(fd);
 }
 
+/* Does the link at path resolve to something inside dir? */
+static int points_inside(const char *dir, const char *path)
+{
+	char *d = realpath(dir, NULL), *t = realpath(path, NULL);
+	size_t n = d ? strlen(d) : 0;
+	int inside = d && t && !strncmp(d, t, n) && t[n] == '/';
+	free(d);
+	free(t);
+	return inside;
+}
+
+/* A symbolic link stays a link when it points inside the folder, or at anything but a regular
+ * file; a link to a file outside (the Hugging Face cache is made of them) stands for that file.
+ * Links are never followed to folders, which keeps loops and the world outside out. */
+static int keep_link(const struct sp_model *m, const char *path)
+{
+	struct stat st;
+	return points_inside(m->dir, path) || stat(path, &st) || !S_ISREG(st.st_mode);
+}
+
+static int add_link(struct sp_mfile *f, const struct stat *lst, struct sp_err *err)
+{
+	char target[4096];
+	ssize_t n = readlink(f->path, target, sizeof(target) - 1);
+	if (n < 0 || !(f->link = strndup(target, (size_t)n))) {
+		sp_err_set(err, "%s: %s", f->path, strerror(n < 0 ? errno : ENOMEM));
+		return -1;
+	}
+	f->size = (uint64_t)n;
+	f->mode = 0777;
+	f->mtime = lst->st_mtim.tv_sec;
+	f->mtime_nsec = (uint32_t)lst->st_mtim.tv_nsec;
+	return 0;
+}
+
 static int add_file(struct sp_model *m, char *name, struct sp_err *err)
 {
 	struct sp_mfile *f = &m->files[m->nfiles++];
@@ -112,11 +143,14 @@ static int add_file(struct sp_model *m, char *name, struct sp_err *err)
 	f->name = name;
 	if (asprintf(&f->path, "%s/%s", m->dir, name) < 0)
 		return -1;
+	if (lstat(f->path, &st) == 0 && S_ISLNK(st.st_mode) && keep_link(m, f->path))
+		return add_link(f, &st, err);
 	if (stat(f->path, &st)) {
 		sp_err_set(err, "%s: %s", f->path, strerror(errno));
 		return -1;
 	}
 	f->size = (uint64_t)st.st_size;
+	f->mode = st.st_mode & 07777;
 	f->mtime = st.st_mtim.tv_sec;
 	f->mtime_nsec = (uint32_t)st.st_mtim.tv_nsec;
 	if (ends_with(name, ".safetensors"))
@@ -187,6 +221,7 @@ void sp_model_close(struct sp_model *m)
 		sp_st_free(&f->st);
 		free(f->name);
 		free(f->path);
+		free(f->link);
 	}
 	free(m->files);
 	free(m->refs);
@@ -204,6 +239,10 @@ const struct sp_tensor_ref *sp_model_find(const struct sp_model *m, const char *
 int sp_model_map(struct sp_model *m, uint32_t i, struct sp_err *err)
 {
 	struct sp_mfile *f = &m->files[i];
+	if (f->link) {
+		sp_err_set(err, "%s: a symbolic link has no content to map", f->path);
+		return -1;
+	}
 	if (f->map || f->size == 0)
 		return 0;
 	int fd = open(f->path, O_RDONLY | O_CLOEXEC);

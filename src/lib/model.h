@@ -15,6 +15,8 @@ struct sp_mfile {
 	uint64_t size;
 	int64_t mtime;
 	uint32_t mtime_nsec;
+	uint32_t mode;       /* permission bits */
+	char *link;          /* a symbolic link kept as a link: its target (size is its length) */
 	int is_st;           /* parsed as safetensors */
 	struct sp_st st;
 	const uint8_t *map;  /* whole file, mapped on demand by sp_model_map */
@@ -35,7 +37,7 @@ struct sp_model {
 	struct sp_tensor_ref *by_name; /* uthash over refs */
 };
 
-/* Lists dir: every regular file below it (following symlinks), parsing *.safetensors. */
+/* Lists dir: every regular file and symbolic link below it, parsing *.safetensors. */
 int sp_model_open(const char *dir, struct sp_model *m, struct sp_err *err);
 void sp_model_close(struct sp_model *m);
 const struct sp_tensor_ref *sp_model_find(const struct sp_model *m, const char *name);

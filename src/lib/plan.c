@@ -8,6 +8,7 @@
 
 #include "dtype.h"
 #include "manifest.h"
+#include "similar.h"
 #include "writer.h"
 
 /* A run of output bytes [off, off+len) of the current file, from ft, with or without a base
@@ -258,12 +259,13 @@ static int plan_tensor(struct writer *w, const uint8_t *map, const struct sp_ten
 	const uint8_t *base = NULL;
 	cJSON_AddItemToArray(tensors, sp_manifest_tensor(t, r ? r->t : NULL));
 	if (n) {
-		if (sp_model_map(&w->base, r->file, w->err))
+		uint32_t bi = sp_writer_base_index(w, r->file);
+		if (bi == SP_NO_BASE || sp_model_map(&w->base, r->file, w->err))
 			return -1;
 		struct segment s = {
 			.off = t->off, .len = bytes, .ft = map + t->off,
 			.base = w->base.files[r->file].map + r->t->off,
-			.base_file = w->base_fp_index[r->file], .base_off = r->t->off,
+			.base_file = bi, .base_off = r->t->off,
 			.dtype = t->dtype, .base_dtype = r->t->dtype, .level = w->o->level,
 		};
 		c = sp_lossy_choose(w->o, t, r->t, n / row_elems(t));
@@ -293,6 +295,151 @@ cJSON *sp_plan_report_totals(struct writer *w)
 	return total;
 }
 
+/* ---- files that are not tensors: patches against a base file ---- */
+
+/* The part of a large base file a chunk is patched against, around where the chunk sits in
+ * proportion: edits in place and rows added throughout keep it within reach. */
+#define PATCH_WINDOW (8u << 20)
+/* A base file at least this similar (estimated Jaccard of content anchors) is worth a patch. */
+#define SIMILAR_ENOUGH 0.05
+/* Files up to this size are small enough for zstd's highest effort. */
+#define SMALL_FILE (8u << 20)
+
+static int by_name(const void *key, const void *f)
+{
+	return strcmp(key, ((const struct sp_mfile *)f)->name);
+}
+
+static int base_named(const struct writer *w, const char *name)
+{
+	const struct sp_mfile *f = bsearch(name, w->base.files, w->base.nfiles,
+					   sizeof(*w->base.files), by_name);
+	return f ? (int)(f - w->base.files) : -1;
+}
+
+static const char *basename_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* The only base file with this file's name in another folder (a move), or -1. */
+static int base_moved(const struct writer *w, const char *name)
+{
+	int found = -1;
+	for (size_t i = 0; i < w->base.nfiles; i++)
+		if (!strcmp(basename_of(w->base.files[i].name), basename_of(name))) {
+			if (found >= 0)
+				return -1;
+			found = (int)i;
+		}
+	return found;
+}
+
+static const struct sp_sketch *base_sketch(struct writer *w, uint32_t i)
+{
+	struct sp_mfile *b = &w->base.files[i];
+	if (!w->sketches && !(w->sketches = calloc(w->base.nfiles + 1, sizeof(*w->sketches))))
+		return NULL;
+	if (!w->sketches[i] && (w->sketches[i] = calloc(1, sizeof(struct sp_sketch))) &&
+	    sp_model_map(&w->base, i, w->err) == 0)
+		sp_sketch(b->map, b->size, w->sketches[i]);
+	return w->sketches[i];
+}
+
+/* The base file whose content resembles f's most, if any does enough (a renamed file). */
+static int base_similar(struct writer *w, const struct sp_mfile *f)
+{
+	struct sp_sketch mine;
+	double best = SIMILAR_ENOUGH;
+	int found = -1;
+	sp_sketch(f->map, f->size, &mine);
+	for (uint32_t i = 0; i < w->base.nfiles; i++) {
+		const struct sp_mfile *b = &w->base.files[i];
+		const struct sp_sketch *s = b->size && !b->link ? base_sketch(w, i) : NULL;
+		double sim = s ? sp_sketch_similarity(&mine, s) : 0;
+		if (sim > best) {
+			best = sim;
+			found = (int)i;
+		}
+	}
+	return found;
+}
+
+/* The base file f is patched against: the one the options map it to, the one at the same
+ * path, the only one of its name elsewhere, or the most similar one; -1 for none. */
+static int match_base(struct writer *w, const struct sp_mfile *f)
+{
+	size_t n = strlen(f->name);
+	for (size_t k = 0; k < w->o->nmap; k++)
+		if (!strncmp(w->o->map[k], f->name, n) && w->o->map[k][n] == '=')
+			return base_named(w, w->o->map[k] + n + 1);
+	int i = base_named(w, f->name);
+	if (i < 0)
+		i = base_moved(w, f->name);
+	if (i < 0 && f->size)
+		i = base_similar(w, f);
+	return i >= 0 && w->base.files[i].size && !w->base.files[i].link ? i : -1;
+}
+
+static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsize,
+			 uint64_t *woff, uint64_t *wlen)
+{
+	*woff = 0;
+	*wlen = bsize < PATCH_WINDOW ? bsize : PATCH_WINDOW;
+	if (bsize <= PATCH_WINDOW)
+		return;
+	uint64_t center = (uint64_t)((double)(off + n / 2) / (double)fsize * (double)bsize);
+	*woff = center > PATCH_WINDOW / 2 ? center - PATCH_WINDOW / 2 : 0;
+	if (*woff > bsize - PATCH_WINDOW)
+		*woff = bsize - PATCH_WINDOW;
+}
+
+/* Bytes [off, off+len) of a file of fsize bytes, each chunk patched against a window of base
+ * model file bfile (or, with wlen, against that fixed window), else stored. */
+static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint64_t len,
+			uint64_t fsize, uint32_t bfile, uint64_t woff, uint64_t wlen)
+{
+	const struct sp_mfile *b = &w->base.files[bfile];
+	uint32_t bi = sp_writer_base_index(w, bfile);
+	struct segment s = {.off = off, .len = len, .dtype = SP_DT_BYTES};
+	int fixed = wlen > 0;
+	if (bi == SP_NO_BASE || sp_model_map(&w->base, bfile, w->err))
+		return -1;
+	for (uint64_t done = 0; done < len;) {
+		uint64_t n = chunk_len(w, &s, done);
+		if (!fixed)
+			patch_window(off + done, n, fsize, b->size, &woff, &wlen);
+		struct job j = {
+			.c = {.out_off = off + done, .out_len = (uint32_t)n, .base_file = bi,
+			      .base_off = woff},
+			.ft = map + off + done,
+			.window = b->map + woff,
+			.wlen = wlen,
+			.level = fsize <= SMALL_FILE ? META_LEVEL : w->o->level,
+		};
+		if (sp_writer_queue(w, &j))
+			return -1;
+		done += n;
+	}
+	return 0;
+}
+
+/* A file that is not (valid) safetensors: patched against a base file, or stored. */
+static int plan_blob(struct writer *w, const struct sp_mfile *f)
+{
+	const char *kind = sp_compressed_kind(f->map, f->size);
+	int b = match_base(w, f);
+	if (kind && w->notes)
+		sp_log("%s: %s-compressed: a patch cannot see through compression; stored as well "
+		       "as zstd can",
+		       f->path, kind);
+	if (b < 0)
+		return emit_stored(w, f->map, 0, f->size, SP_DT_BYTES,
+				   f->size <= SMALL_FILE ? META_LEVEL : w->o->level);
+	return emit_patched(w, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0);
+}
+
 /* ---- files ---- */
 
 static int tensors_overlap(const struct sp_st *st)
@@ -303,11 +450,17 @@ static int tensors_overlap(const struct sp_st *st)
 	return 0;
 }
 
-/* The header verbatim, then each tensor in file order; bytes between tensors are stored. */
+/* The header (patched against the header of the base file of the same name, which differs
+ * little), then each tensor in file order; bytes between tensors are stored. */
 static int plan_safetensors(struct writer *w, const struct sp_mfile *f, cJSON *tensors)
 {
 	uint64_t pos = f->st.header_len;
-	if (emit_stored(w, f->map, 0, pos, SP_DT_BYTES, META_LEVEL))
+	int b = base_named(w, f->name);
+	int rc = b >= 0 && w->base.files[b].is_st
+			 ? emit_patched(w, f->map, 0, pos, f->size, (uint32_t)b, 0,
+					w->base.files[b].st.header_len)
+			 : emit_stored(w, f->map, 0, pos, SP_DT_BYTES, META_LEVEL);
+	if (rc)
 		return -1;
 	for (size_t i = 0; i < f->st.ntensors; i++) {
 		const struct sp_tensor *t = &f->st.tensors[i];
@@ -323,13 +476,13 @@ int sp_plan_file(struct writer *w, uint32_t i)
 {
 	struct sp_mfile *f = &w->ft.files[i];
 	struct sp_file_info info = {.name = f->name, .size = f->size, .mtime = f->mtime,
-				    .mtime_nsec = f->mtime_nsec, .first_chunk = w->nchunks + w->njobs};
+				    .mtime_nsec = f->mtime_nsec, .first_chunk = w->nchunks + w->njobs,
+				    .mode = f->mode, .link = f->link};
 	int as_st = f->is_st && !tensors_overlap(&f->st);
 	cJSON *tensors = as_st ? cJSON_CreateArray() : NULL;
-	if (sp_model_map(&w->ft, i, w->err))
+	if (!f->link && sp_model_map(&w->ft, i, w->err))
 		return -1;
-	int rc = as_st ? plan_safetensors(w, f, tensors)
-		       : emit_stored(w, f->map, 0, f->size, SP_DT_BYTES, META_LEVEL);
+	int rc = f->link ? 0 : as_st ? plan_safetensors(w, f, tensors) : plan_blob(w, f);
 	info.chunk_count = w->nchunks + w->njobs - info.first_chunk;
 	cJSON *js = sp_manifest_file(&info);
 	if (tensors)

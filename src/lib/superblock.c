@@ -98,6 +98,16 @@ static int data_outside(const struct sp_delta *d, const struct sp_chunk *c)
 			       c->data_len > d->sb.chunk_table_off - c->data_off);
 }
 
+/* A PATCH chunk's window length is in its data: the reader bounds it when it decodes. */
+static const char *bad_patch(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	if (!(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_PATCH))
+		return "a patch chunk in a delta that does not declare them";
+	if (c->base_file >= d->m.nbase || c->base_off > d->m.base[c->base_file].size)
+		return "patch against no such base file range";
+	return c->data_len < 8 ? "patch chunk without its header" : NULL;
+}
+
 /* Why chunk c cannot be trusted, or NULL. Every reader-visible field is bounded here. */
 static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 {
@@ -113,6 +123,8 @@ static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 		return "data outside the data area";
 	if (c->codec == SP_CODEC_RAW && c->data_len != c->out_len)
 		return "raw chunk of the wrong length";
+	if (c->codec == SP_CODEC_PATCH)
+		return bad_patch(d, c);
 	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA && !lossy)
 		return NULL;
 	if (c->base_file >= d->m.nbase)
@@ -174,7 +186,7 @@ static int check_chunks(struct sp_delta *d, struct sp_err *err)
 			}
 			off += c->out_len;
 		}
-		if (off != f->size) {
+		if (off != f->size && !f->link) { /* a link's size is its target's length */
 			sp_err_set(err, "%s: %s: chunks do not add up to the file size", d->path, f->name);
 			return -1;
 		}

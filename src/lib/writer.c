@@ -20,6 +20,8 @@
 #include "writer.h"
 
 #define BATCH_PER_THREAD 4
+/* What a mount checks of a base file that is not safetensors: its first bytes. */
+#define FP_HEAD 4096
 
 /* ---- encoding in batches ---- */
 
@@ -54,7 +56,10 @@ static void *encode_worker(void *arg)
 			continue;
 		}
 		j->c.out_hash = XXH3_64bits(j->ft, j->c.out_len);
-		j->rc = sp_chunk_encode(cs, &j->c, j->ft, j->base, j->dst, j->dst_cap, j->level);
+		j->rc = j->window ? sp_chunk_encode_patch(cs, &j->c, j->ft, j->window, j->wlen, j->dst,
+							  j->dst_cap, j->level)
+				  : sp_chunk_encode(cs, &j->c, j->ft, j->base, j->dst, j->dst_cap,
+						    j->level);
 	}
 	return NULL;
 }
@@ -137,6 +142,7 @@ int sp_writer_flush(struct writer *w)
 		}
 		add_stats(&w->flushed, &j->stats);
 		w->lossy |= j->c.codec == SP_CODEC_LOSSY;
+		w->patch |= j->c.codec == SP_CODEC_PATCH;
 	}
 	w->njobs = 0;
 	return 0;
@@ -168,31 +174,25 @@ int sp_writer_queue(struct writer *w, const struct job *j)
 
 /* ---- the base ---- */
 
-/* Fingerprints every safetensors file of the base: the manifest lists them. */
-static int fingerprint_base(struct writer *w)
+/* Fingerprints every base file the delta reads, the first time a chunk reads it: the manifest
+ * lists them, and a reader checks them all before it serves anything. */
+uint32_t sp_writer_base_index(struct writer *w, uint32_t i)
 {
-	uint32_t n = 0;
-	w->base_fp_index = calloc(w->base.nfiles + 1, sizeof(uint32_t));
-	if (!w->base_fp_index)
-		return -1;
-	for (size_t i = 0; i < w->base.nfiles; i++) {
-		struct sp_mfile *f = &w->base.files[i];
-		struct sp_base_fp fp = {.name = f->name};
-		w->base_fp_index[i] = SP_NO_BASE;
-		if (!f->is_st)
-			continue;
-		int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-		int rc = fd < 0 ? -1 : sp_fp_compute(fd, f->st.header_len, &fp, f->path, w->err);
-		if (fd < 0)
-			sp_err_set(w->err, "%s: %s", f->path, strerror(errno));
-		else
-			close(fd);
-		if (rc)
-			return -1;
-		cJSON_AddItemToArray(w->base_files, sp_manifest_base_fp(&fp));
-		w->base_fp_index[i] = n++;
-	}
-	return 0;
+	struct sp_mfile *f = &w->base.files[i];
+	struct sp_base_fp fp = {.name = f->name};
+	if (w->base_fp_index[i] != SP_NO_BASE)
+		return w->base_fp_index[i];
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	uint64_t head = f->is_st ? f->st.header_len : FP_HEAD;
+	int rc = fd < 0 ? -1 : sp_fp_compute(fd, head, &fp, f->path, w->err);
+	if (fd < 0)
+		sp_err_set(w->err, "%s: %s", f->path, strerror(errno));
+	else
+		close(fd);
+	if (rc)
+		return SP_NO_BASE;
+	cJSON_AddItemToArray(w->base_files, sp_manifest_base_fp(&fp));
+	return w->base_fp_index[i] = w->nbase++;
 }
 
 /* The path of absolute path to, relative to absolute directory from: "../" for each part of
@@ -256,6 +256,8 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 			return -1;
 	if (w->lossy || w->naux)
 		sb->feature_incompat |= SP_FEATURE_INCOMPAT_LOSSY;
+	if (w->patch)
+		sb->feature_incompat |= SP_FEATURE_INCOMPAT_PATCH;
 	if (w->naux)
 		cJSON_AddNumberToObject(w->manifest, "aux_chunks", (double)w->naux);
 	char *json = cJSON_PrintUnformatted(w->manifest);
@@ -396,6 +398,9 @@ static void teardown(struct writer *w)
 		sp_lora_free(w->lora);
 	free(w->lora);
 	free(w->held);
+	for (size_t i = 0; w->sketches && i < w->base.nfiles; i++)
+		free(w->sketches[i]);
+	free(w->sketches);
 	sp_model_close(&w->base);
 	sp_model_close(&w->ft);
 }
@@ -500,8 +505,10 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 	cJSON_AddItemToObject(w->manifest, "base", base);
 	w->base_files = cJSON_AddArrayToObject(base, "files");
 	w->files = cJSON_AddArrayToObject(w->manifest, "files");
-	if (fingerprint_base(w))
+	if (!(w->base_fp_index = malloc((w->base.nfiles + 1) * sizeof(uint32_t))))
 		return -1;
+	for (size_t i = 0; i < w->base.nfiles; i++)
+		w->base_fp_index[i] = SP_NO_BASE;
 	for (uint32_t i = 0; i < w->ft.nfiles; i++)
 		if (sp_plan_file(w, i))
 			return -1;
@@ -510,10 +517,10 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 
 /* One complete run of the writer with options o; drop: lossy tensors keep just the base. */
 static int write_once(const char *base_dir, const char *ft_dir, const char *adapter_dir,
-		      const char *out_dir, const struct sp_write_opts *o, int drop,
+		      const char *out_dir, const struct sp_write_opts *o, int drop, int notes,
 		      struct sp_write_stats *stats, struct sp_err *err)
 {
-	struct writer w = {.o = o, .err = err, .fd = -1, .drop_lossy = drop};
+	struct writer w = {.o = o, .err = err, .fd = -1, .drop_lossy = drop, .notes = notes};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = write_all(&w, base_dir, ft_dir, adapter_dir, out_dir);
@@ -546,7 +553,7 @@ static int dry_size(const char *base_dir, const char *ft_dir, const char *out_di
 	struct sp_write_stats st;
 	o.dry_run = 1;
 	o.step = step;
-	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, drop, &st, err);
+	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, drop, 0, &st, err);
 	cJSON_Delete(st.report);
 	*size = rc ? UINT64_MAX : st.delta_bytes;
 	return rc;
@@ -600,7 +607,7 @@ int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (check_opts(&o, err) || (o.size && fit_budget(base_dir, ft_dir, out_dir, &o, &drop, err)))
 		return -1;
-	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, drop, &st, err);
+	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, drop, 1, &st, err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	st.seconds = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	if (rc == 0 && stats)
@@ -624,7 +631,7 @@ int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *
 	}
 	if (check_opts(&o, err))
 		return -1;
-	int rc = write_once(base_dir, base_dir, adapter_dir, out_dir, &o, 0, &st, err);
+	int rc = write_once(base_dir, base_dir, adapter_dir, out_dir, &o, 0, 1, &st, err);
 	if (rc == 0 && stats)
 		*stats = st;
 	return rc;

@@ -11,6 +11,7 @@
 #include "chunk.h"
 #include "lossy.h"
 #include "model.h"
+#include "similar.h"
 
 #define META_LEVEL 19 /* headers and small files: tiny, so spend effort */
 
@@ -19,6 +20,8 @@ struct job {
 	struct sp_chunk c;
 	const uint8_t *ft, *base;
 	int level;
+	const uint8_t *window;               /* a base window to patch against, or NULL */
+	uint64_t wlen;
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */
 	uint64_t e0;                         /* first element in it */
 	struct sp_lossy_stats stats;         /* LOSSY chunks: what the chunk's error is */
@@ -32,6 +35,7 @@ struct writer {
 	struct sp_err *err;
 	struct sp_model base, ft;
 	uint32_t *base_fp_index; /* base model file -> index in the manifest's base files */
+	uint32_t nbase;          /* base files in the manifest so far */
 	cJSON *manifest, *base_files, *files, *report;
 	int fd;                  /* -1 in a dry run */
 	char *tmp_path;
@@ -43,8 +47,11 @@ struct writer {
 	struct sp_lossy_stats flushed; /* the sum of the LOSSY jobs' stats, since last reset */
 	struct sp_lossy_stats total;   /* the report's totals */
 	int lossy;                     /* a LOSSY chunk was written */
+	int patch;                     /* a PATCH chunk was written */
 	int drop_lossy;                /* lossy tensors keep just the base: what the rest costs */
 	struct sp_lora *lora;          /* adapter mode: the fine-tune is the base plus these */
+	struct sp_sketch **sketches;   /* per base file, once computed: for rename matching */
+	int notes;                     /* print notes (not in the dry runs a budget makes) */
 	void *held;                    /* adapter mode: converted bytes the queue points into */
 	struct sp_codecs *codecs;      /* one per thread */
 	int threads;
@@ -55,6 +62,9 @@ struct writer {
 int sp_writer_queue(struct writer *w, const struct job *j);
 /* Encodes and writes every queued chunk. */
 int sp_writer_flush(struct writer *w);
+/* The manifest's index of base model file i, fingerprinting it on first use; SP_NO_BASE (and
+ * the error set) when it cannot be read. */
+uint32_t sp_writer_base_index(struct writer *w, uint32_t i);
 /* Stores bytes as an auxiliary chunk; *ordinal is what LOSSY chunks name it by. */
 int sp_writer_add_aux(struct writer *w, const uint8_t *bytes, size_t len, uint32_t *ordinal);
 

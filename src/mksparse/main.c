@@ -19,6 +19,8 @@ static void usage(FILE *out)
 		"  -o, --output DIR       the delta directory to write (created if missing)\n"
 		"  -a, --adapter DIR      package this LoRA adapter (adapter_config.json and\n"
 		"                         adapter_model.safetensors) against BASE_DIR\n"
+		"      --map D=B          patch file D of FINETUNE_DIR against file B of BASE_DIR\n"
+		"                         (default: the same path, the same name, or similar content)\n"
 		"  -m, --mode MODE        lossless (default), svd or quant\n"
 		"  -r, --rank R           svd: the rank of each 2-D weight's delta; quant: the rank of\n"
 		"                         a low-rank part under the quantized residual (default 0)\n"
@@ -33,7 +35,7 @@ static void usage(FILE *out)
 		"      --lowrank-embeddings  allow a low-rank part on embeddings and the LM head\n"
 		"      --report FILE      lossy modes: write the quality report as JSON\n"
 		"  -n, --dry-run          print the size the delta would have; write nothing\n"
-		"                         (--estimate is the same)\n"
+		"                         (--estimate is the same; -o is then optional)\n"
 		"  -c, --chunk-size N     output bytes per chunk, a power of two from 4K to 64M\n"
 		"                         (default 1M)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
@@ -114,9 +116,12 @@ static int parse_mode(const char *s, enum sp_mode *out)
 static void summary(const char *out, const struct sp_write_opts *o, const struct sp_write_stats *st)
 {
 	double ratio = st->ft_bytes ? (double)st->delta_bytes / (double)st->ft_bytes : 0;
-	printf("mksparse: %s %s/%s: %llu bytes, %.4f of the fine-tune's %llu bytes "
+	if (o->dry_run)
+		printf("mksparse: the delta would be");
+	else
+		printf("mksparse: wrote %s/%s:", out, SP_DELTA_FILE);
+	printf(" %llu bytes, %.4f of the fine-tune's %llu bytes "
 	       "(%llu tensors, %llu chunks) in %.2f s, %.1f MB/s\n",
-	       o->dry_run ? "would write" : "wrote", out, SP_DELTA_FILE,
 	       (unsigned long long)st->delta_bytes, ratio, (unsigned long long)st->ft_bytes,
 	       (unsigned long long)st->tensors, (unsigned long long)st->chunks, st->seconds,
 	       st->seconds > 0 ? (double)st->ft_bytes / st->seconds / 1e6 : 0.0);
@@ -158,11 +163,14 @@ static int write_report(const char *path, const cJSON *report)
 	return rc;
 }
 
-enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP };
+enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP };
+
+#define MAX_MAPS 1024
 
 static const struct option longopts[] = {
 	{"output", required_argument, NULL, 'o'},
 	{"adapter", required_argument, NULL, 'a'},
+	{"map", required_argument, NULL, OPT_MAP},
 	{"mode", required_argument, NULL, 'm'},
 	{"rank", required_argument, NULL, 'r'},
 	{"energy", required_argument, NULL, 'e'},
@@ -194,6 +202,7 @@ static const char *option_name(int opt)
 struct cli {
 	struct sp_write_opts o;
 	const char *out, *report, *adapter;
+	const char *maps[MAX_MAPS];
 	int quiet;
 };
 
@@ -210,6 +219,12 @@ static int take(struct cli *c, int opt, const char *arg)
 	case 'b': return parse_int(arg, 2, 8, &c->o.bits);
 	case 'g': return parse_int(arg, 1, 1 << 20, &v) ? -1 : (c->o.group = (uint32_t)v, 0);
 	case OPT_STEP: return parse_positive(arg, &c->o.step);
+	case OPT_MAP:
+		if (!strchr(arg, '=') || c->o.nmap == MAX_MAPS)
+			return -1;
+		c->maps[c->o.nmap++] = arg;
+		c->o.map = c->maps;
+		return 0;
 	case 's': return parse_bytes(arg, &c->o.size);
 	case OPT_LOWRANK_EMBEDDINGS: c->o.lowrank_embeddings = 1; return 0;
 	case OPT_REPORT: c->report = arg; return 0;
@@ -240,6 +255,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (!c.out && c.o.dry_run)
+		c.out = "."; /* a dry run writes nothing: where is only a relative path to the base */
 	if (argc - optind != (c.adapter ? 1 : 2) || !c.out) {
 		usage(stderr);
 		return 2;

@@ -25,7 +25,9 @@ static void fill_stat(const struct fs *fs, const struct node *n, struct stat *st
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
-	st->st_mode = n->is_dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+	/* Read-only: the recorded permissions without their write bits. */
+	mode_t perm = n->mode ? (mode_t)(n->mode & 0555) : 0444;
+	st->st_mode = n->is_dir ? S_IFDIR | 0555 : n->link ? S_IFLNK | 0777 : S_IFREG | perm;
 	st->st_nlink = n->is_dir ? 2 : 1;
 	st->st_uid = fs->uid;
 	st->st_gid = fs->gid;
@@ -145,6 +147,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOENT);
 	else if (n->is_dir)
 		fuse_reply_err(req, EISDIR);
+	else if (n->link)
+		fuse_reply_err(req, ELOOP);
 	else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		fuse_reply_err(req, EROFS);
 	else {
@@ -198,6 +202,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, buf, (size_t)got);
 }
 
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct node *n = tree_node(&fs_of(req)->tree, ino);
+	if (!n || !n->link)
+		fuse_reply_err(req, n ? EINVAL : ENOENT);
+	else
+		fuse_reply_readlink(req, n->link);
+}
+
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
 	(void)ino;
@@ -218,5 +231,6 @@ const struct fuse_lowlevel_ops sparsefs_ops = {
 	.readdir = op_readdir,
 	.open = op_open,
 	.read = op_read,
+	.readlink = op_readlink,
 	.statfs = op_statfs,
 };

@@ -14,7 +14,7 @@
 #include "io.h"
 #include "sparse/sparse.h"
 
-static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy"};
+static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
 
 /* ---- --info ---- */
 
@@ -168,6 +168,13 @@ static int do_check(const char *path, const char *base)
 
 /* ---- --extract ---- */
 
+static int extract_link(const struct sp_file_info *f, const char *path)
+{
+	if (unlink(path) && errno != ENOENT) /* an earlier extract's */
+		return -1;
+	return symlink(f->link, path);
+}
+
 static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
 {
 	const struct sp_file_info *f = sp_delta_file(d, i);
@@ -175,6 +182,12 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 	snprintf(path, sizeof(path), "%s/%s", out, f->name);
 	snprintf(dir, sizeof(dir), "%s", path);
 	*strrchr(dir, '/') = 0;
+	if (f->link && (sp_mkdir_p(dir) || extract_link(f, path))) {
+		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (f->link)
+		return 0;
 	int fd = sp_mkdir_p(dir) ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
@@ -192,6 +205,8 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 	struct timespec times[2] = {{.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec},
 				    {.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec}};
 	futimens(fd, times);
+	if (f->mode)
+		fchmod(fd, f->mode);
 	if (close(fd) && rc == 0)
 		rc = -1;
 	if (rc)

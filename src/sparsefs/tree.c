@@ -81,6 +81,8 @@ static int add_file(struct tree *t, uint64_t dir, struct sp_delta *d, size_t i, 
 	struct node *n = tree_node(t, ino);
 	n->delta = d;
 	n->file = i;
+	n->link = f->link;
+	n->mode = f->mode;
 	n->size = f->size;
 	n->mtime = f->mtime;
 	n->mtime_nsec = f->mtime_nsec;

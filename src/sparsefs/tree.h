@@ -17,6 +17,8 @@ struct node {
 	int is_dir;
 	struct sp_delta *delta; /* files: the delta and its file index */
 	size_t file;
+	const char *link;       /* symbolic links: the target */
+	uint32_t mode;          /* permission bits as recorded, 0 when not */
 	uint64_t size;
 	int64_t mtime;
 	uint32_t mtime_nsec;
