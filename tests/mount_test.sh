@@ -14,6 +14,8 @@
 #                                                       4 bits: each mounts, is laid out as the
 #                                                       fine-tune, and errs less with more bits
 #   mount_test.sh adapter BASE ADAPTER MERGED           an adapter mounts as its merged model
+#   mount_test.sh datasets                              derived datasets (gen_datasets.py) and a
+#                                                       tree of links and modes, as patches
 #   mount_test.sh fixture SUBCOMMAND NAME ARGS...       any of these over ../shared/fixtures
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
@@ -275,6 +277,62 @@ open(p, "wb").write(struct.pack("<Q", len(j)) + j + data[8 + n:])' "$TMP/bad-ada
 		fail "an adapter for modules the base lacks was packaged"
 	fi
 	grep -q "transformer.h.9" "$TMP/bad.err" || fail "adapter error: $(cat "$TMP/bad.err")"
+}
+
+# ---- derived datasets: every file a patch against a base file ----
+same_tree() { # ORIG MNT: permission bits (less write bits) and link targets as the original's
+	python3 -c '
+import os, stat, sys
+orig, mnt = sys.argv[1:3]
+for d, dirs, files in os.walk(orig):
+    for f in files:
+        a = os.path.join(d, f); b = os.path.join(mnt, os.path.relpath(a, orig))
+        if os.path.islink(a):
+            assert os.readlink(a) == os.readlink(b), b
+        elif stat.S_IMODE(os.stat(a).st_mode) & 0o555 != stat.S_IMODE(os.stat(b).st_mode):
+            raise SystemExit(f"{b}: mode {oct(os.stat(b).st_mode)}")' "$1" "$2"
+}
+
+datasets() {
+	local c name m
+	python3 "$HERE/gen_datasets.py" "$TMP/ds" >/dev/null
+	mkdir -p "$TMP/ds/links/base/sub" "$TMP/ds/links/derived/sub"
+	echo "a file" >"$TMP/ds/links/base/a.txt"
+	printf 'a file\nand more\n' >"$TMP/ds/links/derived/a.txt"
+	printf '#!/bin/sh\necho ran\n' >"$TMP/ds/links/derived/run.sh"
+	chmod 755 "$TMP/ds/links/derived/run.sh"
+	ln -s a.txt "$TMP/ds/links/derived/inside"
+	ln -s ../a.txt "$TMP/ds/links/derived/sub/up"
+	ln -s nowhere "$TMP/ds/links/derived/dangling"
+	for c in "$TMP"/ds/*/; do
+		name=$(basename "$c")
+		"$MKSPARSE" -q "$c/base" "$c/derived" -o "$TMP/ds-$name"
+		m=$TMP/mnt-ds-$name
+		mount_fg "$TMP/ds-$name" "$m"
+		same_sums "$c/derived" "$m"
+		same_tree "$c/derived" "$m"
+		unmount "$m"
+		"$SPARSEFS" --extract "$TMP/ds-$name" "$TMP/x-$name"
+		diff -r --no-dereference "$c/derived" "$TMP/x-$name" >/dev/null || fail "--extract $name differs"
+		echo "ok: dataset $name: $(du -sb "$c/derived" | cut -f1) bytes as $(du -b "$TMP/ds-$name/delta.sparse" | cut -f1)"
+	done
+	[ "$(cat "$TMP/x-links/run.sh" | sh)" = ran ] || fail "an extracted script does not run"
+	# --estimate writes nothing; --map names the base file of a renamed one.
+	"$MKSPARSE" --estimate "$TMP/ds/jsonl/base" "$TMP/ds/jsonl/derived" | grep -q "would be" ||
+		fail "--estimate"
+	[ ! -e delta.sparse ] || fail "--estimate wrote a delta"
+	# A damaged patch chunk: EIO, one log line, the rest still served.
+	local ch off
+	ch=$(chunk_of "$TMP/ds-jsonl" patch "$(basename "$(ls "$TMP/ds/jsonl/derived"/* | head -1)")")
+	cp -r "$TMP/ds-jsonl" "$TMP/ds-bad"
+	flip_byte "$TMP/ds-bad/delta.sparse" $(($(field "$ch" data_off) + $(field "$ch" data_len) / 2))
+	mount_fg "$TMP/ds-bad" "$TMP/mnt-ds-bad"
+	off=$(field "$ch" out_off)
+	if dd if="$TMP/mnt-ds-bad/$(field "$ch" file)" of=/dev/null bs=4096 skip=$((off / 4096)) count=1 2>/dev/null; then
+		fail "a damaged patch chunk was read without error"
+	fi
+	kill -0 "${PIDS[-1]}" || fail "sparsefs died on a damaged patch chunk"
+	unmount "$TMP/mnt-ds-bad"
 }
 
 fixture() {

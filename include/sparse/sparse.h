@@ -35,7 +35,7 @@ enum sp_mode {
 
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
-	int level;           /* effort 1..19; 0 = default */
+	int level;           /* effort 1..19; 0 = default (3 for tensors, 12 for other files) */
 	int threads;         /* 0 = one per online CPU, at most 64 */
 	enum sp_mode mode;
 	uint32_t rank;       /* svd: the rank; quant: the rank of the low-rank part (0: none) */

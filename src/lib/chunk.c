@@ -105,10 +105,18 @@ int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 }
 
 int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
-			  const uint8_t *window, size_t wlen, uint8_t *dst, size_t cap, int level)
+			  const uint8_t *window, size_t wlen, const uint8_t *same, uint8_t *dst,
+			  size_t cap, int level)
 {
 	uint32_t base_file = c->base_file;
 	uint64_t base_off = c->base_off;
+	if (same && memcmp(same, src, c->out_len) == 0) { /* an unchanged file, or its prefix */
+		c->codec = SP_CODEC_BASE;
+		c->data_len = 0;
+		c->base_off = c->out_off;
+		c->dtype = c->base_dtype = SP_DT_BYTES;
+		return 0;
+	}
 	c->base_file = SP_NO_BASE;
 	c->base_off = 0;
 	if (sp_chunk_encode(cs, c, src, NULL, dst, cap, level))

@@ -46,9 +46,11 @@ struct sp_chunk_in {
 int sp_chunk_patch_window(const struct sp_chunk *c, const uint8_t *data, uint64_t *len);
 
 /* Encodes src[0..c->out_len) as zstd or raw (as sp_chunk_encode without a base) or as a patch
- * against window[0..wlen) of base file c->base_file at c->base_off, whichever is smallest. */
+ * against window[0..wlen) of base file c->base_file at c->base_off, whichever is smallest; as
+ * BASE when same (the base file's bytes at the chunk's own offset, or NULL) equals it. */
 int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
-			  const uint8_t *window, size_t wlen, uint8_t *dst, size_t cap, int level);
+			  const uint8_t *window, size_t wlen, const uint8_t *same, uint8_t *dst,
+			  size_t cap, int level);
 
 /* Decodes a chunk from its inputs into out[0..c->out_len). Returns 0, or -1 when the data is
  * malformed. Does not check out_hash: the caller does. */

@@ -302,8 +302,8 @@ cJSON *sp_plan_report_totals(struct writer *w)
 #define PATCH_WINDOW (8u << 20)
 /* A base file at least this similar (estimated Jaccard of content anchors) is worth a patch. */
 #define SIMILAR_ENOUGH 0.05
-/* Files up to this size are small enough for zstd's highest effort. */
-#define SMALL_FILE (8u << 20)
+/* Files up to this size (configs, tokenizers) are small enough for zstd's highest effort. */
+#define SMALL_FILE (1u << 20)
 
 static int by_name(const void *key, const void *f)
 {
@@ -414,9 +414,10 @@ static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint
 			.c = {.out_off = off + done, .out_len = (uint32_t)n, .base_file = bi,
 			      .base_off = woff},
 			.ft = map + off + done,
+			.base = off + done + n <= b->size ? b->map + off + done : NULL,
 			.window = b->map + woff,
 			.wlen = wlen,
-			.level = fsize <= SMALL_FILE ? META_LEVEL : w->o->level,
+			.level = fsize <= SMALL_FILE ? META_LEVEL : w->patch_level,
 		};
 		if (sp_writer_queue(w, &j))
 			return -1;
@@ -436,7 +437,7 @@ static int plan_blob(struct writer *w, const struct sp_mfile *f)
 		       f->path, kind);
 	if (b < 0)
 		return emit_stored(w, f->map, 0, f->size, SP_DT_BYTES,
-				   f->size <= SMALL_FILE ? META_LEVEL : w->o->level);
+				   f->size <= SMALL_FILE ? META_LEVEL : w->patch_level);
 	return emit_patched(w, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0);
 }
 

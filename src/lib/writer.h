@@ -52,6 +52,7 @@ struct writer {
 	struct sp_lora *lora;          /* adapter mode: the fine-tune is the base plus these */
 	struct sp_sketch **sketches;   /* per base file, once computed: for rename matching */
 	int notes;                     /* print notes (not in the dry runs a budget makes) */
+	int patch_level;               /* zstd effort for files that are not tensors */
 	void *held;                    /* adapter mode: converted bytes the queue points into */
 	struct sp_codecs *codecs;      /* one per thread */
 	int threads;

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Dataset deltas against what a user can do today. Prints figures, asserts nothing.
+
+usage: bench/bench_datasets.py BUILD_DIR [--large-mb 512]
+
+For each pair tests/gen_datasets.py writes: the derived tree's bytes; `zstd -19` of each derived
+file alone (summed); the archive-level patch available today (each tree tarred with sorted names
+and fixed mtime and owners, then `zstd -19 --long=31 --patch-from=base.tar derived.tar`); our
+delta (`mksparse BASE DERIVED -o DELTA`, the size of DELTA/delta.sparse) and its ratio to each
+(the target is ours <= 1.3x patch-from); mksparse MB/s of derived bytes.
+
+Then the jsonl pair scaled so its derived file is at least --large-mb MiB: the delta's size,
+mksparse MB/s, and the median and p99 time of 200 random 4 KiB preads in the middle half of the
+big file through a fresh mount (cold: page cache of the delta and base dropped first) and again
+(warm), beside the same reads of the plain derived file (cold: its page cache dropped; warm).
+
+Where mksparse fails, the row says n/a and what it printed follows the tables. Every mount is
+unmounted, every sparsefs ended and every temporary file removed, on errors and SIGTERM too.
+"""
+import argparse, math, os, random, signal, statistics, subprocess, sys, tempfile, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GEN = os.path.join(HERE, "..", "tests", "gen_datasets.py")
+CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz"]
+READS, READ_SIZE = 200, 4096
+
+
+def files_of(d):
+    """Sorted paths of every regular file under d."""
+    return sorted(os.path.join(r, f) for r, _, fs in os.walk(d) for f in fs)
+
+
+def size_of(d):
+    """Total bytes of the files under d."""
+    return sum(os.path.getsize(f) for f in files_of(d))
+
+
+def run(*cmd):
+    """Runs a command and returns its stdout as bytes; its stderr (zstd's notes on the optimal
+    parser, say) is shown only when it fails."""
+    r = subprocess.run(cmd, capture_output=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.decode()[-2000:]}")
+    return r.stdout
+
+
+def generate(out, *args):
+    """Runs tests/gen_datasets.py OUT ARGS."""
+    run(sys.executable, GEN, out, *args)
+
+
+def zstd19(d):
+    """Bytes of `zstd -19` of each file of d on its own, summed: the no-base baseline."""
+    return sum(len(run("zstd", "-19", "-q", "-c", f)) for f in files_of(d))
+
+
+def tar(d, out):
+    """A deterministic tar of d: sorted names, mtime 0, owner and group 0, GNU format."""
+    run("tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner",
+        "--format=gnu", "-C", d, "-cf", out, ".")
+
+
+def patch_from(base, derived, tmp):
+    """Bytes of `zstd -19 --long=31 --patch-from` of the derived tree's tar against the base's:
+    the best archive-level patch a user can make today without sparse."""
+    bt, dt, pt = (os.path.join(tmp, n) for n in ("base.tar", "derived.tar", "patch.zst"))
+    tar(base, bt)
+    tar(derived, dt)
+    run("zstd", "-19", "-q", "-f", "--long=31", "--patch-from=" + bt, dt, "-o", pt)
+    size = os.path.getsize(pt)
+    for p in (bt, dt, pt):
+        os.remove(p)
+    return size
+
+
+def mksparse(build, base, derived, delta):
+    """Runs mksparse; returns (delta.sparse bytes, seconds), or (None, what it printed)."""
+    t = time.perf_counter()
+    r = subprocess.run([os.path.join(build, "mksparse"), "-q", base, derived, "-o", delta],
+                       capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    if r.returncode != 0:
+        return None, f"exit {r.returncode}: " + (r.stderr + r.stdout).strip()[-2000:]
+    return os.path.getsize(os.path.join(delta, "delta.sparse")), secs
+
+
+def ratio(a, b):
+    """a/b to three places, or n/a."""
+    return "n/a" if a is None else f"{a / b:.3f}"
+
+
+def bench_case(build, case, data, tmp, failures):
+    """Prints the table row of one generated pair."""
+    base, derived = (os.path.join(data, case, s) for s in ("base", "derived"))
+    der_b, z19, pf = size_of(derived), zstd19(derived), patch_from(base, derived, tmp)
+    ours, secs = mksparse(build, base, derived, os.path.join(tmp, "delta-" + case))
+    if ours is None:
+        failures.append((case, secs))
+    speed = "n/a" if ours is None else f"{der_b / secs / 1e6:.1f}"
+    print(f"| {case} | {der_b:,} | {z19:,} | {pf:,} | "
+          f"{'n/a' if ours is None else f'{ours:,}'} | {ratio(ours, der_b)} | {ratio(ours, z19)} "
+          f"| {ratio(ours, pf)} | {speed} |", flush=True)
+
+
+class Mount:
+    """`sparsefs -f DELTA MNT` for the duration of a with block; on leaving, unmounts (lazily if
+    busy) and ends the daemon, even when the block raised."""
+
+    def __init__(self, build, delta, mnt):
+        os.makedirs(mnt, exist_ok=True)
+        self.mnt = mnt
+        self.proc = subprocess.Popen([os.path.join(build, "sparsefs"), "-f", delta, mnt])
+
+    def __enter__(self):
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(self.mnt):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"sparsefs did not mount {self.mnt}")
+            time.sleep(0.005)
+        return self
+
+    def __exit__(self, *exc):
+        if os.path.ismount(self.mnt):
+            if subprocess.run(["fusermount3", "-u", self.mnt]).returncode != 0:
+                subprocess.run(["fusermount3", "-u", "-z", self.mnt])
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def drop_cache(path):
+    """Drops path's pages from the kernel page cache (only this file's), so reads go to disk.
+    Written back first: the kernel keeps dirty pages, and these files are freshly written."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def preads(path, offsets):
+    """Microseconds each READ_SIZE pread at the given offsets took, in order."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        times = []
+        for off in offsets:
+            t = time.perf_counter()
+            os.pread(fd, READ_SIZE, off)
+            times.append((time.perf_counter() - t) * 1e6)
+        return times
+    finally:
+        os.close(fd)
+
+
+def med_p99(times):
+    """'median / p99' of a list of microseconds."""
+    return f"{statistics.median(times):.0f} / {statistics.quantiles(times, n=100)[98]:.0f}"
+
+
+def bench_large(build, small_derived, large_mb, tmp, failures):
+    """The scaled jsonl pair: delta size and speed, then random 4 KiB reads, mount and plain."""
+    target = large_mb << 20
+    scale = math.ceil(target / os.path.getsize(small_derived) * 1.05)
+    data = os.path.join(tmp, "large")
+    generate(data, "--scale", str(scale), "--cases", "jsonl")
+    base, derived = (os.path.join(data, "jsonl", s) for s in ("base", "derived"))
+    big = os.path.join(derived, "train.jsonl")
+    size = os.path.getsize(big)
+    delta = os.path.join(tmp, "delta-large")
+    ours, secs = mksparse(build, base, derived, delta)
+    rng = random.Random(1)
+    offsets = [rng.randrange(size // 4, size * 3 // 4) for _ in range(READS)]
+    if ours is None:
+        failures.append((f"jsonl x{scale}", secs))
+        cold = warm = "n/a"
+    else:
+        for f in files_of(base) + [os.path.join(delta, "delta.sparse")]:
+            drop_cache(f)
+        mnt = os.path.join(tmp, "mnt")
+        with Mount(build, delta, mnt):
+            mounted = os.path.join(mnt, "train.jsonl")
+            cold, warm = med_p99(preads(mounted, offsets)), med_p99(preads(mounted, offsets))
+    drop_cache(big)
+    plain_cold, plain_warm = med_p99(preads(big, offsets)), med_p99(preads(big, offsets))
+    speed = "n/a" if ours is None else f"{size / secs / 1e6:.1f}"
+    print(f"| jsonl x{scale} | {size:,} | {'n/a' if ours is None else f'{ours:,}'} | "
+          f"{ratio(ours, size)} | {speed} | {cold} | {warm} | {plain_cold} | {plain_warm} |",
+          flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("build")
+    ap.add_argument("--large-mb", type=int, default=512,
+                    help="MiB of the large case's derived file (0 skips it)")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the cleanups on SIGTERM too
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="sparse-bench-") as tmp:
+        data = os.path.join(tmp, "data")
+        generate(data)
+        print("| case | derived B | zstd-19 B | patch-from B | ours B | ours/derived "
+              "| ours/zstd-19 | ours/patch-from | mksparse MB/s |")
+        print("|" + "---|" * 9)
+        for case in CASES:
+            bench_case(build, case, data, tmp, failures)
+        if args.large_mb > 0:
+            print(f"\nRandom {READ_SIZE} B preads, {READS} in the middle half of the file; "
+                  "median / p99 us.\n")
+            print("| case | derived B | ours B | ours/derived | mksparse MB/s | mount cold "
+                  "| mount warm | plain cold | plain warm |")
+            print("|" + "---|" * 9)
+            bench_large(build, os.path.join(data, "jsonl", "derived", "train.jsonl"),
+                        args.large_mb, tmp, failures)
+    for case, message in failures:
+        print(f"\nmksparse failed on {case}: {message}")
+
+
+if __name__ == "__main__":
+    main()
