@@ -88,7 +88,7 @@ int sp_fp_check_quick(int fd, const struct sp_base_fp *fp, const char *path, str
 	if (fd_size(fd) != fp->size)
 		return mismatch(path, "the size", err);
 	if (hash_range(fd, 0, fp->header_len, &h) || h != fp->header_hash)
-		return mismatch(path, "the safetensors header", err);
+		return mismatch(path, "the header", err);
 	if (hash_samples(fd, fp->size, &h) || h != fp->sample_hash)
 		return mismatch(path, "the content", err);
 	return 0;

@@ -355,8 +355,9 @@ static int base_similar(struct writer *w, const struct sp_mfile *f)
 	int found = -1;
 	sp_sketch(f->map, f->size, &mine);
 	for (uint32_t i = 0; i < w->base.nfiles; i++) {
+		/* Tensor files are matched by tensor name, and reading them all would be slow. */
 		const struct sp_mfile *b = &w->base.files[i];
-		const struct sp_sketch *s = b->size && !b->link ? base_sketch(w, i) : NULL;
+		const struct sp_sketch *s = b->size && !b->link && !b->is_st ? base_sketch(w, i) : NULL;
 		double sim = s ? sp_sketch_similarity(&mine, s) : 0;
 		if (sim > best) {
 			best = sim;
@@ -366,20 +367,32 @@ static int base_similar(struct writer *w, const struct sp_mfile *f)
 	return found;
 }
 
+static int usable(const struct writer *w, int i)
+{
+	return i >= 0 && w->base.files[i].size && !w->base.files[i].link;
+}
+
 /* The base file f is patched against: the one the options map it to, the one at the same
- * path, the only one of its name elsewhere, or the most similar one; -1 for none. */
+ * path, the only one of its name elsewhere, or the most similar one; -1 for none, -2 when the
+ * options name a base file that cannot be used. */
 static int match_base(struct writer *w, const struct sp_mfile *f)
 {
 	size_t n = strlen(f->name);
 	for (size_t k = 0; k < w->o->nmap; k++)
-		if (!strncmp(w->o->map[k], f->name, n) && w->o->map[k][n] == '=')
-			return base_named(w, w->o->map[k] + n + 1);
+		if (!strncmp(w->o->map[k], f->name, n) && w->o->map[k][n] == '=') {
+			int i = base_named(w, w->o->map[k] + n + 1);
+			if (usable(w, i))
+				return i;
+			sp_err_set(w->err, "--map %s: %s is not a non-empty regular file of the base",
+				   w->o->map[k], w->o->map[k] + n + 1);
+			return -2;
+		}
 	int i = base_named(w, f->name);
-	if (i < 0)
+	if (!usable(w, i))
 		i = base_moved(w, f->name);
-	if (i < 0 && f->size)
+	if (!usable(w, i) && f->size)
 		i = base_similar(w, f);
-	return i >= 0 && w->base.files[i].size && !w->base.files[i].link ? i : -1;
+	return usable(w, i) ? i : -1;
 }
 
 static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsize,
@@ -432,9 +445,11 @@ static int plan_blob(struct writer *w, const struct sp_mfile *f)
 	const char *kind = sp_compressed_kind(f->map, f->size);
 	int b = match_base(w, f);
 	if (kind && w->notes)
-		sp_log("%s: %s-compressed: a patch cannot see through compression; stored as well "
-		       "as zstd can",
+		sp_log("%s: %s-compressed: a patch cannot see through the compression, so expect "
+		       "little saving",
 		       f->path, kind);
+	if (b == -2)
+		return -1;
 	if (b < 0)
 		return emit_stored(w, f->map, 0, f->size, SP_DT_BYTES,
 				   f->size <= SMALL_FILE ? META_LEVEL : w->patch_level);

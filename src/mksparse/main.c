@@ -237,6 +237,15 @@ static int take(struct cli *c, int opt, const char *arg)
 	}
 }
 
+static int quiet_log;
+
+/* The library's notes (a compressed input), unless -q. */
+static void log_note(const char *line)
+{
+	if (!quiet_log)
+		fprintf(stderr, "mksparse: %s\n", line);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {0};
@@ -267,6 +276,8 @@ int main(int argc, char **argv)
 	}
 	struct sp_write_stats st;
 	struct sp_err err;
+	quiet_log = c.quiet;
+	sp_set_log(log_note);
 	int failed = c.adapter ? sp_write_adapter(c.adapter, argv[optind], c.out, &c.o, &st, &err)
 			       : sp_write_delta(argv[optind], argv[optind + 1], c.out, &c.o, &st, &err);
 	if (failed) {

@@ -188,7 +188,11 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 	}
 	if (f->link)
 		return 0;
-	int fd = sp_mkdir_p(dir) ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* A fresh file (an earlier extract's may be read-only), never one reached through a link. */
+	if (unlink(path) && errno != ENOENT)
+		return -1;
+	int fd = sp_mkdir_p(dir) ? -1
+				 : open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
 		return -1;
@@ -206,7 +210,7 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 				    {.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec}};
 	futimens(fd, times);
 	if (f->mode)
-		fchmod(fd, f->mode);
+		fchmod(fd, f->mode & 0777); /* never set-id bits from a delta */
 	if (close(fd) && rc == 0)
 		rc = -1;
 	if (rc)
@@ -229,8 +233,11 @@ static int do_extract(const char *path, const char *base, const char *out)
 		fprintf(stderr, "sparsefs: %s: %s\n", out, strerror(errno));
 		rc = 1;
 	}
-	for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++)
-		rc = extract_file(d, i, out, buf, cap) ? 1 : 0;
+	/* Links last: no file is then written through a link the delta made. */
+	for (int links = 0; links < 2; links++)
+		for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++)
+			if (!sp_delta_file(d, i)->link == !links)
+				rc = extract_file(d, i, out, buf, cap) ? 1 : 0;
 	free(buf);
 	sp_delta_close(d);
 	return rc;
