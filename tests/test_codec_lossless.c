@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "codec_lossless.h"
+#include "testutil.h"
 
 /*
  * Internal switch of codec_lossless.c: the best decoder to use, 0 = scalar, 1 = AVX2,
@@ -19,15 +20,6 @@
  */
 int sp_lossless_set_simd(struct sp_lossless *s, int level);
 
-static int failures;
-
-#define CHECK(cond)                                                                      \
-	do {                                                                             \
-		if (!(cond)) {                                                           \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                      \
-		}                                                                        \
-	} while (0)
 
 static const struct {
 	enum sp_dtype dt;
@@ -277,19 +269,17 @@ int main(void)
 	if (!s)
 		return 1;
 	for (unsigned d = 0; d < sizeof dtypes / sizeof *dtypes; d++) {
-		int before = failures;
+		int before = test_failures;
 		test_dtype(s, d);
-		if (failures != before)
+		if (test_failures != before)
 			fprintf(stderr, "dtype %s failed\n", dtypes[d].name);
 	}
 	test_all_patterns(s);
 	test_errors(s);
 	test_reuse(s);
-	if (failures)
-		fprintf(stderr, "%d checks failed\n", failures);
-	else
+	if (!test_failures)
 		printf("test_codec_lossless: ok (vector decoders tested: %s)\n",
 		       (const char *[]){"none", "AVX2", "AVX2, AVX-512"}[sp_lossless_set_simd(s, 2)]);
 	sp_lossless_free(s);
-	return failures != 0;
+	return test_done();
 }

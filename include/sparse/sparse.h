@@ -25,6 +25,9 @@ void sp_err_set(struct sp_err *err, const char *fmt, ...) __attribute__((format(
 void sp_set_log(void (*log)(const char *line));
 void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Parses a byte count with an optional K, M or G suffix (powers of 1024); 0 or -1. */
+int sp_parse_size(const char *s, uint64_t *out);
+
 /* ---- writing ---- */
 
 enum sp_mode {

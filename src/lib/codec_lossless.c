@@ -67,6 +67,7 @@
  *     last byte); anything else is malformed input.
  */
 #include "codec_lossless.h"
+#include "scratch.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -114,9 +115,8 @@ struct sp_lossless {
 	uint8_t group[KMAX];           /* decoder: key -> group */
 	uint8_t perm[256][8];          /* decoder: lane -> word index, per renormalisation mask */
 	enum simd simd;                /* decoder: the best vector decoder it may use */
-	uint8_t *sym;                  /* encoder: symbol per element */
-	uint8_t *buf;                  /* encoder: streams, zstd input and output; decoder: streams */
-	size_t cap_elems, cap_buf;
+	struct sp_scratch sym;         /* encoder: symbol per element */
+	struct sp_scratch buf;         /* encoder: streams, zstd input and output; decoder: streams */
 	ZSTD_CCtx *cctx;
 	ZSTD_DCtx *dctx;
 };
@@ -315,36 +315,13 @@ void sp_lossless_free(struct sp_lossless *s)
 	if (!s)
 		return;
 	free(s->hist);
-	free(s->sym);
-	free(s->buf);
+	free(s->sym.p);
+	free(s->buf.p);
 	ZSTD_freeCCtx(s->cctx);
 	ZSTD_freeDCtx(s->dctx);
 	free(s);
 }
 
-static int reserve_buf(struct sp_lossless *s, size_t n)
-{
-	if (n <= s->cap_buf)
-		return 0;
-	uint8_t *b = realloc(s->buf, n);
-	if (!b)
-		return -1;
-	s->buf = b;
-	s->cap_buf = n;
-	return 0;
-}
-
-static int reserve_elems(struct sp_lossless *s, size_t ne)
-{
-	if (ne <= s->cap_elems)
-		return 0;
-	uint8_t *sym = realloc(s->sym, ne);
-	if (!sym)
-		return -1;
-	s->sym = sym;
-	s->cap_elems = ne;
-	return 0;
-}
 
 size_t sp_lossless_bound(size_t n)
 {
@@ -432,7 +409,7 @@ static double xlog2x(uint64_t c)
 }
 
 /*
- * First pass: writes the raw bits of every element to raw and its symbol to s->sym, and
+ * First pass: writes the raw bits of every element to raw and its symbol to s->sym.p, and
  * counts symbols per key. Returns the length of the raw bit stream in bytes.
  */
 static inline __attribute__((always_inline)) size_t analyze_dt(struct sp_lossless *s, struct dtinfo di,
@@ -452,7 +429,7 @@ static inline __attribute__((always_inline)) size_t analyze_dt(struct sp_lossles
 		unsigned tok = (r << t) + (unsigned)(a >> r);
 		unsigned sym = a ? 2 * tok - 1 + (neg ^ mirror(b, di)) : 0;
 		unsigned k = key_of(b, di);
-		s->sym[i] = (uint8_t)sym;
+		s->sym.p[i] = (uint8_t)sym;
 		s->hist[k][sym]++;
 		s->keyn[k]++;
 		if (w == 8)
@@ -667,14 +644,14 @@ static void rans_encode(const struct sp_lossless *s, struct dtinfo di, const uin
 	for (size_t i = ne; i-- > 0;) {
 		const struct table *t = &tabs[lut[key_of(load_word(base + i * di.width, di.width), di)]];
 		unsigned k = i % NSTATES;
-		uint32_t f = t->freq[s->sym[i]], x = st[k];
+		uint32_t f = t->freq[s->sym.p[i]], x = st[k];
 		if (x >= (uint64_t)f << (32 - PROB_BITS)) {
 			uint8_t *w = p[k / (NSTATES / NWS)] -= 2;
 			w[0] = (uint8_t)x;
 			w[1] = (uint8_t)(x >> 8);
 			x >>= 16;
 		}
-		st[k] = ((x / f) << PROB_BITS) + x % f + t->cum[s->sym[i]];
+		st[k] = ((x / f) << PROB_BITS) + x % f + t->cum[s->sym.p[i]];
 	}
 }
 
@@ -692,9 +669,10 @@ static size_t encode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 	struct dtinfo di = dtinfo(dt);
 	size_t raw_cap = ne * di.width + 16, rans_cap = 2 * ne + 16;
 	size_t tab_cap = GMAX * (2 + NSYM * 4);
-	if (reserve_elems(s, ne) || reserve_buf(s, raw_cap + NWS * rans_cap + tab_cap))
+	if (!sp_scratch_get(&s->sym, ne) ||
+	    !sp_scratch_get(&s->buf, raw_cap + NWS * rans_cap + tab_cap))
 		return 0;
-	uint8_t *raw = s->buf, *tab = raw + raw_cap + NWS * rans_cap;
+	uint8_t *raw = s->buf.p, *tab = raw + raw_cap + NWS * rans_cap;
 	size_t raw_len = analyze(s, dt, base, ft, ne, raw);
 
 	unsigned akey[GMAX], gstart[GMAX], nkeys = 1u << key_bits(di);
@@ -776,16 +754,16 @@ static size_t encode_zstd(struct sp_lossless *s, enum sp_dtype dt, const uint8_t
 	size_t zcap = ZSTD_compressBound(n);
 	if (!s->cctx && !(s->cctx = ZSTD_createCCtx()))
 		return 0;
-	if (reserve_buf(s, n + zcap))
+	if (!sp_scratch_get(&s->buf, n + zcap))
 		return 0;
 	struct dtinfo di = dtinfo(dt);
-	diff_words(di, base, ft, s->buf, n / di.width, 0);
-	size_t z = ZSTD_compressCCtx(s->cctx, s->buf + n, zcap, s->buf, n, level);
+	diff_words(di, base, ft, s->buf.p, n / di.width, 0);
+	size_t z = ZSTD_compressCCtx(s->cctx, s->buf.p + n, zcap, s->buf.p, n, level);
 	if (ZSTD_isError(z) || z + 2 > cap)
 		return 0;
 	dst[0] = VERSION;
 	dst[1] = MODE_ZSTD;
-	memcpy(dst + 2, s->buf + n, z);
+	memcpy(dst + 2, s->buf.p + n, z);
 	return z + 2;
 }
 
@@ -1454,10 +1432,10 @@ static int decode_rans(struct sp_lossless *s, enum sp_dtype dt, const uint8_t *b
 			s->group[k] = (uint8_t)g;
 	}
 	/* The streams get copied to padded scratch, so that the hot loops may read past them. */
-	if (reserve_buf(s, (size_t)(end - p) - tab_len + (NWS + 1) * PAD))
+	if (!sp_scratch_get(&s->buf, (size_t)(end - p) - tab_len + (NWS + 1) * PAD))
 		return -1;
 	const uint8_t *src = p + tab_len;
-	uint8_t *dst = s->buf;
+	uint8_t *dst = s->buf.p;
 	for (unsigned v = 0; v <= NWS; v++) {
 		memcpy(dst, src, len[v]);
 		memset(dst + len[v], 0, PAD);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "io.h"
+#include "sparse/sparse.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -58,4 +59,17 @@ int sp_mkdir_p(const char *dir)
 		rc = -1;
 	free(p);
 	return rc;
+}
+
+int sp_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
+		  : *end == 'G' || *end == 'g' ? 30 : 0;
+	if (end == s || *s == '-' || (shift && end[1]) || (!shift && *end) ||
+	    v > UINT64_MAX >> shift)
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
 }

@@ -82,14 +82,7 @@ static int parse_fraction(const char *s, double *out)
 
 static int parse_bytes(const char *s, uint64_t *out)
 {
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
-		  : *end == 'G' || *end == 'g' ? 30 : 0;
-	if (end == s || (shift && end[1]) || (!shift && *end) || !v || v > UINT64_MAX >> shift)
-		return -1;
-	*out = (uint64_t)v << shift;
-	return 0;
+	return sp_parse_size(s, out) || !*out ? -1 : 0;
 }
 
 static int parse_positive(const char *s, double *out)

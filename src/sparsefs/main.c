@@ -61,17 +61,6 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args
 	return 1;
 }
 
-static int parse_bytes(const char *s, size_t *out)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	int shift = *end == 'K' || *end == 'k' ? 10 : *end == 'M' || *end == 'm' ? 20
-		  : *end == 'G' || *end == 'g' ? 30 : 0;
-	if (end == s || (shift && end[1]) || (!shift && *end))
-		return -1;
-	*out = (size_t)v << shift;
-	return 0;
-}
 
 static void log_syslog(const char *line)
 {
@@ -122,7 +111,7 @@ static int mount_main(int argc, char **argv)
 	struct mount_opts o = {.readahead_kb = 1024};
 	struct fuse_cmdline_opts co = {0};
 	struct fs fs = {.uid = getuid(), .gid = getgid()};
-	size_t cache = SP_CACHE_DEFAULT;
+	uint64_t cache = SP_CACHE_DEFAULT;
 	struct sp_err err;
 	int rc = 2;
 	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) ||
@@ -138,7 +127,7 @@ static int mount_main(int argc, char **argv)
 		usage(stderr);
 		goto out;
 	}
-	if (o.cache_size && parse_bytes(o.cache_size, &cache)) {
+	if (o.cache_size && (sp_parse_size(o.cache_size, &cache) || cache > SIZE_MAX)) {
 		fprintf(stderr, "sparsefs: cache_size=%s: not a size\n", o.cache_size);
 		goto out;
 	}
@@ -149,7 +138,7 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
 	}
-	if ((fs.cache = sp_cache_new(cache)))
+	if ((fs.cache = sp_cache_new((size_t)cache)))
 		rc = run_session(&fs, &args, &co);
 	sp_cache_free(fs.cache);
 	tree_free(&fs.tree);
