@@ -112,13 +112,23 @@ static int points_inside(const char *dir, const char *path)
 	return inside;
 }
 
-/* A symbolic link stays a link when it points inside the folder, or at anything but a regular
- * file; a link to a file outside (the Hugging Face cache is made of them) stands for that file.
- * Links are never followed to folders, which keeps loops and the world outside out. */
+/* Is path a file of a Hugging Face cache snapshot, a link into the repository's blobs? */
+static int hub_blob_link(const char *path)
+{
+	char *t = realpath(path, NULL);
+	struct stat st;
+	int yes = t && strstr(path, "/snapshots/") && strstr(t, "/blobs/") && !stat(t, &st) &&
+		  S_ISREG(st.st_mode);
+	free(t);
+	return yes;
+}
+
+/* Symbolic links are stored as links and never followed out of the folder, whose content
+ * would otherwise leak into a delta, with one exception: the files of a Hugging Face cache
+ * snapshot are links into the repository's blobs, and stand for those files. */
 static int keep_link(const struct sp_model *m, const char *path)
 {
-	struct stat st;
-	return points_inside(m->dir, path) || stat(path, &st) || !S_ISREG(st.st_mode);
+	return points_inside(m->dir, path) || !hub_blob_link(path);
 }
 
 static int add_link(struct sp_mfile *f, const struct stat *lst, struct sp_err *err)
