@@ -317,6 +317,20 @@ datasets() {
 		echo "ok: dataset $name: $(du -sb "$c/derived" | cut -f1) bytes as $(du -b "$TMP/ds-$name/delta.sparse" | cut -f1)"
 	done
 	[ "$(cat "$TMP/x-links/run.sh" | sh)" = ran ] || fail "an extracted script does not run"
+	# A Hugging Face cache snapshot's files are links into blobs/: they stand for those files;
+	# any other link out of the tree stays a link.
+	local hf=$TMP/hub/models--org--name
+	mkdir -p "$hf/blobs" "$hf/snapshots/r1" "$hf/snapshots/r2"
+	echo '{"v": 1}' >"$hf/blobs/b1"
+	echo '{"v": 2}' >"$hf/blobs/b2"
+	ln -s ../../blobs/b1 "$hf/snapshots/r1/config.json"
+	ln -s ../../blobs/b2 "$hf/snapshots/r2/config.json"
+	ln -s /etc/hostname "$hf/snapshots/r2/elsewhere"
+	"$MKSPARSE" -q "$hf/snapshots/r1" "$hf/snapshots/r2" -o "$TMP/ds-hub"
+	"$SPARSEFS" --extract "$TMP/ds-hub" "$TMP/x-hub"
+	[ -f "$TMP/x-hub/config.json" ] && [ ! -L "$TMP/x-hub/config.json" ] &&
+		grep -q '"v": 2' "$TMP/x-hub/config.json" || fail "a snapshot's file came out wrong"
+	[ "$(readlink "$TMP/x-hub/elsewhere")" = /etc/hostname ] || fail "a link out of the tree was followed"
 	# --estimate writes nothing; --map names the base file of a renamed one.
 	"$MKSPARSE" --estimate "$TMP/ds/jsonl/base" "$TMP/ds/jsonl/derived" | grep -q "would be" ||
 		fail "--estimate"
