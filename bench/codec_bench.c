@@ -39,7 +39,7 @@ static const struct sp_mfile *load(struct sp_model *m, const char *path)
 	const char *name = slash ? slash + 1 : path;
 	if (slash)
 		*slash = 0;
-	if (sp_model_open(slash ? dir : ".", m, &err))
+	if (sp_model_open(slash ? dir : ".", SP_MODEL_FOLLOW_LINKS, m, &err))
 		die(err.msg);
 	free(dir);
 	for (uint32_t i = 0; i < m->nfiles; i++)

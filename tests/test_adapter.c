@@ -96,7 +96,7 @@ static void fixture_merge(void)
 	struct sp_model merged;
 	struct sp_lora lora;
 	struct sp_err err;
-	CHECK(sp_model_open(mdir, &merged, &err) == 0);
+	CHECK(sp_model_open(mdir, SP_MODEL_FOLLOW_LINKS, &merged, &err) == 0);
 	CHECK(load(adir, &base_bf16, &lora) == 0);
 	CHECK(lora.ntargets == 12 && lora.nfull == 0);
 	uint64_t exact = 0, total = 0;
@@ -334,7 +334,7 @@ static char *syn_dir(const char *dir_name, const char *file, const struct st_ten
 static void open_model(const char *dir, struct sp_model *m)
 {
 	struct sp_err err;
-	if (sp_model_open(dir, m, &err)) {
+	if (sp_model_open(dir, SP_MODEL_FOLLOW_LINKS, m, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		exit(1);
 	}

@@ -228,7 +228,7 @@ static void edge_cases(const char *gen)
 	snprintf(out, sizeof(out), "%s/edge-quant", test_tmpdir());
 	if (test_sh("'%s' edge '%s' '%s'", gen, ebase, eft))
 		return;
-	if (sp_write_delta(ebase, eft, out, &o, &st, &err) || sp_model_open(eft, &m, &err)) {
+	if (sp_write_delta(ebase, eft, out, &o, &st, &err) || sp_model_open(eft, 0, &m, &err)) {
 		fprintf(stderr, "  %s\n", err.msg);
 		test_failures++;
 		return;

@@ -769,7 +769,7 @@ int sp_lora_load(const char *adapter_dir, const struct sp_model *base, struct sp
 	memset(lora, 0, sizeof(*lora));
 	if (config_load(adapter_dir, &c, err))
 		return -1;
-	int rc = sp_model_open(adapter_dir, &lora->adapter, err);
+	int rc = sp_model_open(adapter_dir, SP_MODEL_FOLLOW_LINKS, &lora->adapter, err);
 	if (rc == 0)
 		rc = load_weights(lora, base, &c, err);
 	config_free(&c);

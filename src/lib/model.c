@@ -128,6 +128,9 @@ static int hub_blob_link(const char *path)
  * snapshot are links into the repository's blobs, and stand for those files. */
 static int keep_link(const struct sp_model *m, const char *path)
 {
+	struct stat st;
+	if (m->flags & SP_MODEL_FOLLOW_LINKS)
+		return stat(path, &st) || !S_ISREG(st.st_mode);
 	return points_inside(m->dir, path) || !hub_blob_link(path);
 }
 
@@ -191,11 +194,12 @@ static int index_tensors(struct sp_model *m)
 	return 0;
 }
 
-int sp_model_open(const char *dir, struct sp_model *m, struct sp_err *err)
+int sp_model_open(const char *dir, unsigned flags, struct sp_model *m, struct sp_err *err)
 {
 	struct names ns = {0};
 	memset(m, 0, sizeof(*m));
 	err->msg[0] = 0;
+	m->flags = flags;
 	if (!(m->dir = strdup(dir)) || walk(dir, "", &ns, err))
 		goto fail;
 	qsort(ns.v, ns.n, sizeof(char *), cmp_str);

@@ -31,14 +31,20 @@ struct sp_tensor_ref {
 
 struct sp_model {
 	char *dir;
+	unsigned flags;
 	struct sp_mfile *files;
 	size_t nfiles;
 	struct sp_tensor_ref *refs;    /* one per distinct tensor name */
 	struct sp_tensor_ref *by_name; /* uthash over refs */
 };
 
-/* Lists dir: every regular file and symbolic link below it, parsing *.safetensors. */
-int sp_model_open(const char *dir, struct sp_model *m, struct sp_err *err);
+/* Read the files links point to, wherever they are: for folders the delta refers to (a base,
+ * an adapter) rather than stores. */
+#define SP_MODEL_FOLLOW_LINKS 1u
+
+/* Lists dir: every regular file and symbolic link below it, parsing *.safetensors. Links are
+ * kept as links unless flags say to follow them, or they are a Hugging Face snapshot's files. */
+int sp_model_open(const char *dir, unsigned flags, struct sp_model *m, struct sp_err *err);
 void sp_model_close(struct sp_model *m);
 const struct sp_tensor_ref *sp_model_find(const struct sp_model *m, const char *name);
 /* Maps file i read-only (once). */

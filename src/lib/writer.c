@@ -497,7 +497,8 @@ static int load_adapter(struct writer *w, const char *adapter_dir)
 static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		     const char *adapter_dir, const char *out_dir)
 {
-	if (sp_model_open(base_dir, &w->base, w->err) || sp_model_open(ft_dir, &w->ft, w->err))
+	if (sp_model_open(base_dir, SP_MODEL_FOLLOW_LINKS, &w->base, w->err) ||
+	    sp_model_open(ft_dir, 0, &w->ft, w->err))
 		return -1;
 	if (adapter_dir && load_adapter(w, adapter_dir))
 		return -1;
