@@ -93,7 +93,7 @@ static void codec_case(int rank, int bits, float step, int f32)
 	ZSTD_CCtx *cc = ZSTD_createCCtx();
 	ZSTD_DCtx *dc = ZSTD_createDCtx();
 	struct sp_lossless *ll = sp_lossless_new();
-	struct sp_scratch scratch = {0};
+	struct sp_lossy_scratch scratch = {0};
 	size_t len = sp_lossy_encode(cc, ll, &t, e0, n, dst, sp_lossy_bound(n, 8, cols), 3, delta, &scratch);
 	CHECK(len > 0);
 	sp_dtype_to_f32(SP_DT_BF16, base, want, n);
@@ -116,7 +116,7 @@ static void codec_case(int rank, int bits, float step, int f32)
 				SP_DT_BF16, out, n, &scratch);
 		dst[i] ^= 0x55;
 	}
-	ZSTD_freeCCtx(cc), ZSTD_freeDCtx(dc), sp_lossless_free(ll), free(scratch.p);
+	ZSTD_freeCCtx(cc), ZSTD_freeDCtx(dc), sp_lossless_free(ll), sp_lossy_scratch_free(&scratch);
 	free(d), free(a), free(b), free(delta), free(base_f), free(want), free(got), free(base);
 	free(out), free(expect), free(aux), free(dst);
 }

@@ -29,7 +29,7 @@ void sp_codecs_fini(struct sp_codecs *cs)
 		sp_lossless_free(cs->lossless);
 	free(cs->conv.p);
 	free(cs->patch.p);
-	free(cs->lossy.p);
+	sp_lossy_scratch_free(&cs->lossy);
 	memset(cs, 0, sizeof(*cs));
 }
 

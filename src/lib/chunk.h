@@ -17,7 +17,7 @@ struct sp_codecs {
 	struct sp_lossless *lossless;
 	struct sp_scratch conv; /* base elements converted to the output dtype */
 	struct sp_scratch patch;
-	struct sp_scratch lossy;
+	struct sp_lossy_scratch lossy;
 };
 
 int sp_codecs_init(struct sp_codecs *cs);

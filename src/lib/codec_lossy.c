@@ -25,8 +25,9 @@
  *     A: the chunk's rows of A, rows_spanned x rank values, f16 or f32;
  *     S: one f16 scale per group, ceil(n / group) of them, groups counted from the chunk start;
  *     and then, in place of a third zstd frame, the q_len bytes of the codes: with
- *        qmax = 2^(bits-1) - 1, each element's code q in [-qmax, qmax] as an I8, the n of them
- *        coded by the lossless delta codec (codec_lossless.c) against n zero bytes.
+ *        qmax = 2^(bits-1) - 1, each element's code q in [-qmax, qmax] as an I16, the n of them
+ *        coded by the lossless delta codec (codec_lossless.c) against n zero I16s (its vector
+ *        decoders take 16-bit elements).
  *
  * The auxiliary chunk holds B: rank x cols values, f16 or f32 as the flags say, row-major.
  *
@@ -70,6 +71,26 @@ static uint32_t get32(const uint8_t *p)
 	uint32_t v;
 	memcpy(&v, p, 4);
 	return v;
+}
+
+void sp_lossy_scratch_free(struct sp_lossy_scratch *s)
+{
+	free(s->work.p);
+	free(s->codes.p);
+	free(s->zeros.p);
+	free(s->gemm.p);
+	memset(s, 0, sizeof(*s));
+}
+
+/* n zero bytes, kept: the buffer only ever grows, with zeros. */
+static const uint8_t *zeros_of(struct sp_scratch *z, size_t n)
+{
+	size_t old = z->p ? z->cap : 0;
+	if (!sp_scratch_get(z, n))
+		return NULL;
+	if (z->cap > old)
+		memset(z->p + old, 0, z->cap - old);
+	return z->p;
 }
 
 /* ---- factors ---- */
@@ -116,9 +137,9 @@ static void load_factor(const uint8_t *src, size_t n, int f32, float scale, floa
 
 /* The low-rank part of elements [col0, col0 + n) of rows_spanned rows: a (rows x rank) . b. */
 static int lowrank_part(const float *a, const float *b, uint32_t rank, uint32_t cols,
-			uint32_t col0, size_t n, size_t rows, float *delta, struct sp_scratch *s)
+			uint32_t col0, size_t n, size_t rows, float *delta, struct sp_scratch *gemm)
 {
-	float *tmp = sp_scratch_get(s, rows * cols * sizeof(float));
+	float *tmp = sp_scratch_get(gemm, rows * cols * sizeof(float));
 	if (!tmp)
 		return -1;
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)cols, (int)rank, 1,
@@ -158,7 +179,7 @@ static float group_scale(const float *r, size_t lo, size_t hi, int qmax, float s
 }
 
 static void quantize(const float *r, size_t n, int bits, uint32_t group, float step,
-		     uint16_t *s16, int8_t *q, float *delta)
+		     uint16_t *s16, int16_t *q, float *delta)
 {
 	int qmax = (1 << (bits - 1)) - 1;
 	for (size_t g = 0; g * group < n; g++) {
@@ -170,7 +191,7 @@ static void quantize(const float *r, size_t n, int bits, uint32_t group, float s
 			float c = scale > 0 ? nearbyintf(r[i] / scale) : 0;
 			c = c > (float)qmax ? (float)qmax : c < (float)-qmax ? (float)-qmax : c;
 			delta[i] += scale * c;
-			q[i] = (int8_t)c;
+			q[i] = (int16_t)c;
 		}
 	}
 }
@@ -201,7 +222,7 @@ static size_t encode_a(ZSTD_CCtx *cctx, const struct sp_lossy_tensor *t, uint64_
 		       struct sp_scratch *s)
 {
 	size_t cnt = rows * t->rank;
-	uint8_t *raw = sp_scratch_get(s, cnt * 4);
+	uint8_t *raw = sp_scratch_get(s, cnt * 4 + 1);
 	if (!raw)
 		return 0;
 	size_t bytes = sp_lossy_factor_bytes(t->a + row0 * t->rank, cnt, t->a_scale, t->f32_factors, raw);
@@ -212,25 +233,27 @@ static size_t encode_a(ZSTD_CCtx *cctx, const struct sp_lossy_tensor *t, uint64_
 size_t sp_lossy_encode(ZSTD_CCtx *cctx, struct sp_lossless *ll, const struct sp_lossy_tensor *t,
 		       uint64_t e0, size_t n,
 		       uint8_t *dst, size_t cap, int level, float *delta_out,
-		       struct sp_scratch *scratch)
+		       struct sp_lossy_scratch *scratch)
 {
 	struct hdr h = {.cols = (uint32_t)t->cols, .col0 = (uint32_t)(e0 % t->cols), .aux = t->aux,
 			.a_scale = t->a_scale, .b_scale = t->b_scale, .rank = t->rank,
 			.bits = (uint8_t)t->bits, .group = t->bits ? t->group : 0};
 	uint64_t row0 = e0 / t->cols;
 	size_t rows = (h.col0 + n + t->cols - 1) / t->cols, pos = HDR;
-	struct sp_scratch tmp = {0};
 	float *work = malloc((rows * t->rank + 2 * n + 1) * sizeof(float));
-	int8_t *codes = malloc(2 * n + 1), *zeros = codes + n;
+	int16_t *codes = malloc(n * sizeof(int16_t) + 1);
+	const uint8_t *zeros = zeros_of(&scratch->zeros, n * sizeof(int16_t));
 	uint16_t *s16 = malloc((n / (t->group ? t->group : 1) + 2) * sizeof(uint16_t));
-	int ok = work && codes && s16;
+	int ok = work && codes && zeros && s16;
 	memset(delta_out, 0, n * sizeof(float));
 	h.flags = (uint8_t)((t->rank ? F_LOWRANK : 0) | (t->bits ? F_QUANT : 0) |
 			    (t->f32_factors ? F_F32 : 0));
 	if (ok && t->rank) {
 		float *a_rows = work + 2 * n;
-		h.a_len = (uint32_t)encode_a(cctx, t, row0, rows, dst + pos, cap - pos, level, a_rows, scratch);
-		ok = h.a_len && lowrank_part(a_rows, t->b, t->rank, h.cols, h.col0, n, rows, delta_out, &tmp) == 0;
+		h.a_len = (uint32_t)encode_a(cctx, t, row0, rows, dst + pos, cap - pos, level, a_rows,
+					     &scratch->codes);
+		ok = h.a_len && lowrank_part(a_rows, t->b, t->rank, h.cols, h.col0, n, rows, delta_out,
+					     &scratch->gemm) == 0;
 		pos += h.a_len;
 	}
 	if (ok && t->bits) {
@@ -241,9 +264,9 @@ size_t sp_lossy_encode(ZSTD_CCtx *cctx, struct sp_lossless *ll, const struct sp_
 		quantize(r, n, t->bits, t->group, t->step, s16, codes, delta_out);
 		h.s_len = (uint32_t)zframe(cctx, dst + pos, cap - pos, s16, groups * 2, level);
 		pos += h.s_len;
-		memset(zeros, 0, n);
-		h.q_len = (uint32_t)sp_lossless_encode(ll, SP_DT_I8, zeros, codes, n, dst + pos,
-						       cap - pos, level);
+		h.q_len = (uint32_t)sp_lossless_encode(ll, SP_DT_I16, zeros, codes,
+						       n * sizeof(int16_t), dst + pos, cap - pos,
+						       level);
 		pos += h.q_len;
 		ok = h.s_len && h.q_len;
 	}
@@ -251,7 +274,6 @@ size_t sp_lossy_encode(ZSTD_CCtx *cctx, struct sp_lossless *ll, const struct sp_
 	free(work);
 	free(codes);
 	free(s16);
-	free(tmp.p);
 	return ok ? pos : 0;
 }
 
@@ -315,66 +337,62 @@ static int unzstd(ZSTD_DCtx *dctx, void *dst, size_t n, const uint8_t *src, size
 
 static int decode_lowrank(ZSTD_DCtx *dctx, const struct hdr *h, const uint8_t *src,
 			  const uint8_t *aux, size_t aux_len, float *delta, size_t n,
-			  struct sp_scratch *s)
+			  struct sp_lossy_scratch *s)
 {
 	size_t rows = (h->col0 + n + h->cols - 1) / h->cols, es = (h->flags & F_F32) ? 4 : 2;
 	size_t na = rows * h->rank, nb = (size_t)h->rank * h->cols;
 	if (!aux || aux_len != nb * es)
 		return -1;
-	float *ab = malloc((na + nb) * sizeof(float));
-	uint8_t *raw = malloc(na * es + 1);
-	int rc = ab && raw && unzstd(dctx, raw, na * es, src, h->a_len) == 0 ? 0 : -1;
-	if (rc == 0) {
-		load_factor(raw, na, h->flags & F_F32, h->a_scale, ab);
-		load_factor(aux, nb, h->flags & F_F32, h->b_scale, ab + na);
-		rc = lowrank_part(ab, ab + na, h->rank, h->cols, h->col0, n, rows, delta, s);
-	}
-	free(ab);
-	free(raw);
-	return rc;
+	float *ab = sp_scratch_get(&s->codes, (na + nb) * sizeof(float) + na * es + 1);
+	uint8_t *raw = (uint8_t *)(ab + na + nb);
+	if (!ab || unzstd(dctx, raw, na * es, src, h->a_len))
+		return -1;
+	load_factor(raw, na, h->flags & F_F32, h->a_scale, ab);
+	load_factor(aux, nb, h->flags & F_F32, h->b_scale, ab + na);
+	return lowrank_part(ab, ab + na, h->rank, h->cols, h->col0, n, rows, delta, &s->gemm);
 }
 
 static int decode_quant(ZSTD_DCtx *dctx, struct sp_lossless *ll, const struct hdr *h,
-			const uint8_t *src, float *delta, size_t n)
+			const uint8_t *src, float *delta, size_t n, struct sp_lossy_scratch *s)
 {
 	size_t groups = (n + h->group - 1) / h->group;
-	uint16_t *s16 = malloc(groups * 2 + 1);
-	float *scale = malloc(groups * sizeof(float) + 1);
-	int8_t *q = malloc(2 * n + 1), *zeros = q + n;
-	int rc = s16 && scale && q ? 0 : -1;
-	if (rc == 0) {
-		memset(zeros, 0, n);
-		rc = unzstd(dctx, s16, groups * 2, src, h->s_len) ||
-		     sp_lossless_decode(ll, SP_DT_I8, zeros, src + h->s_len, h->q_len, q, n) ? -1 : 0;
+	int16_t *q = sp_scratch_get(&s->codes, n * sizeof(int16_t) +
+					       groups * (sizeof(float) + sizeof(uint16_t)) + 8);
+	const uint8_t *zeros = zeros_of(&s->zeros, n * sizeof(int16_t));
+	if (!q || !zeros)
+		return -1;
+	float *scale = (float *)(q + n + (n & 1));
+	uint16_t *s16 = (uint16_t *)(scale + groups);
+	if (unzstd(dctx, s16, groups * 2, src, h->s_len) ||
+	    sp_lossless_decode(ll, SP_DT_I16, zeros, src + h->s_len, h->q_len, q,
+			       n * sizeof(int16_t)))
+		return -1;
+	sp_dtype_to_f32(SP_DT_F16, s16, scale, groups);
+	int qmax = (1 << (h->bits - 1)) - 1, bad = 0;
+	for (size_t g = 0; g < groups; g++) {
+		size_t lo = g * h->group, hi = lo + h->group < n ? lo + h->group : n;
+		for (size_t i = lo; i < hi; i++) {
+			bad |= q[i] > qmax || q[i] < -qmax;
+			delta[i] += scale[g] * (float)q[i];
+		}
 	}
-	int qmax = (1 << (h->bits - 1)) - 1;
-	if (rc == 0)
-		sp_dtype_to_f32(SP_DT_F16, s16, scale, groups);
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		if (q[i] > qmax || q[i] < -qmax)
-			rc = -1;
-		delta[i] += scale[i / h->group] * (float)q[i];
-	}
-	free(s16);
-	free(scale);
-	free(q);
-	return rc;
+	return bad ? -1 : 0;
 }
 
 int sp_lossy_decode(ZSTD_DCtx *dctx, struct sp_lossless *ll, const uint8_t *data, size_t len,
 		    const uint8_t *aux,
 		    size_t aux_len, const uint8_t *base, enum sp_dtype base_dt, enum sp_dtype dt,
-		    void *out, size_t n, struct sp_scratch *scratch)
+		    void *out, size_t n, struct sp_lossy_scratch *scratch)
 {
 	struct hdr h;
-	float *delta = malloc(2 * n * sizeof(float) + 1), *bf = delta + n;
+	float *delta = sp_scratch_get(&scratch->work, 2 * n * sizeof(float) + 1), *bf = delta + n;
 	int rc = delta && parse_header(data, len, &h) == 0 ? 0 : -1;
 	if (rc == 0) {
 		memset(delta, 0, n * sizeof(float));
 		if (h.flags & F_LOWRANK)
 			rc = decode_lowrank(dctx, &h, data + HDR, aux, aux_len, delta, n, scratch);
 		if (rc == 0 && (h.flags & F_QUANT))
-			rc = decode_quant(dctx, ll, &h, data + HDR + h.a_len, delta, n);
+			rc = decode_quant(dctx, ll, &h, data + HDR + h.a_len, delta, n, scratch);
 	}
 	if (rc == 0) {
 		sp_dtype_to_f32(base_dt, base, bf, n);
@@ -382,6 +400,5 @@ int sp_lossy_decode(ZSTD_DCtx *dctx, struct sp_lossless *ll, const uint8_t *data
 			delta[i] += bf[i];
 		sp_dtype_from_f32(dt, delta, out, n);
 	}
-	free(delta);
 	return rc;
 }

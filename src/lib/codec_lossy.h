@@ -35,6 +35,13 @@ struct sp_lossy_tensor {
 			      * largest value maps to the largest code */
 };
 
+/* The buffers a thread's lossy chunks reuse: decoding them fresh for every chunk would cost
+ * page faults. zeros stays all zero (the codes are coded against it). */
+struct sp_lossy_scratch {
+	struct sp_scratch work, codes, zeros, gemm;
+};
+void sp_lossy_scratch_free(struct sp_lossy_scratch *s);
+
 /* Rounds a factor in place to what its stored form holds (f16 times a scale, or f32);
  * returns the scale. */
 float sp_lossy_round_factor(float *x, size_t n, int f32_factors);
@@ -50,7 +57,7 @@ struct sp_lossless;
 size_t sp_lossy_encode(ZSTD_CCtx *cctx, struct sp_lossless *ll, const struct sp_lossy_tensor *t,
 		       uint64_t e0, size_t n,
 		       uint8_t *dst, size_t cap, int level, float *delta_out,
-		       struct sp_scratch *scratch);
+		       struct sp_lossy_scratch *scratch);
 size_t sp_lossy_bound(size_t n, uint32_t rank, uint64_t cols);
 
 /* What a LOSSY chunk's out_hash covers: its data, then its base bytes. */
@@ -65,6 +72,6 @@ long sp_lossy_aux(const uint8_t *data, size_t len);
 int sp_lossy_decode(ZSTD_DCtx *dctx, struct sp_lossless *ll, const uint8_t *data, size_t len,
 		    const uint8_t *aux,
 		    size_t aux_len, const uint8_t *base, enum sp_dtype base_dt, enum sp_dtype dt,
-		    void *out, size_t n, struct sp_scratch *scratch);
+		    void *out, size_t n, struct sp_lossy_scratch *scratch);
 
 #endif

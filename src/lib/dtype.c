@@ -93,13 +93,12 @@ static uint16_t f16_from_double(double v)
 	return sign | (uint16_t)((e + 14) << 10) | ((uint16_t)m & 0x3ff);
 }
 
+/* Branch-free, so that loops over it vectorize: the lossy reader rounds every element. */
 static uint16_t bf16_from_f32(float f)
 {
 	uint32_t u = f32_bits(f);
-	if (isnan(f))
-		return (uint16_t)((u >> 16) | 0x40);
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
+	uint32_t rounded = (u + 0x7fff + ((u >> 16) & 1)) >> 16, quiet = (u >> 16) | 0x40;
+	return (uint16_t)((u & 0x7fffffff) > 0x7f800000 ? quiet : rounded);
 }
 
 static double load(enum sp_dtype dt, const uint8_t *p)
