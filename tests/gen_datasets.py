@@ -59,11 +59,11 @@ ROFF_ESCAPES = [(re.compile(r"\\f(\[[^\]]*\]|\(..|.)"), ""), (re.compile(r"\\s[+
                 (re.compile(r"\\[&e|^%:/,]"), ""), (re.compile(r"\\\*(\(..|\[[^\]]*\]|.)"), "")]
 
 
-def roff_paragraphs(src):
-    """Plain-text paragraphs of a man page: macro lines end a paragraph, escapes are dropped."""
+def paragraphs(src, is_break):
+    """Lines joined into paragraphs, split where is_break(line) says."""
     paras, cur = [], []
     for line in src.splitlines():
-        if line.startswith((".", "'")) or not line.strip():
+        if is_break(line):
             if cur:
                 paras.append(" ".join(cur))
                 cur = []
@@ -71,6 +71,12 @@ def roff_paragraphs(src):
             cur.append(line.strip())
     if cur:
         paras.append(" ".join(cur))
+    return paras
+
+
+def roff_paragraphs(src):
+    """Plain-text paragraphs of a man page: macro lines end a paragraph, escapes are dropped."""
+    paras = paragraphs(src, lambda line: line.startswith((".", "'")) or not line.strip())
     return [unescape(p) if "\\" in p else p for p in paras]
 
 
@@ -83,17 +89,7 @@ def unescape(p):
 
 def plain_paragraphs(src):
     """Paragraphs of a plain or Debian copyright text: blank lines and ' .' lines separate them."""
-    paras, cur = [], []
-    for line in src.splitlines():
-        if not line.strip() or line.strip() == ".":
-            if cur:
-                paras.append(" ".join(cur))
-                cur = []
-        else:
-            cur.append(line.strip())
-    if cur:
-        paras.append(" ".join(cur))
-    return paras
+    return paragraphs(src, lambda line: not line.strip() or line.strip() == ".")
 
 
 NOT_PROSE = re.compile(r"[^A-Za-z ]")

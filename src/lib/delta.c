@@ -300,7 +300,8 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 
 /* A LOSSY chunk: its inputs are checked (its output may differ in the last bit between
  * machines), then decoded with the auxiliary chunk it names, from the delta's own cache. */
-static int decode_lossy(struct sp_delta *d, uint64_t idx, struct sp_chunk_in *in, void *out)
+static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s,
+			struct sp_chunk_in *in, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
 	if (sp_lossy_inputs_hash(in->data, c->data_len, in->base, in->base_len) != c->out_hash)
@@ -315,7 +316,6 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct sp_chunk_in *in
 	if (ord >= 0 && !(aux = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,
 					      &held, &rc)))
 		return rc;
-	struct scratch *s = scratch_get();
 	in->aux = aux;
 	in->aux_len = aux ? d->chunks[k].out_len : 0;
 	rc = sp_chunk_decode(&s->cs, c, in, out);
@@ -340,7 +340,7 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 	} else if ((why = read_inputs(d, c, s, &in))) {
 		return chunk_failed(d, idx, why);
 	} else if (c->codec == SP_CODEC_LOSSY) {
-		return decode_lossy(d, idx, &in, out);
+		return decode_lossy(d, idx, s, &in, out);
 	} else if (sp_chunk_decode(&s->cs, c, &in, out)) {
 		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
 	}
