@@ -26,4 +26,7 @@ struct sp_delta {
 /* Reads and validates the superblock, chunk table and manifest of d->path. */
 int sp_delta_load(struct sp_delta *d, struct sp_err *err);
 
+/* The first chunk of file f that holds offset off (off < size). */
+uint64_t sp_delta_find_chunk(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off);
+
 #endif
