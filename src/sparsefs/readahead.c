@@ -62,6 +62,8 @@ void raise_readahead(const char *mountpoint, unsigned kb)
 /* How far a read may land from where its stream ended and still continue it: the kernel's
  * readahead requests run on several threads, so they arrive a little out of order. */
 #define SLACK (2ull << 20)
+/* A stream is busy while it had one of the last RECENT reads of the file. */
+#define RECENT 64
 
 struct stream {
 	uint64_t next;   /* where the last read ended */
@@ -126,6 +128,15 @@ static uint64_t advance(struct stream *t, uint64_t max_window, uint64_t *ahead)
 	return to - from;
 }
 
+/* How many streams have read lately: they share the window, which the cache must hold. */
+static unsigned busy(const struct streams *s)
+{
+	unsigned n = 0;
+	for (int i = 0; i < NSTREAMS; i++)
+		n += s->s[i].used && s->tick - s->s[i].used < RECENT;
+	return n ? n : 1;
+}
+
 uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t max_window,
 		      uint64_t *ahead)
 {
@@ -137,7 +148,7 @@ uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t ma
 	if (off + len > t->next)
 		t->next = off + len;
 	t->used = ++s->tick;
-	uint64_t n = continues ? advance(t, max_window, ahead) : 0;
+	uint64_t n = continues ? advance(t, max_window / busy(s), ahead) : 0;
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }

@@ -22,7 +22,7 @@ struct streams;
 struct streams *streams_new(void);
 void streams_free(struct streams *s);
 /* Notes a read of [off, off + len); returns the bytes to decode ahead from *ahead (0: none).
- * No window grows past max_window. */
+ * The streams reading lately share max_window. */
 uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t max_window,
 		      uint64_t *ahead);
 /* A stream at offset 0 whose window is already max_window, as if the file were being read
