@@ -40,9 +40,13 @@ static void fill_stat(const struct fs *fs, const struct node *n, struct stat *st
 	st->st_atim = st->st_ctim = st->st_mtim;
 }
 
+/* Set once in init, before any open: pthread_once passes no argument. */
+static struct fs *readahead_fs;
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct fs *fs = userdata;
+	readahead_fs = fs;
 	/* Nothing changes under us: let the kernel keep pages and skip revalidation. */
 	conn->want |= conn->capable & FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
@@ -139,8 +143,6 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static struct fs *readahead_fs;
-
 static void readahead_once(void)
 {
 	raise_readahead(readahead_fs->mountpoint, readahead_fs->readahead_kb);
@@ -157,12 +159,11 @@ static void open_file(struct fs *fs, fuse_req_t req, struct node *n, struct fuse
 	}
 	fi->fh = (uintptr_t)s;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi)) {
-		streams_free(s);
-		return;
-	}
+	/* Before the reply: after it, a release may free s at any time. */
 	if (fs->prefetch == PREFETCH_ALL && fs->pool)
 		sp_pool_prefetch(fs->pool, n->delta, n->file, 0, streams_start(s, fs->max_window));
+	if (fuse_reply_open(req, fi))
+		streams_free(s);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -170,7 +171,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct node *n = tree_node(&fs_of(req)->tree, ino);
 	/* By the first open the kernel has long processed INIT, which sets the window. */
-	readahead_fs = fs_of(req);
 	if (readahead_fs->readahead_kb)
 		pthread_once(&once, readahead_once);
 	if (!n)
