@@ -4,7 +4,8 @@
 table per pair; asserts nothing. The machines are shared and noisy: compare within one run.
 
 usage: bench/bench_speed.py BUILD_DIR [--fixtures DIR] [--large LAYERS:WIDTH | --no-large]
-                            [--work DIR] [--opts SPARSEFS_OPTS]...
+                            [--work DIR] [--opts SPARSEFS_OPTS]... [--rows TEXT]
+                            [--before BUILD2]
 
 Pairs: the fixture pair gpt2-small ft_sft over base_bf16 (where FIXTURES_DIR exists), and a
 generated pair (sparse-genmodel demo, 60 layers of width 1280 by default: 2.4 GB, 724 tensors).
@@ -14,7 +15,8 @@ and reused by later runs.
 Rows: the plain fine-tune folder with its files in the page cache (warm) and with the page cache
 dropped before each figure (cold); squashfuse_ll over `mksquashfs -comp zstd` of the folder
 (skipped when not installed); sparsefs over the lossless delta, and over a quant delta (4 bits).
-Each --opts adds a lossless row mounted with those -o options (e.g. --opts prefetch=none).
+Each --opts adds a lossless row mounted with those -o options (e.g. --opts prefetch=none);
+--before BUILD2 adds one mounted by BUILD2's sparsefs (the code before a change).
 Every mounted figure comes from a fresh mount (nothing of the file in the kernel's page cache)
 over backing files (image, delta, base) in the page cache.
 
@@ -175,7 +177,7 @@ def codec_mbps(build, base, ft):
     return float(out.split("decode ")[1].split()[0])
 
 
-def bench_pair(build, name, base, ft, work, extra_opts, only=""):
+def bench_pair(build, name, base, ft, work, extra_opts, only="", before=None):
     tmp = tempfile.mkdtemp(prefix="bench_speed.")
     mnt = os.path.join(tmp, "mnt")
     os.makedirs(mnt)
@@ -209,8 +211,11 @@ def bench_pair(build, name, base, ft, work, extra_opts, only=""):
         variants = [("sparsefs lossless", lossless, None)]
         variants += [(f"sparsefs lossless -o {o}", lossless, o) for o in extra_opts]
         variants += [("sparsefs quant 4-bit", quant, None)]
+        if before:
+            variants += [("sparsefs lossless, --before", lossless, None)]
         for label, delta, opts in (v for v in variants if only in v[0]):
-            cmd = [sparsefs, "-f"] + (["-o", opts] if opts else []) + [delta]
+            exe = os.path.join(before, "sparsefs") if label.endswith("--before") else sparsefs
+            cmd = [exe, "-f"] + (["-o", opts] if opts else []) + [delta]
             row = {"name": label, "disk": size_of(delta)}
             measure(build, row, mount_opener(cmd, mnt), lambda: warm([delta, base]))
             rows.append(row)
@@ -256,6 +261,7 @@ def main():
     ap.add_argument("--work")
     ap.add_argument("--opts", action="append", default=[])
     ap.add_argument("--rows", default="", help="only the rows whose name holds this")
+    ap.add_argument("--before", help="a build dir of another version: one more lossless row")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_speed: needs root (drop_caches)")
@@ -264,7 +270,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     base, ft = (os.path.join(a.fixtures, d) for d in (FIXTURE_BASE, FIXTURE_FT))
     if os.path.isdir(ft) and os.path.isdir(base):
-        bench_pair(build, "gpt2-small ft_sft", base, ft, work, a.opts, a.rows)
+        bench_pair(build, "gpt2-small ft_sft", base, ft, work, a.opts, a.rows, a.before)
     else:
         print(f"bench_speed: no fixtures in {a.fixtures}: fixture pair skipped")
     if not a.no_large:
@@ -272,7 +278,7 @@ def main():
         base, ft = (os.path.join(work, f"gen{layers}x{width}.{w}") for w in ("base", "ft"))
         if not os.path.isdir(ft):
             run([os.path.join(build, "sparse-genmodel"), "demo", base, ft, layers, width])
-        bench_pair(build, f"generated {layers} layers x {width}", base, ft, work, a.opts, a.rows)
+        bench_pair(build, f"generated {layers} layers x {width}", base, ft, work, a.opts, a.rows, a.before)
 
 
 if __name__ == "__main__":
