@@ -177,7 +177,7 @@ def codec_mbps(build, base, ft):
     return float(out.split("decode ")[1].split()[0])
 
 
-def bench_pair(build, name, base, ft, work, extra_opts, only="", before=None):
+def bench_pair(build, name, base, ft, work, extra_opts, only="", other=None):
     tmp = tempfile.mkdtemp(prefix="bench_speed.")
     mnt = os.path.join(tmp, "mnt")
     os.makedirs(mnt)
@@ -211,10 +211,10 @@ def bench_pair(build, name, base, ft, work, extra_opts, only="", before=None):
         variants = [("sparsefs lossless", lossless, None)]
         variants += [(f"sparsefs lossless -o {o}", lossless, o) for o in extra_opts]
         variants += [("sparsefs quant 4-bit", quant, None)]
-        if before:
+        if other:
             variants += [("sparsefs lossless, --before", lossless, None)]
         for label, delta, opts in (v for v in variants if only in v[0]):
-            exe = os.path.join(before, "sparsefs") if label.endswith("--before") else sparsefs
+            exe = os.path.join(other, "sparsefs") if label.endswith("--before") else sparsefs
             cmd = [exe, "-f"] + (["-o", opts] if opts else []) + [delta]
             row = {"name": label, "disk": size_of(delta)}
             measure(build, row, mount_opener(cmd, mnt), lambda: warm([delta, base]))

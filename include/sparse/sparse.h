@@ -146,6 +146,7 @@ struct sp_pool;
 
 /* Starts threads (0: one per online CPU, at most 64) that decode chunks into cache. */
 struct sp_pool *sp_pool_new(struct sp_cache *cache, unsigned threads);
+unsigned sp_pool_threads(const struct sp_pool *p);
 /* Stops the threads, dropping what is queued; before the cache and the deltas go. */
 void sp_pool_free(struct sp_pool *p);
 /* Queues the chunks of file that hold [off, off + len) for decoding into the cache, behind what

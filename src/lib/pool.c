@@ -106,6 +106,11 @@ struct sp_pool *sp_pool_new(struct sp_cache *cache, unsigned threads)
 	return p;
 }
 
+unsigned sp_pool_threads(const struct sp_pool *p)
+{
+	return p->n;
+}
+
 void sp_pool_free(struct sp_pool *p)
 {
 	if (!p)

@@ -229,7 +229,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_err(req, !n ? ENOENT : n->is_dir ? EISDIR : EINVAL);
 		return;
 	}
-	if (s && fs->pool && (len = streams_note(s, (uint64_t)off, size, fs->max_window, &ahead)))
+	if (s && fs->pool &&
+	    (len = streams_note(s, (uint64_t)off, size, fs->max_window, sp_pool_threads(fs->pool),
+				&ahead)))
 		sp_pool_prefetch(fs->pool, n->delta, n->file, ahead, len);
 	void *buf = reply_buffer(size);
 	ssize_t got = !buf     ? -ENOMEM

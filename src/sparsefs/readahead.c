@@ -138,7 +138,7 @@ static unsigned busy(const struct streams *s)
 }
 
 uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t max_window,
-		      uint64_t *ahead)
+		      unsigned max_busy, uint64_t *ahead)
 {
 	pthread_mutex_lock(&s->lock);
 	struct stream *t = stream_for(s, off);
@@ -148,7 +148,8 @@ uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t ma
 	if (off + len > t->next)
 		t->next = off + len;
 	t->used = ++s->tick;
-	uint64_t n = continues ? advance(t, max_window / busy(s), ahead) : 0;
+	unsigned b = busy(s);
+	uint64_t n = continues && b <= max_busy ? advance(t, max_window / b, ahead) : 0;
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }

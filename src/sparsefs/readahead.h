@@ -22,9 +22,11 @@ struct streams;
 struct streams *streams_new(void);
 void streams_free(struct streams *s);
 /* Notes a read of [off, off + len); returns the bytes to decode ahead from *ahead (0: none).
- * The streams reading lately share max_window. */
+ * The streams reading lately share max_window. More than max_busy of them (the decoding
+ * threads) keep the CPUs busy by themselves: nothing is decoded ahead then, since a chunk
+ * decoded ahead costs one more copy than one decoded into the reply. */
 uint64_t streams_note(struct streams *s, uint64_t off, uint64_t len, uint64_t max_window,
-		      uint64_t *ahead);
+		      unsigned max_busy, uint64_t *ahead);
 /* A stream at offset 0 whose window is already max_window, as if the file were being read
  * from the start: the bytes to decode ahead from 0. */
 uint64_t streams_start(struct streams *s, uint64_t max_window);
