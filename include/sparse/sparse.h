@@ -28,6 +28,26 @@ void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses a byte count with an optional K, M or G suffix (powers of 1024); 0 or -1. */
 int sp_parse_size(const char *s, uint64_t *out);
 
+/* ---- Hugging Face hub ids ---- */
+
+/* A model folder as the user named it: a folder, or a hub id ORG/NAME[@REVISION] found in the
+ * local Hugging Face cache. */
+struct sp_hub_ref {
+	char *dir;      /* the folder: the argument itself, or the cache snapshot */
+	char *id;       /* ORG/NAME when resolved from the cache, else NULL */
+	char *revision; /* the branch, tag or commit asked for ("main" when none) */
+	char *commit;   /* the snapshot's commit hash */
+};
+
+/* Splits ORG/NAME[@REVISION] (malloc'd; revision "main" when absent); -1 when arg is not one. */
+int sp_hub_parse(const char *arg, char **id, char **revision);
+/* An existing folder is itself (it wins over an id); else an id is looked up in HF_HUB_CACHE,
+ * HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub and ~/.cache/huggingface/hub, in that order,
+ * never on the network. Anything else is returned as it is, for the caller's open to fail on.
+ * -1 when an id is not in the cache, with every place looked at in err. */
+int sp_hub_locate(const char *arg, struct sp_hub_ref *ref, struct sp_err *err);
+void sp_hub_ref_free(struct sp_hub_ref *ref);
+
 /* ---- writing ---- */
 
 enum sp_mode {

@@ -236,11 +236,22 @@ static char *absolute(const char *dir)
 	return abs;
 }
 
-static cJSON *base_json(const char *base_dir, const char *out_dir)
+/* The base's hub id, when it was named by one: where readers look for it first. */
+static void hub_json(cJSON *base, const struct sp_hub_ref *hub)
+{
+	cJSON *js = cJSON_AddObjectToObject(base, "hub");
+	cJSON_AddStringToObject(js, "id", hub->id);
+	cJSON_AddStringToObject(js, "revision", hub->revision);
+	cJSON_AddStringToObject(js, "commit", hub->commit);
+}
+
+static cJSON *base_json(const char *base_dir, const char *out_dir, const struct sp_hub_ref *hub)
 {
 	char *abs_base = realpath(base_dir, NULL), *abs_out = absolute(out_dir);
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "path", abs_base ? abs_base : base_dir);
+	if (hub && hub->id)
+		hub_json(js, hub);
 	if (abs_base && abs_out) {
 		char rel[PATH_MAX];
 		relative_path(abs_out, abs_base, rel, sizeof(rel));
@@ -506,7 +517,7 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	if (w->o->dry_run)
 		w->pos = sizeof(struct sp_super);
-	cJSON *base = base_json(base_dir, out_dir);
+	cJSON *base = base_json(base_dir, out_dir, w->base_hub);
 	cJSON_AddItemToObject(w->manifest, "base", base);
 	w->base_files = cJSON_AddArrayToObject(base, "files");
 	w->files = cJSON_AddArrayToObject(w->manifest, "files");
@@ -525,6 +536,7 @@ struct run {
 	int drop;        /* lossy tensors keep just the base */
 	int notes;       /* say what is worth saying (not in a budget's dry runs) */
 	int patch_level; /* the level for patches: the options' level, if they give one */
+	const struct sp_hub_ref *base_hub; /* the base's hub id, for the manifest */
 };
 
 static int write_once(const char *base_dir, const char *ft_dir, const char *adapter_dir,
@@ -532,7 +544,8 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 		      struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct writer w = {.o = o, .err = err, .fd = -1, .drop_lossy = r->drop,
-			   .notes = r->notes, .patch_level = r->patch_level};
+			   .notes = r->notes, .patch_level = r->patch_level,
+			   .base_hub = r->base_hub};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int rc = write_all(&w, base_dir, ft_dir, adapter_dir, out_dir);
@@ -566,7 +579,8 @@ static int dry_size(const char *base_dir, const char *ft_dir, const char *out_di
 		    uint64_t *size, struct sp_err *err)
 {
 	struct sp_write_stats st;
-	struct run r = {.drop = drop, .patch_level = final->patch_level};
+	struct run r = {.drop = drop, .patch_level = final->patch_level,
+			.base_hub = final->base_hub};
 	o.dry_run = 1;
 	o.step = step;
 	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, &r, &st, err);
@@ -611,12 +625,14 @@ static int fit_budget(const char *base_dir, const char *ft_dir, const char *out_
 	return 0;
 }
 
-int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
-		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err)
+static int write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
+		       const struct sp_write_opts *opts, const struct sp_hub_ref *base_hub,
+		       struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct sp_write_opts o = *opts;
 	struct sp_write_stats st;
-	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL};
+	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL,
+			.base_hub = base_hub};
 	struct timespec t0, t1;
 	err->msg[0] = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -632,9 +648,9 @@ int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir
 	return rc;
 }
 
-int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
-		     const struct sp_write_opts *opts, struct sp_write_stats *stats,
-		     struct sp_err *err)
+static int write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
+			 const struct sp_write_opts *opts, const struct sp_hub_ref *base_hub,
+			 struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct sp_write_opts o = *opts;
 	struct sp_write_stats st;
@@ -646,9 +662,37 @@ int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *
 	}
 	if (check_opts(&o, err))
 		return -1;
-	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL};
+	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL,
+			.base_hub = base_hub};
 	int rc = write_once(base_dir, base_dir, adapter_dir, out_dir, &o, &r, &st, err);
 	if (rc == 0 && stats)
 		*stats = st;
+	return rc;
+}
+
+/* ---- the entry points: any model folder may be named by a hub id ---- */
+
+int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
+		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err)
+{
+	struct sp_hub_ref base, ft = {0};
+	int rc = -1;
+	if (sp_hub_locate(base_dir, &base, err) == 0 && sp_hub_locate(ft_dir, &ft, err) == 0)
+		rc = write_delta(base.dir, ft.dir, out_dir, opts, &base, stats, err);
+	sp_hub_ref_free(&base);
+	sp_hub_ref_free(&ft);
+	return rc;
+}
+
+int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
+		     const struct sp_write_opts *opts, struct sp_write_stats *stats,
+		     struct sp_err *err)
+{
+	struct sp_hub_ref base, adapter = {0};
+	int rc = -1;
+	if (sp_hub_locate(base_dir, &base, err) == 0 && sp_hub_locate(adapter_dir, &adapter, err) == 0)
+		rc = write_adapter(adapter.dir, base.dir, out_dir, opts, &base, stats, err);
+	sp_hub_ref_free(&base);
+	sp_hub_ref_free(&adapter);
 	return rc;
 }

@@ -57,6 +57,7 @@ struct writer {
 	struct sp_codecs *codecs;      /* one per thread */
 	int threads;
 	atomic_size_t next_job;
+	const struct sp_hub_ref *base_hub; /* the base's hub id, if named by one */
 };
 
 /* Adds a chunk to the queue; encodes and writes the queue when full. */

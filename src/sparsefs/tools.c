@@ -113,6 +113,12 @@ static int do_info(const char *path)
 	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "mode")),
 	       cJSON_GetObjectItemCaseSensitive(m, "chunk_size")->valuedouble);
 	printf("base       %s\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(base, "path")));
+	const cJSON *hub = cJSON_GetObjectItemCaseSensitive(base, "hub");
+	if (hub)
+		printf("base id    %s@%s (commit %s)\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "id")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "revision")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "commit")));
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
 	       (unsigned long long)all.out, ratio((uint64_t)st.st_size, all.out));
 	uint64_t in_files = 0;

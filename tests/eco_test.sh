@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Integration tests for how sparse fits its users' tools, over a model pair sparse-genmodel writes:
+#
+#   eco_test.sh hub       hub ids resolved from a fake Hugging Face cache, by mksparse and by the
+#                         mount (recorded in the delta, found again after the cache moved)
+#
+# BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
+# its pid when the script exits, whether it passed or not.
+set -euo pipefail
+
+: "${BUILD:?set BUILD to the build directory}"
+MKSPARSE=$BUILD/mksparse
+SPARSEFS=$BUILD/sparsefs
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sparse-eco.XXXXXX")
+MOUNTS=()
+PIDS=()
+
+cleanup() {
+	local m p
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" && { umount "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true; }
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+# Mounts DELTA on MNT in the foreground, in the background of this shell, so that its pid is
+# known; waits until the mount is up. Extra arguments go to sparsefs; stderr to MNT.log.
+mount_fg() {
+	local delta=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$SPARSEFS" -f "$@" "$delta" "$mnt" 2>"$mnt.log" &
+	PIDS+=($!)
+	MOUNTS+=("$mnt")
+	for _ in $(seq 100); do
+		mountpoint -q "$mnt" && return 0
+		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "sparsefs $delta exited: $(cat "$mnt.log")"
+		sleep 0.1
+	done
+	fail "$mnt did not mount"
+}
+
+same_sums() {
+	local orig=$1 mnt=$2
+	(cd "$orig" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$TMP/sums"
+	(cd "$mnt" && sha256sum --quiet -c "$TMP/sums") || fail "sha256 of $mnt differs from $orig"
+}
+
+models() {
+	[ -d "$TMP/base" ] || "$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" 2 >/dev/null
+}
+
+# Puts folder SRC into cache ROOT as repository org/NAME at commit COMMIT, laid out as
+# huggingface_hub does: content in blobs/, snapshot files linking there, refs/REF -> COMMIT.
+hub_put() {
+	local root=$1 name=$2 src=$3 commit=$4 ref=$5 repo f sum
+	repo=$root/models--org--$name
+	mkdir -p "$repo/blobs" "$repo/snapshots/$commit" "$(dirname "$repo/refs/$ref")"
+	for f in "$src"/*; do
+		sum=$(sha256sum "$f" | cut -d' ' -f1)
+		cp "$f" "$repo/blobs/$sum"
+		ln -s "../../blobs/$sum" "$repo/snapshots/$commit/$(basename "$f")"
+	done
+	printf %s "$commit" >"$repo/refs/$ref"
+}
+
+hub() {
+	models
+	local c1=1111111111111111111111111111111111111111 c2=2222222222222222222222222222222222222222
+	hub_put "$TMP/cache" base "$TMP/base" $c1 main
+	hub_put "$TMP/cache" ft "$TMP/ft" $c2 tags/v1
+	export HF_HUB_CACHE=$TMP/cache HOME=$TMP/home
+	unset HF_HOME XDG_CACHE_HOME
+	"$MKSPARSE" -q org/base org/ft@tags/v1 -o "$TMP/delta"
+	"$SPARSEFS" --info "$TMP/delta" >"$TMP/info"
+	grep -q "^base id    org/base@main (commit $c1)" "$TMP/info" ||
+		fail "--info does not name the hub id: $(head -5 "$TMP/info")"
+	# The cache moves away (and the recorded absolute path with it): the id finds it again.
+	mv "$TMP/cache" "$TMP/cache2"
+	HF_HUB_CACHE=$TMP/cache2 mount_fg "$TMP/delta" "$TMP/mnt"
+	same_sums "$TMP/ft" "$TMP/mnt"
+	umount "$TMP/mnt"
+	# A base given as an id at a commit, and a miss that says where it looked.
+	HF_HUB_CACHE=$TMP/cache2 mount_fg "$TMP/delta" "$TMP/mnt" -o base=org/base@$c1
+	same_sums "$TMP/ft" "$TMP/mnt"
+	umount "$TMP/mnt"
+	local err
+	err=$("$SPARSEFS" -f -o base=org/nothere "$TMP/delta" "$TMP/mnt" 2>&1) && fail "a missing id mounted"
+	echo "$err" | grep -q "$TMP/cache/models--org--nothere" || fail "the miss does not say where: $err"
+	err=$("$SPARSEFS" --check "$TMP/delta" 2>&1) && fail "a moved base was found"
+	echo "$err" | grep -q "models--org--base/snapshots/$c1" || fail "the miss does not say where: $err"
+	echo "ok: hub ids from a fake Hugging Face cache"
+}
+
+cmd=$1
+shift
+"$cmd" "$@"
