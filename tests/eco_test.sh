@@ -4,12 +4,15 @@
 #
 #   eco_test.sh hub       hub ids resolved from a fake Hugging Face cache, by mksparse and by the
 #                         mount (recorded in the delta, found again after the cache moved)
+#   eco_test.sh fstab     contrib/fstab.example's line through mount(8) and mount.fuse3, and
+#                         contrib/systemd's unit through systemd-analyze verify
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
 set -euo pipefail
 
 : "${BUILD:?set BUILD to the build directory}"
+SRC=$(cd "$(dirname "$0")/.." && pwd)
 MKSPARSE=$BUILD/mksparse
 SPARSEFS=$BUILD/sparsefs
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sparse-eco.XXXXXX")
@@ -101,6 +104,68 @@ hub() {
 	err=$("$SPARSEFS" --check "$TMP/delta" 2>&1) && fail "a moved base was found"
 	echo "$err" | grep -q "models--org--base/snapshots/$c1" || fail "the miss does not say where: $err"
 	echo "ok: hub ids from a fake Hugging Face cache"
+}
+
+# Waits for MNT to mount through mount(8) or mount.fuse3 and records the daemon's pid.
+mounted_by_helper() {
+	local mnt=$1
+	MOUNTS+=("$mnt")
+	mountpoint -q "$mnt" || fail "$mnt is not mounted"
+	PIDS+=("$(pgrep -n -f "sparsefs .* $mnt -o ")")
+}
+
+# Unmounts MNT with umount(8); the daemon must end by itself.
+umount_helper() {
+	local mnt=$1 pid=${PIDS[-1]}
+	umount "$mnt"
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	fail "sparsefs $pid still runs after umount $mnt"
+}
+
+fstab() {
+	models
+	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
+	mkdir -p "$TMP/bin" "$TMP/mnt"
+	ln -s "$BUILD/sparsefs" "$TMP/bin/sparsefs"
+	# The example line, with this test's paths (every option kept).
+	local line opts
+	line=$(grep -v '^#' "$SRC/contrib/fstab.example" | grep fuse.sparsefs)
+	opts=$(echo "$line" | awk '{print $4}' | sed "s|base=[^,]*|base=$TMP/base|")
+	# mount(8) runs its helper with a fixed PATH: name sparsefs by its path (TYPE#SOURCE).
+	echo "$TMP/bin/sparsefs#$TMP/delta $TMP/mnt fuse $opts 0 0" >"$TMP/fstab"
+	mount -T "$TMP/fstab" "$TMP/mnt" || fail "mount -T fstab"
+	mounted_by_helper "$TMP/mnt"
+	grep -q " $TMP/mnt fuse.sparsefs ro,.*allow_other" /proc/mounts || fail "$(grep "$TMP/mnt" /proc/mounts)"
+	same_sums "$TMP/ft" "$TMP/mnt"
+	umount_helper "$TMP/mnt"
+	# What mount -t fuse.sparsefs runs, with sparsefs found on PATH, and the options mount(8)
+	# and mount.fuse3 add (rw, dev, suid) or drop (nofail, _netdev).
+	PATH=$TMP/bin:$PATH mount.fuse3 "$TMP/delta" "$TMP/mnt" -t fuse.sparsefs -o "rw,$opts,_netdev" ||
+		fail "mount.fuse3 -t fuse.sparsefs"
+	mounted_by_helper "$TMP/mnt"
+	same_sums "$TMP/ft" "$TMP/mnt"
+	umount_helper "$TMP/mnt"
+	# The line as it is, where sparsefs is installed on mount(8)'s PATH.
+	if env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh -c 'command -v sparsefs' >/dev/null; then
+		echo "$TMP/delta $TMP/mnt fuse.sparsefs $opts 0 0" >"$TMP/fstab"
+		mount -T "$TMP/fstab" "$TMP/mnt" || fail "mount -T fstab (installed sparsefs)"
+		mounted_by_helper "$TMP/mnt"
+		same_sums "$TMP/ft" "$TMP/mnt"
+		umount_helper "$TMP/mnt"
+	else
+		echo "note: no sparsefs installed on mount(8)'s PATH: mount -t fuse.sparsefs tried through mount.fuse3"
+	fi
+	local unit
+	unit=$(ls "$SRC"/contrib/systemd/*.mount)
+	if command -v systemd-analyze >/dev/null; then
+		systemd-analyze verify --man=no "$unit" || fail "systemd-analyze verify $unit"
+	else
+		echo "note: no systemd-analyze: $unit not verified"
+	fi
+	echo "ok: fstab line and systemd unit"
 }
 
 cmd=$1

@@ -4,10 +4,12 @@
  * (links into blobs/). Never the network: a model not downloaded yet is an error. */
 #include <ctype.h>
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "sparse/sparse.h"
 
@@ -76,6 +78,9 @@ static size_t cache_roots(char *roots[MAX_ROOTS])
 {
 	const char *hub = getenv("HF_HUB_CACHE"), *home = getenv("HF_HOME");
 	const char *xdg = getenv("XDG_CACHE_HOME"), *user = getenv("HOME");
+	struct passwd *pw = user && *user ? NULL : getpwuid(getuid());
+	if (pw) /* mount(8) runs helpers without HOME */
+		user = pw->pw_dir;
 	char *c[MAX_ROOTS] = {0};
 	size_t n = 0;
 	if (hub && *hub)
@@ -174,7 +179,7 @@ static int resolve(const char *arg, struct sp_hub_ref *ref, struct sp_err *err)
 	if (rc)
 		sp_err_set(err, "%s: not a folder, nor in the local Hugging Face cache (sparse never "
 				"downloads; HF_HUB_CACHE, HF_HOME say where it is): %s",
-			   arg, n ? looked : "no cache folder (HOME is not set)");
+			   arg, n ? looked : "no cache folder");
 	return rc;
 }
 
