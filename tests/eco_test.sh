@@ -6,6 +6,7 @@
 #                         mount (recorded in the delta, found again after the cache moved)
 #   eco_test.sh fstab     contrib/fstab.example's line through mount(8) and mount.fuse3, and
 #                         contrib/systemd's unit through systemd-analyze verify
+#   eco_test.sh progress  mksparse's progress line on a terminal only; sparsefs --info --json
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -166,6 +167,36 @@ fstab() {
 		echo "note: no systemd-analyze: $unit not verified"
 	fi
 	echo "ok: fstab line and systemd unit"
+}
+
+progress() {
+	models
+	# Piped: nothing on stderr. On a terminal (script(1) gives one): the progress line, redrawn
+	# with \r, ending with every file and tensor done; -q: nothing again.
+	"$MKSPARSE" -j2 "$TMP/base" "$TMP/ft" -o "$TMP/d1" >/dev/null 2>"$TMP/piped"
+	[ ! -s "$TMP/piped" ] || fail "mksparse wrote to a pipe: $(cat -A "$TMP/piped")"
+	local tensors
+	tensors=$(python3 -c 'import json,struct,sys; f=open(sys.argv[1],"rb"); n=struct.unpack("<Q",f.read(8))[0]; print(len([k for k in json.loads(f.read(n)) if k!="__metadata__"]))' "$TMP/ft/model.safetensors")
+	script -qec "'$MKSPARSE' -j2 '$TMP/base' '$TMP/ft' -o '$TMP/d2'" /dev/null >"$TMP/tty" </dev/null
+	grep -q $'\r'"mksparse: files 4/4, tensors $tensors/$tensors, .*/s, done in" "$TMP/tty" ||
+		fail "no progress line on a terminal: $(cat -A "$TMP/tty")"
+	script -qec "'$MKSPARSE' -q -j2 '$TMP/base' '$TMP/ft' -o '$TMP/d3'" /dev/null >"$TMP/tty-q" </dev/null
+	[ ! -s "$TMP/tty-q" ] || fail "mksparse -q printed: $(cat -A "$TMP/tty-q")"
+	# --info --json: one JSON object that agrees with the delta and the fine-tune.
+	"$SPARSEFS" --info --json "$TMP/d1" >"$TMP/info.json"
+	python3 - "$TMP/info.json" "$TMP/d1/delta.sparse" "$TMP/ft" <<'PY' || fail "--info --json"
+import json, os, sys
+info = json.load(open(sys.argv[1]))
+ft = sorted(os.listdir(sys.argv[3]))
+assert info["delta_bytes"] == os.path.getsize(sys.argv[2]), info["delta_bytes"]
+assert [f["name"] for f in info["files"]] == ft, info["files"]
+assert info["files_bytes"] == sum(os.path.getsize(os.path.join(sys.argv[3], f)) for f in ft)
+assert sum(f["stored_bytes"] for f in info["files"]) <= info["delta_bytes"]
+assert info["mode"] == "lossless" and "files" not in info["base"]
+st = [f for f in info["files"] if f["name"] == "model.safetensors"][0]
+assert st["tensors"] and all(t["codecs"] and t["stored_bytes"] >= 0 for t in st["tensors"])
+PY
+	echo "ok: progress on a terminal only; --info --json"
 }
 
 cmd=$1

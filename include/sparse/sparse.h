@@ -56,6 +56,20 @@ enum sp_mode {
 	SP_MODE_QUANT,    /* 2-D weights as base + optional low rank + a quantized residual */
 };
 
+/* How far a write is: what is planned (files, tensors) and encoded (bytes) of the totals. */
+struct sp_progress {
+	uint64_t files_done, files;
+	uint64_t tensors_done, tensors;
+	uint64_t bytes_done, bytes; /* the fine-tune's bytes */
+	double seconds;             /* since the write began */
+	int final;                  /* the last call, once everything is encoded */
+};
+
+/* Called on the writing thread, at most every SP_PROGRESS_INTERVAL seconds and once at the end;
+ * not during the dry runs that a size budget makes. */
+typedef void (*sp_progress_fn)(const struct sp_progress *p, void *arg);
+#define SP_PROGRESS_INTERVAL 0.2
+
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
 	int level;           /* effort 1..19; 0 = default (3 for tensors, 12 for other files) */
@@ -80,6 +94,8 @@ struct sp_write_opts {
 	 * against BASE (a path in the base), instead of the base file chosen by name or content */
 	const char *const *map;
 	size_t nmap;
+	sp_progress_fn progress; /* NULL: none */
+	void *progress_arg;
 };
 
 struct sp_write_stats {

@@ -145,6 +145,8 @@ int sp_writer_flush(struct writer *w)
 			return -1;
 		}
 		add_stats(&w->flushed, &j->stats);
+		w->progress.bytes_done += j->c.out_len;
+		sp_writer_progress(w, 0);
 		w->lossy |= j->c.codec == SP_CODEC_LOSSY;
 		w->patch |= j->c.codec == SP_CODEC_PATCH;
 	}
@@ -174,6 +176,21 @@ int sp_writer_queue(struct writer *w, const struct job *j)
 	q->dst = dst;
 	q->dst_cap = cap;
 	return 0;
+}
+
+void sp_writer_progress(struct writer *w, int final)
+{
+	struct timespec now;
+	if (!w->o->progress || !w->notes)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	w->progress.seconds = (double)(now.tv_sec - w->t0.tv_sec) +
+			      (double)(now.tv_nsec - w->t0.tv_nsec) / 1e9;
+	if (!final && w->progress.seconds - w->progress_last < SP_PROGRESS_INTERVAL)
+		return;
+	w->progress_last = w->progress.seconds;
+	w->progress.final = final;
+	w->o->progress(&w->progress, w->o->progress_arg);
 }
 
 /* ---- the base ---- */
@@ -525,10 +542,21 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	for (size_t i = 0; i < w->base.nfiles; i++)
 		w->base_fp_index[i] = SP_NO_BASE;
-	for (uint32_t i = 0; i < w->ft.nfiles; i++)
+	for (uint32_t i = 0; i < w->ft.nfiles; i++) {
+		w->progress.files += 1;
+		w->progress.tensors += w->ft.files[i].st.ntensors;
+		w->progress.bytes += w->ft.files[i].size;
+	}
+	for (uint32_t i = 0; i < w->ft.nfiles; i++) {
 		if (sp_plan_file(w, i))
 			return -1;
-	return finish(w, out_dir);
+		w->progress.files_done++;
+		sp_writer_progress(w, 0);
+	}
+	if (finish(w, out_dir))
+		return -1;
+	sp_writer_progress(w, 1);
+	return 0;
 }
 
 /* How one run of the writer differs from the options. */
@@ -548,6 +576,7 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 			   .base_hub = r->base_hub};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	w.t0 = t0;
 	int rc = write_all(&w, base_dir, ft_dir, adapter_dir, out_dir);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rc && !err->msg[0])
