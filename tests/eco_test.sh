@@ -7,6 +7,7 @@
 #   eco_test.sh fstab     contrib/fstab.example's line through mount(8) and mount.fuse3, and
 #                         contrib/systemd's unit through systemd-analyze verify
 #   eco_test.sh progress  mksparse's progress line on a terminal only; sparsefs --info --json
+#   eco_test.sh xattr     user.sparse.* attributes through getfattr, and statfs's totals
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -197,6 +198,44 @@ st = [f for f in info["files"] if f["name"] == "model.safetensors"][0]
 assert st["tensors"] and all(t["codecs"] and t["stored_bytes"] >= 0 for t in st["tensors"])
 PY
 	echo "ok: progress on a terminal only; --info --json"
+}
+
+xattr() {
+	command -v getfattr >/dev/null || { echo "skip: no getfattr (apt-get install attr)"; exit 77; }
+	models
+	local c1=1111111111111111111111111111111111111111
+	hub_put "$TMP/cache" base "$TMP/base" $c1 main
+	HF_HUB_CACHE=$TMP/cache "$MKSPARSE" -q org/base "$TMP/ft" -o "$TMP/delta"
+	"$SPARSEFS" --info --json "$TMP/delta" >"$TMP/info.json"
+	HF_HUB_CACHE=$TMP/cache mount_fg "$TMP/delta" "$TMP/mnt"
+	local f
+	for f in "$TMP"/ft/*; do
+		f=$(basename "$f")
+		getfattr -d --absolute-names "$TMP/mnt/$f" >"$TMP/attrs"
+		python3 - "$TMP/attrs" "$TMP/info.json" "$f" "$TMP/ft/$f" "$TMP/cache/models--org--base/snapshots/$c1" "$c1" <<'PY' || fail "xattrs of $f: $(cat "$TMP/attrs")"
+import json, os, sys
+attrs = dict(l.split("=", 1) for l in open(sys.argv[1]).read().splitlines() if "=" in l)
+attrs = {k: json.loads(v) for k, v in attrs.items()}
+info = json.load(open(sys.argv[2]))
+entry = [f for f in info["files"] if f["name"] == sys.argv[3]][0]
+want = {"user.sparse.mode": "lossless", "user.sparse.size": str(os.path.getsize(sys.argv[4])),
+        "user.sparse.stored_size": str(entry["stored_bytes"]), "user.sparse.base": sys.argv[5],
+        "user.sparse.base_id": "org/base@" + sys.argv[6]}
+assert attrs == want, (attrs, want)
+PY
+	done
+	getfattr -n user.sparse.size "$TMP/mnt" 2>/dev/null && fail "a directory has user.sparse.size"
+	getfattr -n user.sparse.nothing "$TMP/mnt/config.json" 2>/dev/null && fail "an unknown attribute"
+	# statfs: blocks of 4K cover every file's size, one inode per file and the root.
+	local total files blocks inodes
+	total=$(python3 -c 'import json,sys; print(sum(f["size"] for f in json.load(open(sys.argv[1]))["files"]))' "$TMP/info.json")
+	files=$(ls "$TMP/ft" | wc -l)
+	read -r blocks inodes < <(stat -f -c '%b %c' "$TMP/mnt")
+	[ "$blocks" -ge $(((total + 4095) / 4096)) ] && [ "$blocks" -le $(((total + 4095) / 4096 + files)) ] ||
+		fail "statfs: $blocks blocks for $total bytes"
+	[ "$inodes" -eq $((files + 1)) ] || fail "statfs: $inodes inodes for $files files"
+	umount "$TMP/mnt"
+	echo "ok: xattrs and statfs"
 }
 
 cmd=$1
