@@ -8,6 +8,8 @@
 #                         contrib/systemd's unit through systemd-analyze verify
 #   eco_test.sh progress  mksparse's progress line on a terminal only; sparsefs --info --json
 #   eco_test.sh xattr     user.sparse.* attributes through getfattr, and statfs's totals
+#   eco_test.sh install   cmake --install into a temporary DESTDIR, and the Debian package
+#                         cpack builds: its files, its dependencies, its binaries run
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -236,6 +238,68 @@ PY
 	[ "$inodes" -eq $((files + 1)) ] || fail "statfs: $inodes inodes for $files files"
 	umount "$TMP/mnt"
 	echo "ok: xattrs and statfs"
+}
+
+# The files an install under /usr must hold, sorted.
+INSTALLED="usr/bin/mksparse
+usr/bin/sparsefs
+usr/lib/python3/dist-packages/sparsefs/__init__.py
+usr/share/bash-completion/completions/mksparse
+usr/share/bash-completion/completions/sparsefs
+usr/share/doc/sparse/LICENSE
+usr/share/doc/sparse/README.md
+usr/share/doc/sparse/examples/fstab.example
+usr/share/doc/sparse/examples/systemd/mnt-models-sft.mount
+usr/share/man/man1/mksparse.1
+usr/share/man/man1/sparsefs.1
+usr/share/man/man5/sparse-format.5"
+
+# What an installed tree under ROOT can do: run, import the helper, complete, mount a delta.
+try_installed() {
+	local root=$1
+	"$root/usr/bin/mksparse" --version | grep -q "^mksparse " || fail "$root: mksparse --version"
+	"$root/usr/bin/sparsefs" --version | grep -q "^sparsefs " || fail "$root: sparsefs --version"
+	for m in mksparse.1 sparsefs.1; do
+		[ -z "$(groff -ww -z -man "$root/usr/share/man/man1/$m" 2>&1)" ] || fail "$m: groff warns"
+	done
+	local got
+	got=$(HOME=$TMP/home HF_HUB_CACHE=$TMP/cache bash -c '
+		source "$1/usr/share/bash-completion/completions/mksparse"
+		COMP_WORDS=(mksparse --mo); COMP_CWORD=1; _mksparse; echo "${COMPREPLY[*]}"
+		COMP_WORDS=(sparsefs -o base=org/b); COMP_CWORD=2; _sparsefs; echo "${COMPREPLY[*]}"' _ "$root")
+	[ "$got" = $'--mode\nbase=org/base' ] || fail "completion: $got"
+	models
+	[ -d "$TMP/delta" ] || "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
+	PYTHONPATH=$root/usr/lib/python3/dist-packages SPARSEFS=$root/usr/bin/sparsefs python3 - "$TMP/delta" "$TMP/ft" "$root" <<'PY' || fail "$root: the installed helper"
+import os, sys, sparsefs
+assert sparsefs.__file__.startswith(sys.argv[3]), sparsefs.__file__
+with sparsefs.mount(sys.argv[1]) as path:
+    for name in os.listdir(sys.argv[2]):
+        assert open(os.path.join(path, name), "rb").read() == open(os.path.join(sys.argv[2], name), "rb").read(), name
+assert not os.path.ismount(path)
+PY
+}
+
+install() {
+	mkdir -p "$TMP/cache/models--org--base/snapshots"
+	DESTDIR=$TMP/root cmake --install "$BUILD" --prefix /usr >/dev/null
+	[ "$(cd "$TMP/root" && find . ! -type d | sed 's|^\./||' | sort)" = "$INSTALLED" ] ||
+		fail "installed: $(cd "$TMP/root" && find . ! -type d | sort)"
+	try_installed "$TMP/root"
+	echo "ok: cmake --install"
+	if ! command -v cpack >/dev/null || ! command -v dpkg-deb >/dev/null; then
+		echo "note: no cpack or dpkg-deb: no Debian package built"
+		return
+	fi
+	cpack --config "$BUILD/CPackConfig.cmake" -B "$TMP/pkg" >"$TMP/cpack.log" 2>&1 || fail "cpack: $(tail -5 "$TMP/cpack.log")"
+	local deb
+	deb=$(ls "$TMP"/pkg/sparse_*.deb)
+	[ "$(dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}' | sed 's|^\./||' | sort)" = "$INSTALLED" ] ||
+		fail "$deb holds: $(dpkg-deb -c "$deb")"
+	dpkg-deb -f "$deb" Depends | grep -q "fuse3.*libfuse3-3" || fail "$deb depends on: $(dpkg-deb -f "$deb" Depends)"
+	dpkg-deb -x "$deb" "$TMP/deb-root"
+	try_installed "$TMP/deb-root"
+	echo "ok: $(basename "$deb"): $(dpkg-deb -f "$deb" Depends)"
 }
 
 cmd=$1
