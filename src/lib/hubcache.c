@@ -70,6 +70,7 @@ int sp_hub_parse(const char *arg, char **id, char **revision)
 		return 0;
 	free(*id);
 	free(*revision);
+	*id = *revision = NULL;
 	return -1;
 }
 
@@ -129,32 +130,43 @@ static int read_ref(const char *repo, const char *rev, char commit[COMMIT_LEN + 
 	return rc;
 }
 
+/* The commit rev names in repo: rev itself when it is a commit with a snapshot, else what
+ * refs/rev holds. */
+static int find_commit(const char *repo, const char *rev, char commit[COMMIT_LEN + 1], char *note,
+		       size_t note_len)
+{
+	char *snap;
+	if (is_commit(rev) && asprintf(&snap, "%s/snapshots/%s", repo, rev) > 0) {
+		int there = is_dir(snap);
+		free(snap);
+		if (there) {
+			memcpy(commit, rev, COMMIT_LEN + 1);
+			return 0;
+		}
+	}
+	return read_ref(repo, rev, commit, note, note_len);
+}
+
 /* Looks for id at rev under one cache root; 0 with ref filled, else -1 with why in note. */
 static int lookup(const char *root, const char *id, const char *rev, struct sp_hub_ref *ref,
 		  char *note, size_t note_len)
 {
-	char *repo = NULL, *snap = NULL, commit[COMMIT_LEN + 1];
+	char *repo, *snap = NULL, commit[COMMIT_LEN + 1];
 	const char *slash = strchr(id, '/');
 	int rc = -1;
 	if (asprintf(&repo, "%s/models--%.*s--%s", root, (int)(slash - id), id, slash + 1) < 0)
 		return -1;
-	if (!is_dir(repo))
+	if (!is_dir(repo)) {
 		snprintf(note, note_len, "%s: no such folder", repo);
-	else if (is_commit(rev) && asprintf(&snap, "%s/snapshots/%s", repo, rev) > 0 && is_dir(snap))
-		memcpy(commit, rev, sizeof(commit));
-	else if (read_ref(repo, rev, commit, note, note_len) == 0)
-		note[0] = 0;
-	if (is_dir(repo) && !note[0]) {
-		free(snap);
+	} else if (find_commit(repo, rev, commit, note, note_len) == 0) {
 		if (asprintf(&snap, "%s/snapshots/%s", repo, commit) < 0)
 			snap = NULL;
-		if (snap && is_dir(snap)) {
+		else if (!is_dir(snap))
+			snprintf(note, note_len, "%s: no such folder", snap);
+		else if ((ref->commit = strdup(commit))) {
 			ref->dir = snap;
-			ref->commit = strdup(commit);
 			snap = NULL;
-			rc = ref->commit ? 0 : -1;
-		} else {
-			snprintf(note, note_len, "%s: no such folder", snap ? snap : repo);
+			rc = 0;
 		}
 	}
 	free(snap);

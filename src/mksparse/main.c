@@ -238,6 +238,7 @@ static int quiet_log;
 /* The library's notes (a compressed input), unless -q. */
 static void log_note(const char *line)
 {
+	progress_break();
 	if (!quiet_log)
 		fprintf(stderr, "mksparse: %s\n", line);
 }
@@ -279,6 +280,7 @@ int main(int argc, char **argv)
 	int failed = c.adapter ? sp_write_adapter(c.adapter, argv[optind], c.out, &c.o, &st, &err)
 			       : sp_write_delta(argv[optind], argv[optind + 1], c.out, &c.o, &st, &err);
 	if (failed) {
+		progress_break();
 		fprintf(stderr, "mksparse: %s\n", err.msg);
 		return 1;
 	}

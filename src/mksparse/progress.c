@@ -13,6 +13,15 @@ static void human(double v, char *out, size_t len)
 	snprintf(out, len, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
+static int open_line; /* a line is drawn and not ended */
+
+void progress_break(void)
+{
+	if (open_line)
+		fputc('\n', stderr);
+	open_line = 0;
+}
+
 void progress_line(const struct sp_progress *p, void *arg)
 {
 	(void)arg;
@@ -33,4 +42,5 @@ void progress_line(const struct sp_progress *p, void *arg)
 		(unsigned long long)p->tensors_done, (unsigned long long)p->tensors, done, total,
 		rate, eta, p->final ? "\n" : "");
 	fflush(stderr);
+	open_line = !p->final;
 }

@@ -7,5 +7,7 @@
 
 /* An sp_progress_fn: redraws one line on stderr (arg: unused), ending it on the final call. */
 void progress_line(const struct sp_progress *p, void *arg);
+/* Ends a line drawn and not yet ended, so that a message can follow on a line of its own. */
+void progress_break(void);
 
 #endif
