@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "manifest.h"
 #include "sparse/sparse.h"
 #include "testutil.h"
 
@@ -110,10 +111,45 @@ static void test_resolve(void)
 	expect("org/zzz", NULL, NULL);
 }
 
+/* Parses a minimal manifest whose base has the given hub member ("" for none). */
+static int parse_with_hub(const char *hub, struct sp_manifest *m)
+{
+	char json[1024];
+	struct sp_err err;
+	snprintf(json, sizeof(json),
+		 "{\"chunk_size\": 1048576, \"mode\": \"lossless\", \"files\": [], "
+		 "\"base\": {\"path\": \"/b\", \"files\": []%s%s}}",
+		 *hub ? ", \"hub\": " : "", hub);
+	return sp_manifest_parse(json, strlen(json), 0, m, "test", &err);
+}
+
+/* Deltas without a hub id (all older ones) read as before; a malformed one is refused. */
+static void test_manifest(void)
+{
+	struct sp_manifest m;
+	CHECK(parse_with_hub("", &m) == 0 && !m.hub_id && !m.hub_commit);
+	sp_manifest_free(&m);
+	CHECK(parse_with_hub("{\"id\": \"org/n\", \"revision\": \"main\", \"commit\": \"" C1 "\"}",
+			     &m) == 0);
+	CHECK(m.hub_id && !strcmp(m.hub_id, "org/n") && !strcmp(m.hub_commit, C1));
+	sp_manifest_free(&m);
+	const char *bad[] = {
+		"{\"id\": \"org/n\", \"revision\": \"main\"}",
+		"{\"id\": \"org/n\", \"commit\": \"" C1 "\"}",
+		"{\"id\": \"org/n\", \"revision\": \"main\", \"commit\": \"11\"}",
+		"{\"id\": \"org/n@x\", \"revision\": \"main\", \"commit\": \"" C1 "\"}",
+		"{\"id\": \"../n\", \"revision\": \"main\", \"commit\": \"" C1 "\"}",
+		"\"org/n\"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		CHECK(parse_with_hub(bad[i], &m) == -1);
+}
+
 int main(void)
 {
 	tmp = test_tmpdir();
 	test_parse();
 	test_resolve();
+	test_manifest();
 	return test_done();
 }
