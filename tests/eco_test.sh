@@ -145,6 +145,13 @@ fstab() {
 	grep -q " $TMP/mnt fuse.sparsefs ro,.*allow_other" /proc/mounts || fail "$(grep "$TMP/mnt" /proc/mounts)"
 	same_sums "$TMP/ft" "$TMP/mnt"
 	umount_helper "$TMP/mnt"
+	# A hub id as the base: mount(8) drops PATH and HOME, not HF_HUB_CACHE.
+	hub_put "$TMP/cache" base "$TMP/base" 1111111111111111111111111111111111111111 main
+	sed -i "s|base=[^,]*|base=org/base|" "$TMP/fstab"
+	HF_HUB_CACHE=$TMP/cache mount -T "$TMP/fstab" "$TMP/mnt" || fail "mount -T fstab, base=org/base"
+	mounted_by_helper "$TMP/mnt"
+	same_sums "$TMP/ft" "$TMP/mnt"
+	umount_helper "$TMP/mnt"
 	# What mount -t fuse.sparsefs runs, with sparsefs found on PATH, and the options mount(8)
 	# and mount.fuse3 add (rw, dev, suid) or drop (nofail, _netdev).
 	PATH=$TMP/bin:$PATH mount.fuse3 "$TMP/delta" "$TMP/mnt" -t fuse.sparsefs -o "rw,$opts,_netdev" ||
