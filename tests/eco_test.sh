@@ -130,6 +130,7 @@ umount_helper() {
 }
 
 fstab() {
+	[ "$(id -u)" = 0 ] || { echo "skip: mount(8) runs mount.fuse3 for root only"; exit 77; }
 	models
 	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
 	mkdir -p "$TMP/bin" "$TMP/mnt"
