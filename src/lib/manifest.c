@@ -143,12 +143,29 @@ static int parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info
 	return f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk ? -1 : 0;
 }
 
+/* The optional hub id (written since 0.1.0's ecosystem work; older deltas have none). */
+static int parse_hub(const cJSON *hub, struct sp_manifest *m)
+{
+	char *id = NULL, *rev = NULL;
+	if (!hub)
+		return 0;
+	m->hub_id = get_str(hub, "id");
+	m->hub_commit = get_str(hub, "commit");
+	int ok = m->hub_id && m->hub_commit && get_str(hub, "revision") &&
+		 strlen(m->hub_commit) == 40 && strspn(m->hub_commit, "0123456789abcdef") == 40 &&
+		 !sp_hub_parse(m->hub_id, &id, &rev) && !strchr(m->hub_id, '@');
+	free(id);
+	free(rev);
+	return ok ? 0 : -1;
+}
+
 static int parse_base(const cJSON *base, struct sp_manifest *m)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
 	m->base_path = get_str(base, "path");
 	m->base_relpath = get_str(base, "relpath");
-	if (!m->base_path || !cJSON_IsArray(files))
+	if (!m->base_path || !cJSON_IsArray(files) ||
+	    parse_hub(cJSON_GetObjectItemCaseSensitive(base, "hub"), m))
 		return -1;
 	m->base = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->base));
 	if (!m->base)

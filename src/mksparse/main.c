@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "progress.h"
 #include "sparse/sparse.h"
 
 static void usage(FILE *out)
@@ -40,7 +42,8 @@ static void usage(FILE *out)
 		"                         (default 1M)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
 		"  -j, --threads N        encoding threads, 1..64 (default: one per CPU)\n"
-		"  -q, --quiet            print nothing on success\n"
+		"  -q, --quiet            print nothing on success (and no progress line, which\n"
+		"                         shows on a terminal only)\n"
 		"  -V, --version          print the version\n"
 		"  -h, --help             this help\n");
 }
@@ -235,6 +238,7 @@ static int quiet_log;
 /* The library's notes (a compressed input), unless -q. */
 static void log_note(const char *line)
 {
+	progress_break();
 	if (!quiet_log)
 		fprintf(stderr, "mksparse: %s\n", line);
 }
@@ -271,9 +275,12 @@ int main(int argc, char **argv)
 	struct sp_err err;
 	quiet_log = c.quiet;
 	sp_set_log(log_note);
+	if (!c.quiet && isatty(STDERR_FILENO)) /* a progress line only where someone watches */
+		c.o.progress = progress_line;
 	int failed = c.adapter ? sp_write_adapter(c.adapter, argv[optind], c.out, &c.o, &st, &err)
 			       : sp_write_delta(argv[optind], argv[optind + 1], c.out, &c.o, &st, &err);
 	if (failed) {
+		progress_break();
 		fprintf(stderr, "mksparse: %s\n", err.msg);
 		return 1;
 	}

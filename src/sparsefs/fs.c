@@ -13,6 +13,7 @@
 
 #include "readahead.h"
 #include "scratch.h"
+#include "xattr.h"
 
 #define TIMEOUT 86400.0
 
@@ -233,4 +234,6 @@ const struct fuse_lowlevel_ops sparsefs_ops = {
 	.read = op_read,
 	.readlink = op_readlink,
 	.statfs = op_statfs,
+	.getxattr = xattr_get,
+	.listxattr = xattr_list,
 };

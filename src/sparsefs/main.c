@@ -26,7 +26,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: sparsefs [options] DELTA MOUNTPOINT   mount a delta, or a directory of deltas\n"
-		"       sparsefs --info DELTA                 what the delta holds\n"
+		"       sparsefs --info [--json] DELTA        what the delta holds\n"
 		"       sparsefs --check [-o base=DIR] DELTA  verify every checksum and the base\n"
 		"       sparsefs --extract [-o base=DIR] DELTA OUT_DIR   write the files out\n"
 		"options:\n"
