@@ -6,7 +6,8 @@
  *   delta_tool get-manifest DELTA_DIR           the manifest's JSON on stdout
  *   delta_tool put-manifest DELTA_DIR FILE      FILE's bytes (as they are) become the manifest
  *   delta_tool set DELTA_DIR FIELD VALUE        FIELD: version, feature_compat, feature_incompat,
- *                                               or chunk.K.data_off / data_len / out_len
+ *                                               or chunk.K.data_off / base_off / data_len /
+ *                                               out_len
  */
 #include <fcntl.h>
 #include <stddef.h>
@@ -107,6 +108,8 @@ static int set_chunk(struct delta *d, const char *field, unsigned long long v)
 	struct sp_chunk *c = &d->chunks[k];
 	if (!strcmp(end + 1, "data_off"))
 		c->data_off = v;
+	else if (!strcmp(end + 1, "base_off"))
+		c->base_off = v;
 	else if (!strcmp(end + 1, "data_len"))
 		c->data_len = (uint32_t)v;
 	else if (!strcmp(end + 1, "out_len"))

@@ -12,8 +12,8 @@
 #                            already holds a delta, unreadable or missing input
 #   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
 #                            busy mountpoint, a busy unmount, a second mount, a killed daemon
-#   fault_test.sh stress [SECONDS [PROCS THREADS]]
-#                            tests/stress.c on a mount with a small cache (20 s, 4 x 4)
+#   fault_test.sh stress [SECONDS [PROCS THREADS [CACHE_BYTES]]]
+#                            tests/stress.c on a mount with a small cache (20 s, 4 x 4, 8 MiB)
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -253,6 +253,13 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	fresh "$d"
 	"$TOOL" set "$d" chunk.$bigk.data_off $(($(super_field "$d" file_size) + 4096))
 	delta_refused "$d" "data outside the data area" "a chunk's data offset past the end"
+	local basek
+	basek=$(python3 "$HERE/delta_reader.py" "$TMP/delta" | python3 -c '
+import json, sys
+print([r for r in map(json.loads, sys.stdin) if r["codec"] in ("base", "delta")][0]["index"])')
+	fresh "$d"
+	"$TOOL" set "$d" chunk.$basek.base_off $((1 << 40))
+	delta_refused "$d" "base range outside the base file" "a chunk's base offset past the base file's end"
 	fresh "$d"
 	"$TOOL" set "$d" chunk.$bigk.out_len 12345
 	delta_refused "$d" "model.safetensors: chunk $bigk:" "a chunk's output length changed"
@@ -531,7 +538,7 @@ sparsefs() {
 
 # ---- load ----
 stress() {
-	local seconds=${1:-20} procs=${2:-4} threads=${3:-4} cache=$((8 << 20))
+	local seconds=${1:-20} procs=${2:-4} threads=${3:-4} cache=${4:-$((8 << 20))}
 	"$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" 24
 	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
 	mount_fg "$TMP/delta" "$TMP/mnt" -o cache_size=$cache

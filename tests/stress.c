@@ -198,19 +198,20 @@ static void process_main(int proc, int threads)
 	_exit(0);
 }
 
-/* VmHWM of pid in KiB, or -1. */
-static long peak_rss_kb(long pid)
+/* Field (VmRSS, VmHWM) of pid's status in MiB, or -1. */
+static double status_mib(long pid, const char *field)
 {
-	char path[64], line[256];
+	char path[64], line[256], want[32];
 	long kb = -1;
 	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	snprintf(want, sizeof(want), "%s: %%ld kB", field);
 	FILE *f = fopen(path, "r");
 	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+		if (sscanf(line, want, &kb) == 1)
 			break;
 	if (f)
 		fclose(f);
-	return kb;
+	return kb < 0 ? -1 : kb / 1024.0;
 }
 
 /* Waits for the workers; 0 when all ended well, -1 when one failed or they hung. */
@@ -262,7 +263,7 @@ int main(int argc, char **argv)
 	tot = mmap(NULL, sizeof(*tot), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (tot == MAP_FAILED)
 		return 2;
-	double t0 = now();
+	double rss0 = daemon > 0 ? status_mib(daemon, "VmRSS") : 0, t0 = now();
 	deadline = t0 + seconds;
 	pid_t pids[MAX_PROCS];
 	for (int p = 0; p < procs; p++)
@@ -280,7 +281,8 @@ int main(int argc, char **argv)
 	       (unsigned long long)tot->bytes, (double)tot->bytes / took / 1e6,
 	       (unsigned long long)tot->failures);
 	if (daemon > 0)
-		printf("stress: daemon %ld peak RSS (VmHWM) %.1f MiB; cache bound %.1f MiB\n", daemon,
-		       peak_rss_kb(daemon) / 1024.0, (double)cache / 1048576.0);
+		printf("stress: daemon %ld peak RSS (VmHWM) %.1f MiB (%.1f MiB before the load); "
+		       "cache bound %.1f MiB\n", daemon, status_mib(daemon, "VmHWM"), rss0,
+		       (double)cache / 1048576.0);
 	return rc || tot->failures || ops == 0 ? 1 : 0;
 }
