@@ -100,6 +100,17 @@ delta_refused() {
 	ok "delta: $what: refused ($want)"
 }
 
+# Can the tests run a program as nobody (root reads every file, so unreadable input needs
+# another user)? Needs setpriv, the user, and the build and temporary directories open to
+# others.
+NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+as_nobody_works() {
+	chmod 755 "$TMP"
+	command -v setpriv >/dev/null && id nobody >/dev/null 2>&1 && getent group nogroup >/dev/null &&
+		"${NOBODY[@]}" "$SPARSEFS" --version >/dev/null 2>&1 &&
+		"${NOBODY[@]}" test -r "$TMP/ft/config.json"
+}
+
 pair() { # a fresh demo pair in $TMP/base, $TMP/ft and its delta in $TMP/delta
 	"$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" "${1:-2}"
 	"$MKSPARSE" -q -c 64K "$TMP/base" "$TMP/ft" -o "$TMP/delta"
@@ -320,14 +331,13 @@ base() {
 	ok "base: one file missing: refused, naming it"
 
 	# Unreadable: as root every file reads, so the reader runs as nobody.
-	if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
-		chmod 755 "$TMP"
+	if as_nobody_works; then
 		chmod 000 "$TMP/base/model.safetensors"
-		refused "model.safetensors: Permission denied" - -- setpriv --reuid=nobody --regid=nogroup --clear-groups "$SPARSEFS" --check "$TMP/delta"
+		refused "model.safetensors: Permission denied" - -- "${NOBODY[@]}" "$SPARSEFS" --check "$TMP/delta"
 		chmod 644 "$TMP/base/model.safetensors"
 		ok "base: unreadable (as nobody): refused, naming the file and the reason"
 	else
-		echo "skip: base: unreadable: no setpriv or no user nobody"
+		echo "skip: base: unreadable: cannot run $SPARSEFS as nobody (setpriv, the user, permissions)"
 	fi
 
 	# Replaced by rename while mounted: the daemon holds the file it checked, and serves it.
@@ -441,17 +451,16 @@ mksparse() {
 	ok "mksparse: missing input: refused; with --force the old delta stays"
 
 	# Unreadable input: as root every file reads, so mksparse runs as nobody.
-	if command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
-		chmod 755 "$TMP"
+	if as_nobody_works; then
 		mkdir -p "$TMP/o-nobody"
 		chmod 777 "$TMP/o-nobody"
 		chmod 000 "$TMP/ft/model.safetensors"
-		refused "model.safetensors: Permission denied" - -- setpriv --reuid=nobody --regid=nogroup --clear-groups "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/o-nobody"
+		refused "model.safetensors: Permission denied" - -- "${NOBODY[@]}" "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/o-nobody"
 		chmod 644 "$TMP/ft/model.safetensors"
 		no_delta_left "$TMP/o-nobody"
 		ok "mksparse: unreadable input (as nobody): refused naming the file, nothing left"
 	else
-		echo "skip: mksparse: unreadable input: no setpriv or no user nobody"
+		echo "skip: mksparse: unreadable input: cannot run $MKSPARSE as nobody (setpriv, the user, permissions)"
 	fi
 
 	# The delta is decoded back before it is kept; --no-verify writes the same bytes.
