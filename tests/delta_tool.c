@@ -70,6 +70,8 @@ static int get_manifest(struct delta *d)
 	fwrite(json, 1, d->sb.manifest_raw_len, stdout);
 	free(z);
 	free(json);
+	close(d->fd);
+	free(d->chunks);
 	return 0;
 }
 
