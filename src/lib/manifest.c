@@ -233,21 +233,24 @@ static const char *name_clash(const struct sp_manifest *m, const char **which)
 	struct seen *set = NULL, *s, *tmp, *all = calloc(m->nfiles + 1, sizeof(*all));
 	const char *why = all ? NULL : "out of memory";
 	for (size_t i = 0; !why && i < m->nfiles; i++) {
-		const char *n = *which = m->files[i].name;
+		const char *n = m->files[i].name;
 		HASH_FIND_STR(set, n, s);
-		if (s)
+		if (s) {
 			why = "a file name that appears twice";
-		else {
+			*which = n;
+		} else {
 			all[i].name = n;
 			HASH_ADD_KEYPTR(hh, set, n, strlen(n), &all[i]);
 		}
 	}
 	for (size_t i = 0; !why && i < m->nfiles; i++) {
-		const char *n = *which = m->files[i].name;
+		const char *n = m->files[i].name;
 		for (const char *sl = strchr(n, '/'); !why && sl; sl = strchr(sl + 1, '/')) {
 			HASH_FIND(hh, set, n, (size_t)(sl - n), s);
-			if (s)
+			if (s) {
 				why = "a file name that is also a folder";
+				*which = n;
+			}
 		}
 	}
 	HASH_ITER(hh, set, s, tmp)
