@@ -259,6 +259,9 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	edit_manifest "$d" "f[$model][\"chunk_count\"] = 10**9"
 	delta_refused "$d" "a chunk range outside the chunk table" "a chunk range past the table"
 	fresh "$d"
+	edit_manifest "$d" "f[$model][\"mtime\"] = 1e30"
+	delta_refused "$d" "a file's size, chunks or time" "an mtime past int64"
+	fresh "$d"
 	edit_manifest "$d" 'm["version"] = 2'
 	delta_refused "$d" "a format version this reader does not know" "manifest format version 2"
 	fresh "$d"
