@@ -13,7 +13,8 @@
 #   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
 #                            busy mountpoint, a busy unmount, a second mount, a killed daemon
 #   fault_test.sh stress [SECONDS [PROCS THREADS [CACHE_BYTES]]]
-#                            tests/stress.c on a mount with a small cache (20 s, 4 x 4, 8 MiB)
+#                            tests/stress.c on a mount with a small cache (20 s, 4 x 4, 8 MiB),
+#                            then 5 s more with a single worker thread (max_threads=1)
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
 # its pid when the script exits, whether it passed or not.
@@ -557,6 +558,13 @@ stress() {
 	"$BUILD/tests/stress" "$TMP/mnt" "$TMP/ft" "$seconds" "$procs" "$threads" "${PIDS[-1]}" "$cache" ||
 		fail "stress: $(tail -5 "$TMP/mnt.log")"
 	kill -0 "${PIDS[-1]}" || fail "the daemon died under load"
+	fusermount3 -u "$TMP/mnt"
+	# One worker thread under 16 readers: were a worker ever to wait on another request, the
+	# queue would never drain and the watchdog would fire.
+	mount_fg "$TMP/delta" "$TMP/mnt" -o cache_size=$cache,max_threads=1
+	echo "stress: the same with -o max_threads=1, 5 s"
+	"$BUILD/tests/stress" "$TMP/mnt" "$TMP/ft" 5 "$procs" "$threads" "${PIDS[-1]}" "$cache" ||
+		fail "stress with one worker: $(tail -5 "$TMP/mnt.log")"
 	fusermount3 -u "$TMP/mnt"
 }
 
