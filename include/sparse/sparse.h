@@ -90,6 +90,9 @@ struct sp_write_opts {
 			      * budget without a rank sets it */
 	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
 	int dry_run;         /* compute everything, write nothing */
+	int verify;          /* before the delta takes its name, decode it all back through the
+			      * reader: every chunk against its hash and, when bit-exact, against
+			      * the fine-tune's bytes */
 	/* "DERIVED=BASE" pairs: patch file DERIVED (a path in the fine-tune or derived dataset)
 	 * against BASE (a path in the base), instead of the base file chosen by name or content */
 	const char *const *map;
@@ -113,6 +116,10 @@ struct sp_write_stats {
  * nothing that looks like a delta is left behind. */
 int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
 		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
+
+/* For a SIGINT or SIGTERM handler: removes the temporary file of the write in progress, if
+ * any (async-signal-safe). The handler then ends the process. */
+void sp_write_remove_temp(void);
 
 /* Writes the model that a PEFT LoRA adapter makes of base_dir, merged (W + scale B A, computed
  * on read), as a delta in the base's layout. Lossy only in the rounding of the merge. */

@@ -122,12 +122,25 @@ static int open_base(struct sp_delta *d, const char *override, struct sp_err *er
 struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned flags,
 			       struct sp_err *err)
 {
+	char *path;
+	if (asprintf(&path, "%s/%s", dir, SP_DELTA_FILE) < 0) {
+		sp_err_set(err, "%s: out of memory", dir);
+		return NULL;
+	}
+	struct sp_delta *d = sp_delta_open_file(dir, path, base_dir, flags, err);
+	free(path);
+	return d;
+}
+
+struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
+				    unsigned flags, struct sp_err *err)
+{
 	struct sp_delta *d = calloc(1, sizeof(*d));
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!d)
 		return NULL;
 	d->fd = -1;
-	if (!(d->dir = strdup(dir)) || asprintf(&d->path, "%s/%s", dir, SP_DELTA_FILE) < 0)
+	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)))
 		goto fail;
 	d->fd = open(d->path, O_RDONLY | O_CLOEXEC);
 	if (d->fd < 0) {

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "basefp.h"
 #include "io.h"
+#include "verify.h"
 #include "writer.h"
 
 #define BATCH_PER_THREAD 4
@@ -315,9 +317,40 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 	return rc;
 }
 
-/* Chunk table, manifest, and last the superblock: until it is written and the file renamed,
- * nothing looks like a delta. */
-static int finish(struct writer *w, const char *out_dir)
+/* The temporary file being written, for sp_write_remove_temp in a signal handler: a copy in
+ * static storage, since a handler may neither lock nor follow the writer's pointers. */
+static char signal_tmp[PATH_MAX];
+static volatile sig_atomic_t signal_tmp_set;
+
+void sp_write_remove_temp(void)
+{
+	if (signal_tmp_set)
+		unlink(signal_tmp);
+}
+
+static void forget_temp(struct writer *w)
+{
+	signal_tmp_set = 0;
+	free(w->tmp_path);
+	w->tmp_path = NULL;
+}
+
+/* The finished temporary file, read back through the reader (opts.verify): decoded, checked
+ * against every hash and, for a bit-exact delta, against the fine-tune. */
+static int verify(struct writer *w, const char *base_dir, const char *ft_dir, const char *out_dir)
+{
+	int exact = w->o->mode == SP_MODE_LOSSLESS && !w->o->size && !w->lora;
+	if (!w->o->verify)
+		return 0;
+	if (sp_verify_written(out_dir, w->tmp_path, base_dir, exact ? ft_dir : NULL, w->err) == 0)
+		return 0;
+	errno = 0; /* the message says what failed */
+	return -1;
+}
+
+/* Chunk table, manifest, and last the superblock: until it is written, verified and the file
+ * renamed, nothing looks like a delta. */
+static int finish(struct writer *w, const char *base_dir, const char *ft_dir, const char *out_dir)
 {
 	struct sp_super sb = {.version = SP_VERSION, .super_size = sizeof(sb)};
 	char *final = NULL;
@@ -332,6 +365,7 @@ static int finish(struct writer *w, const char *out_dir)
 	if (write_tail(w, &sb) == 0) {
 		sb.super_hash = XXH3_64bits(&sb, offsetof(struct sp_super, super_hash));
 		if (sp_pwrite_full(w->fd, &sb, sizeof(sb), 0) == 0 && fsync(w->fd) == 0 &&
+		    verify(w, base_dir, ft_dir, out_dir) == 0 &&
 		    asprintf(&final, "%s/%s", out_dir, SP_DELTA_FILE) > 0 &&
 		    rename(w->tmp_path, final) == 0) {
 			free(final);
@@ -340,14 +374,14 @@ static int finish(struct writer *w, const char *out_dir)
 				fsync(dfd);
 				close(dfd);
 			}
-			free(w->tmp_path);
-			w->tmp_path = NULL;
+			forget_temp(w);
 			w->pos = sb.file_size;
 			return 0;
 		}
 	}
 	free(final);
-	sp_err_set(w->err, "%s: cannot write: %s", out_dir, strerror(errno ? errno : EIO));
+	if (errno || !w->err->msg[0])
+		sp_err_set(w->err, "%s: cannot write: %s", out_dir, strerror(errno ? errno : EIO));
 	return -1;
 }
 
@@ -367,6 +401,10 @@ static int open_output(struct writer *w, const char *out_dir)
 		return -1;
 	}
 	fchmod(w->fd, 0644);
+	if (strlen(w->tmp_path) < sizeof(signal_tmp)) {
+		memcpy(signal_tmp, w->tmp_path, strlen(w->tmp_path) + 1);
+		signal_tmp_set = 1;
+	}
 	w->pos = sizeof(struct sp_super);
 	return 0;
 }
@@ -411,7 +449,7 @@ static void teardown(struct writer *w)
 {
 	if (w->tmp_path) {
 		unlink(w->tmp_path);
-		free(w->tmp_path);
+		forget_temp(w);
 	}
 	if (w->fd >= 0)
 		close(w->fd);
@@ -553,7 +591,7 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		w->progress.files_done++;
 		sp_writer_progress(w, 0);
 	}
-	if (finish(w, out_dir))
+	if (finish(w, base_dir, adapter_dir ? NULL : ft_dir, out_dir))
 		return -1;
 	sp_writer_progress(w, 1);
 	return 0;
@@ -600,7 +638,6 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 	return rc;
 }
 
-/* The size of a dry run with quantization step step (or every lossy tensor dropped). */
 /* The size of a dry run like the final run r, with quantization step step (or every lossy
  * tensor dropped). */
 static int dry_size(const char *base_dir, const char *ft_dir, const char *out_dir,
