@@ -10,6 +10,7 @@
 
 #include "sparse/sparse.h"
 #include "testutil.h"
+#include "verify.h"
 
 static char base[4096], ft[4096], delta[4096], work[4096];
 static char last_log[1024];
@@ -183,6 +184,37 @@ static void wrong_base(void)
 	sp_delta_close(d);
 }
 
+/* mksparse's read-back: a good delta passes; a damaged chunk, or a fine-tune that differs from
+ * what the delta decodes to, fails with a message naming file and chunk. */
+static void verify_written(void)
+{
+	char file[4200], other[4200];
+	struct sp_err err;
+	snprintf(file, sizeof(file), "%s/%s", delta, SP_DELTA_FILE);
+	CHECK(sp_verify_written(delta, file, base, ft, &err) == 0);
+	snprintf(other, sizeof(other), "%s/ft-other", test_tmpdir());
+	test_sh("rm -rf '%s' && cp -r '%s' '%s' && printf x | dd of='%s/model.safetensors' bs=1 "
+		"seek=200000 conv=notrunc status=none", other, ft, other, other);
+	CHECK(sp_verify_written(delta, file, base, other, &err) != 0 &&
+	      strstr(err.msg, "model.safetensors, chunk") && strstr(err.msg, "differs from the fine-tune"));
+	CHECK(sp_verify_written(delta, file, base, NULL, &err) == 0); /* hashes only */
+	fresh_copy();
+	struct sp_delta *d = sp_delta_open(work, NULL, 0, &err);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	uint64_t k = chunk_with(d, file_named(d, "model.safetensors"), SP_CODEC_DELTA);
+	const struct sp_chunk c = *sp_delta_chunk(d, k);
+	sp_delta_close(d);
+	poke(c.data_off + c.data_len / 2, 0x20);
+	snprintf(file, sizeof(file), "%s/%s", work, SP_DELTA_FILE);
+	CHECK(sp_verify_written(work, file, base, ft, &err) != 0 &&
+	      strstr(err.msg, "does not decode to its hash"));
+	struct sp_write_opts o = {.chunk_size = 65536, .verify = 1};
+	snprintf(other, sizeof(other), "%s/verified", test_tmpdir());
+	CHECK(sp_write_delta(base, ft, other, &o, NULL, &err) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	struct sp_write_opts o = {.chunk_size = 65536};
@@ -204,5 +236,6 @@ int main(int argc, char **argv)
 	unknown_features();
 	damaged_chunk();
 	wrong_base();
+	verify_written();
 	return test_done();
 }

@@ -28,6 +28,26 @@ void sp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Parses a byte count with an optional K, M or G suffix (powers of 1024); 0 or -1. */
 int sp_parse_size(const char *s, uint64_t *out);
 
+/* ---- Hugging Face hub ids ---- */
+
+/* A model folder as the user named it: a folder, or a hub id ORG/NAME[@REVISION] found in the
+ * local Hugging Face cache. */
+struct sp_hub_ref {
+	char *dir;      /* the folder: the argument itself, or the cache snapshot */
+	char *id;       /* ORG/NAME when resolved from the cache, else NULL */
+	char *revision; /* the branch, tag or commit asked for ("main" when none) */
+	char *commit;   /* the snapshot's commit hash */
+};
+
+/* Splits ORG/NAME[@REVISION] (malloc'd; revision "main" when absent); -1 when arg is not one. */
+int sp_hub_parse(const char *arg, char **id, char **revision);
+/* An existing folder is itself (it wins over an id); else an id is looked up in HF_HUB_CACHE,
+ * HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub and ~/.cache/huggingface/hub, in that order,
+ * never on the network. Anything else is returned as it is, for the caller's open to fail on.
+ * -1 when an id is not in the cache, with every place looked at in err. */
+int sp_hub_locate(const char *arg, struct sp_hub_ref *ref, struct sp_err *err);
+void sp_hub_ref_free(struct sp_hub_ref *ref);
+
 /* ---- writing ---- */
 
 enum sp_mode {
@@ -35,6 +55,20 @@ enum sp_mode {
 	SP_MODE_SVD,      /* 2-D weights as base + a truncated SVD of the delta */
 	SP_MODE_QUANT,    /* 2-D weights as base + optional low rank + a quantized residual */
 };
+
+/* How far a write is: what is planned (files, tensors) and encoded (bytes) of the totals. */
+struct sp_progress {
+	uint64_t files_done, files;
+	uint64_t tensors_done, tensors;
+	uint64_t bytes_done, bytes; /* the fine-tune's bytes */
+	double seconds;             /* since the write began */
+	int final;                  /* the last call, once everything is encoded */
+};
+
+/* Called on the writing thread, at most every SP_PROGRESS_INTERVAL seconds and once at the end;
+ * not during the dry runs that a size budget makes. */
+typedef void (*sp_progress_fn)(const struct sp_progress *p, void *arg);
+#define SP_PROGRESS_INTERVAL 0.2
 
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
@@ -56,10 +90,15 @@ struct sp_write_opts {
 			      * budget without a rank sets it */
 	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
 	int dry_run;         /* compute everything, write nothing */
+	int verify;          /* before the delta takes its name, decode it all back through the
+			      * reader: every chunk against its hash and, when bit-exact, against
+			      * the fine-tune's bytes */
 	/* "DERIVED=BASE" pairs: patch file DERIVED (a path in the fine-tune or derived dataset)
 	 * against BASE (a path in the base), instead of the base file chosen by name or content */
 	const char *const *map;
 	size_t nmap;
+	sp_progress_fn progress; /* NULL: none */
+	void *progress_arg;
 };
 
 struct sp_write_stats {
@@ -77,6 +116,10 @@ struct sp_write_stats {
  * nothing that looks like a delta is left behind. */
 int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
 		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
+
+/* For a SIGINT or SIGTERM handler: removes the temporary file of the write in progress, if
+ * any (async-signal-safe). The handler then ends the process. */
+void sp_write_remove_temp(void);
 
 /* Writes the model that a PEFT LoRA adapter makes of base_dir, merged (W + scale B A, computed
  * on read), as a delta in the base's layout. Lossy only in the rounding of the merge. */

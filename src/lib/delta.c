@@ -66,17 +66,41 @@ static int open_base_in(struct sp_delta *d, const char *dir, struct sp_err *err)
 	return 0;
 }
 
-/* The base is where -o base= says, else where it was (absolute path), else where it is
- * relative to the delta (both moved together). */
+/* The recorded hub id at its recorded commit, looked up in this machine's cache; NULL (with
+ * why in err) when it is not there. */
+static char *hub_base(const struct sp_delta *d, struct sp_err *err)
+{
+	struct sp_hub_ref ref;
+	char *id, *dir = NULL;
+	if (!d->m.hub_id || asprintf(&id, "%s@%s", d->m.hub_id, d->m.hub_commit) < 0)
+		return NULL;
+	if (sp_hub_locate(id, &ref, err) == 0) {
+		dir = ref.dir;
+		ref.dir = NULL;
+		sp_hub_ref_free(&ref);
+	}
+	free(id);
+	return dir;
+}
+
+/* The base is where -o base= says (a folder or a hub id), else the recorded hub id in the local
+ * cache, else where it was (absolute path), else where it is relative to the delta (both moved
+ * together). */
 static int open_base(struct sp_delta *d, const char *override, struct sp_err *err)
 {
-	char *rel = NULL;
-	const char *cands[3] = {override, override ? NULL : d->m.base_path, NULL};
+	struct sp_hub_ref given = {0};
+	struct sp_err hub_err = {{0}};
+	char *rel = NULL, *hub = NULL;
+	if (override && sp_hub_locate(override, &given, err))
+		return -1;
+	const char *cands[4] = {given.dir, NULL, override ? NULL : d->m.base_path, NULL};
+	if (!override && (hub = hub_base(d, &hub_err)))
+		cands[1] = hub;
 	if (!override && d->m.base_relpath && asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
-		cands[2] = rel;
+		cands[3] = rel;
 	struct sp_err first = {{0}};
 	int rc = -1;
-	for (int i = 0; i < 3 && rc; i++) {
+	for (int i = 0; i < 4 && rc; i++) {
 		if (!cands[i] || (i > 0 && access(cands[i], F_OK)))
 			continue;
 		close_base(d);
@@ -85,23 +109,38 @@ static int open_base(struct sp_delta *d, const char *override, struct sp_err *er
 			first = *err;
 	}
 	free(rel);
+	free(hub);
+	sp_hub_ref_free(&given);
 	if (rc && first.msg[0])
 		*err = first;
 	else if (rc)
-		sp_err_set(err, "%s: base %s not found (-o base=DIR says where it is)", d->dir,
-			   d->m.base_path);
+		sp_err_set(err, "%s: base %s not found (-o base=DIR says where it is)%s%.700s", d->dir,
+			   d->m.base_path, hub_err.msg[0] ? "; " : "", hub_err.msg);
 	return rc;
 }
 
 struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned flags,
 			       struct sp_err *err)
 {
+	char *path;
+	if (asprintf(&path, "%s/%s", dir, SP_DELTA_FILE) < 0) {
+		sp_err_set(err, "%s: out of memory", dir);
+		return NULL;
+	}
+	struct sp_delta *d = sp_delta_open_file(dir, path, base_dir, flags, err);
+	free(path);
+	return d;
+}
+
+struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
+				    unsigned flags, struct sp_err *err)
+{
 	struct sp_delta *d = calloc(1, sizeof(*d));
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!d)
 		return NULL;
 	d->fd = -1;
-	if (!(d->dir = strdup(dir)) || asprintf(&d->path, "%s/%s", dir, SP_DELTA_FILE) < 0)
+	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)))
 		goto fail;
 	d->fd = open(d->path, O_RDONLY | O_CLOEXEC);
 	if (d->fd < 0) {

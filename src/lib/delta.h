@@ -23,6 +23,11 @@ struct sp_delta {
 	struct sp_cache *aux_cache;
 };
 
+/* sp_delta_open of the delta file at file (the writer's temporary file, to verify it), as if it
+ * were dir/delta.sparse. */
+struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
+				    unsigned flags, struct sp_err *err);
+
 /* Reads and validates the superblock, chunk table and manifest of d->path. */
 int sp_delta_load(struct sp_delta *d, struct sp_err *err);
 

@@ -2,9 +2,13 @@
 #include "manifest.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uthash.h>
+
+#include "dtype.h"
 
 cJSON *sp_json_hash(uint64_t h)
 {
@@ -120,81 +124,240 @@ static int safe_name(const char *name)
 	return 1;
 }
 
-static int parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f)
+/* A shape: non-negative integers whose product times elem does not overflow, and equals size
+ * when exact. The product is checked as it grows: no shape wraps around to a small size. */
+static int shape_ok(const cJSON *shape, uint64_t elem, uint64_t size, int exact)
+{
+	const cJSON *d;
+	uint64_t bytes = elem;
+	if (!cJSON_IsArray(shape))
+		return 0;
+	cJSON_ArrayForEach(d, shape) {
+		uint64_t n;
+		if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > 9007199254740992.0 ||
+		    d->valuedouble != (double)(n = (uint64_t)d->valuedouble) ||
+		    (n && bytes > UINT64_MAX / n))
+			return 0;
+		bytes *= n;
+	}
+	return !exact || bytes == size;
+}
+
+/* A tensor entry (--info and the log lines read it): its bytes lie inside its file, and its
+ * shape and dtype give its size (a dtype this reader does not know may have any size). */
+static int parse_tensor(const cJSON *t, uint64_t file_size)
+{
+	uint64_t off, size;
+	const char *dt = get_str(t, "dtype");
+	const cJSON *bshape = cJSON_GetObjectItemCaseSensitive(t, "base_shape");
+	if (!get_str(t, "name") || !dt || get_u64(t, "offset", &off) || get_u64(t, "size", &size) ||
+	    off > file_size || size > file_size - off)
+		return -1;
+	enum sp_dtype dtype = sp_dtype_from_name(dt);
+	if (!shape_ok(cJSON_GetObjectItemCaseSensitive(t, "shape"),
+		      dtype == SP_DT_BYTES ? 1 : sp_dtype_size(dtype), size, dtype != SP_DT_BYTES))
+		return -1;
+	return bshape && (!shape_ok(bshape, 1, 0, 0) || !get_str(t, "base_dtype")) ? -1 : 0;
+}
+
+static int parse_tensors(const cJSON *ts, uint64_t file_size)
+{
+	const cJSON *t;
+	if (!ts)
+		return 0;
+	if (!cJSON_IsArray(ts))
+		return -1;
+	cJSON_ArrayForEach(t, ts)
+		if (!cJSON_IsObject(t) || parse_tensor(t, file_size))
+			return -1;
+	return 0;
+}
+
+/* Why file entry js is wrong, or NULL. */
+static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f)
 {
 	uint64_t nsec = 0, mode = 0;
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(js, "mtime");
-	f->name = get_str(js, "name");
-	if (!f->name || !safe_name(f->name) || get_u64(js, "size", &f->size) ||
-	    get_u64(js, "first_chunk", &f->first_chunk) ||
+	if (!(f->name = get_str(js, "name")))
+		return "a file without a name";
+	if (!safe_name(f->name))
+		return "a file name that leaves the mount (absolute, empty, '.' or '..')";
+	if (get_u64(js, "size", &f->size) || get_u64(js, "first_chunk", &f->first_chunk) ||
 	    get_u64(js, "chunk_count", &f->chunk_count) || get_u64(js, "mtime_nsec", &nsec) ||
-	    !cJSON_IsNumber(mt) || nsec >= 1000000000u)
-		return -1;
+	    !cJSON_IsNumber(mt) || !(fabs(mt->valuedouble) < 9.2e18) || nsec >= 1000000000u)
+		return "a file's size, chunks or time"; /* an mtime past int64 would not convert */
 	f->mtime = (int64_t)mt->valuedouble;
 	f->mtime_nsec = (uint32_t)nsec;
 	const cJSON *link = cJSON_GetObjectItemCaseSensitive(js, "link");
 	if (link && (!cJSON_IsString(link) || !*link->valuestring ||
 		     strlen(link->valuestring) != f->size || f->chunk_count))
-		return -1;
+		return "a link's target";
 	f->link = link ? link->valuestring : NULL;
 	if (cJSON_GetObjectItemCaseSensitive(js, "mode") && (get_u64(js, "mode", &mode) || mode > 07777))
-		return -1;
+		return "a file's mode";
 	f->mode = (uint32_t)mode;
-	return f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk ? -1 : 0;
+	if (parse_tensors(cJSON_GetObjectItemCaseSensitive(js, "tensors"), f->size))
+		return "a tensor's shape, dtype or offsets (outside its file, or a size that overflows)";
+	if (f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk)
+		return "a chunk range outside the chunk table";
+	return NULL;
 }
 
-static int parse_base(const cJSON *base, struct sp_manifest *m)
+/* The optional hub id (written since 0.1.0's ecosystem work; older deltas have none). */
+static int parse_hub(const cJSON *hub, struct sp_manifest *m)
+{
+	char *id = NULL, *rev = NULL;
+	if (!hub)
+		return 0;
+	m->hub_id = get_str(hub, "id");
+	m->hub_commit = get_str(hub, "commit");
+	int ok = m->hub_id && m->hub_commit && get_str(hub, "revision") &&
+		 strlen(m->hub_commit) == 40 && strspn(m->hub_commit, "0123456789abcdef") == 40 &&
+		 !sp_hub_parse(m->hub_id, &id, &rev) && !strchr(m->hub_id, '@');
+	free(id);
+	free(rev);
+	return ok ? 0 : -1;
+}
+
+static const char *parse_base(const cJSON *base, struct sp_manifest *m)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
 	m->base_path = get_str(base, "path");
 	m->base_relpath = get_str(base, "relpath");
 	if (!m->base_path || !cJSON_IsArray(files))
-		return -1;
+		return "no base";
+	if (parse_hub(cJSON_GetObjectItemCaseSensitive(base, "hub"), m))
+		return "a malformed hub id";
 	m->base = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->base));
 	if (!m->base)
-		return -1;
-	cJSON_ArrayForEach(js, files)
-		if (parse_base_fp(js, &m->base[m->nbase++]))
-			return -1;
-	return 0;
+		return "out of memory";
+	cJSON_ArrayForEach(js, files) {
+		struct sp_base_fp *fp = &m->base[m->nbase++];
+		if (parse_base_fp(js, fp))
+			return "a base file's fingerprint";
+		if (!safe_name(fp->name))
+			return "a base file name that leaves the base (absolute, empty, '.' or '..')";
+	}
+	return NULL;
 }
 
-static int parse_files(const cJSON *files, uint64_t chunk_count, struct sp_manifest *m)
+struct seen {
+	const char *name;
+	UT_hash_handle hh;
+};
+
+/* Why the file names clash (one twice, or one a folder of another), or NULL. */
+static const char *name_clash(const struct sp_manifest *m, const char **which)
+{
+	struct seen *set = NULL, *s, *tmp, *all = calloc(m->nfiles + 1, sizeof(*all));
+	const char *why = all ? NULL : "out of memory";
+	for (size_t i = 0; !why && i < m->nfiles; i++) {
+		const char *n = m->files[i].name;
+		HASH_FIND_STR(set, n, s);
+		if (s) {
+			why = "a file name that appears twice";
+			*which = n;
+		} else {
+			all[i].name = n;
+			HASH_ADD_KEYPTR(hh, set, n, strlen(n), &all[i]);
+		}
+	}
+	for (size_t i = 0; !why && i < m->nfiles; i++) {
+		const char *n = m->files[i].name;
+		for (const char *sl = strchr(n, '/'); !why && sl; sl = strchr(sl + 1, '/')) {
+			HASH_FIND(hh, set, n, (size_t)(sl - n), s);
+			if (s) {
+				why = "a file name that is also a folder";
+				*which = n;
+			}
+		}
+	}
+	HASH_ITER(hh, set, s, tmp)
+		HASH_DEL(set, s);
+	free(all);
+	return why;
+}
+
+static const char *parse_files(const cJSON *files, uint64_t chunk_count, struct sp_manifest *m,
+			       const char **which)
 {
 	const cJSON *js;
 	if (!cJSON_IsArray(files))
-		return -1;
+		return "no files";
 	m->files = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->files));
 	if (!m->files)
-		return -1;
-	cJSON_ArrayForEach(js, files)
-		if (parse_file(js, chunk_count, &m->files[m->nfiles++]))
-			return -1;
+		return "out of memory";
+	cJSON_ArrayForEach(js, files) {
+		const char *why = parse_file(js, chunk_count, &m->files[m->nfiles++]);
+		if (why) {
+			*which = get_str(js, "name");
+			return why;
+		}
+	}
+	return name_clash(m, which);
+}
+
+/* A NUL character, raw or escaped, would cut a name short where C reads it: refused. A
+ * backslash only ever starts an escape, so skipping each escape's second character is enough
+ * to tell "\u0000" from an escaped backslash followed by "u0000". */
+static int has_nul(const char *json, size_t len)
+{
+	if (memchr(json, 0, len))
+		return 1;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (json[i] == '\\') {
+			if (json[i + 1] == 'u' && len - i >= 6 && !memcmp(json + i + 2, "0000", 4))
+				return 1;
+			i++;
+		}
 	return 0;
+}
+
+/* Why the top level is wrong, or NULL. */
+static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const char **which)
+{
+	uint64_t cs = 0, version = SP_VERSION;
+	const char *why;
+	if (!cJSON_IsObject(m->root))
+		return "not a JSON object";
+	if (cJSON_GetObjectItemCaseSensitive(m->root, "version") &&
+	    (get_u64(m->root, "version", &version) || version != SP_VERSION))
+		return "a format version this reader does not know";
+	if (get_u64(m->root, "chunk_size", &cs) || cs < SP_CHUNK_MIN || cs > SP_CHUNK_MAX)
+		return "no valid chunk_size";
+	m->chunk_size = (uint32_t)cs;
+	if (!(m->mode = get_str(m->root, "mode")))
+		return "no mode";
+	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), m)))
+		return why;
+	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), chunk_count, m,
+			       which)))
+		return why;
+	if (cJSON_GetObjectItemCaseSensitive(m->root, "aux_chunks") &&
+	    get_u64(m->root, "aux_chunks", &m->aux_chunks))
+		return "aux_chunks";
+	return NULL;
 }
 
 int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
 		      const char *path, struct sp_err *err)
 {
-	uint64_t cs = 0;
+	const char *which = NULL, *why;
 	memset(m, 0, sizeof(*m));
-	m->root = cJSON_ParseWithLength(json, len);
-	if (!cJSON_IsObject(m->root) || get_u64(m->root, "chunk_size", &cs) || cs < SP_CHUNK_MIN ||
-	    cs > SP_CHUNK_MAX || !(m->mode = get_str(m->root, "mode")) ||
-	    parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), m) ||
-	    parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), chunk_count, m)) {
-		sp_err_set(err, "%s: the manifest is malformed", path);
-		sp_manifest_free(m);
-		return -1;
-	}
-	m->chunk_size = (uint32_t)cs;
-	if (cJSON_GetObjectItemCaseSensitive(m->root, "aux_chunks") &&
-	    get_u64(m->root, "aux_chunks", &m->aux_chunks)) {
-		sp_err_set(err, "%s: the manifest is malformed (aux_chunks)", path);
-		sp_manifest_free(m);
-		return -1;
-	}
-	return 0;
+	if (has_nul(json, len))
+		why = "a NUL character";
+	else if (!(m->root = cJSON_ParseWithLength(json, len)))
+		why = "not JSON";
+	else
+		why = parse_top(m, chunk_count, &which);
+	if (!why)
+		return 0;
+	if (which)
+		sp_err_set(err, "%s: the manifest is malformed: %s: '%s'", path, why, which);
+	else
+		sp_err_set(err, "%s: the manifest is malformed: %s", path, why);
+	sp_manifest_free(m);
+	return -1;
 }
 
 void sp_manifest_free(struct sp_manifest *m)

@@ -26,6 +26,8 @@ struct sp_manifest {
 	const char *mode;
 	const char *base_path;    /* absolute, as written */
 	const char *base_relpath; /* relative to the delta directory */
+	const char *hub_id;       /* the base's Hugging Face hub id, if named by one, */
+	const char *hub_commit;   /* and the snapshot it was */
 	struct sp_base_fp *base;
 	size_t nbase;
 	struct sp_file_info *files;

@@ -82,7 +82,7 @@ static int ends_with(const char *s, const char *suffix)
 }
 
 /* Reads the safetensors header of f, if it has a valid one. A *.safetensors file that does not
- * parse is kept as a plain file: the delta reproduces it all the same. */
+ * parse is kept as a plain file: the delta reproduces it all the same, and a note says why. */
 static void read_st_header(struct sp_mfile *f)
 {
 	uint8_t first8[8];
@@ -93,10 +93,14 @@ static void read_st_header(struct sp_mfile *f)
 	if (pread(fd, first8, 8, 0) == 8)
 		len = sp_st_header_len(first8, f->size);
 	uint8_t *head = len ? malloc(len) : NULL;
-	struct sp_err ignored;
+	struct sp_err why;
+	sp_err_set(&why, "%s: not a safetensors file (the header length is past the end or over "
+			 "%llu bytes)", f->path, (unsigned long long)SP_ST_HEADER_MAX);
 	if (head && pread(fd, head, len, 0) == (ssize_t)len &&
-	    sp_st_parse(head, len, f->size, &f->st, f->path, &ignored) == 0)
+	    sp_st_parse(head, len, f->size, &f->st, f->path, &why) == 0)
 		f->is_st = 1;
+	else
+		sp_log("%s; stored as plain bytes", why.msg);
 	free(head);
 	close(fd);
 }

@@ -484,6 +484,8 @@ static int plan_safetensors(struct writer *w, const struct sp_mfile *f, cJSON *t
 		    plan_tensor(w, f->map, t, tensors))
 			return -1;
 		pos = t->off + t->size;
+		w->progress.tensors_done++;
+		sp_writer_progress(w, 0);
 	}
 	return emit_stored(w, f->map, pos, f->size - pos, SP_DT_BYTES, META_LEVEL);
 }

@@ -63,7 +63,8 @@ static const char *parse_tensor(const cJSON *js, uint64_t data_size, struct sp_t
 		return "bad shape";
 	if (parse_offsets(cJSON_GetObjectItemCaseSensitive(js, "data_offsets"), data_size, t))
 		return "bad data_offsets";
-	if (t->dtype != SP_DT_BYTES && t->size != t->nelem * sp_dtype_size(t->dtype))
+	if (t->dtype != SP_DT_BYTES && (t->nelem > UINT64_MAX / sp_dtype_size(t->dtype) ||
+					t->size != t->nelem * sp_dtype_size(t->dtype)))
 		return "byte size does not match shape and dtype";
 	return NULL;
 }

@@ -35,8 +35,9 @@ static int load_super(struct sp_delta *d, uint64_t file_size, struct sp_err *err
 		return -1;
 	}
 	if (sb->feature_incompat & ~SP_FEATURE_INCOMPAT_SUPPORTED) {
-		sp_err_set(err, "%s: uses features this reader does not know (0x%llx)", d->path,
-			   (unsigned long long)sb->feature_incompat);
+		sp_err_set(err, "%s: uses incompatible features 0x%llx, which this reader does not know "
+				"(a newer mksparse wrote it)", d->path,
+			   (unsigned long long)(sb->feature_incompat & ~SP_FEATURE_INCOMPAT_SUPPORTED));
 		return -1;
 	}
 	if (sb->file_size != file_size) {

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "basefp.h"
 #include "io.h"
+#include "verify.h"
 #include "writer.h"
 
 #define BATCH_PER_THREAD 4
@@ -145,6 +147,8 @@ int sp_writer_flush(struct writer *w)
 			return -1;
 		}
 		add_stats(&w->flushed, &j->stats);
+		w->progress.bytes_done += j->c.out_len;
+		sp_writer_progress(w, 0);
 		w->lossy |= j->c.codec == SP_CODEC_LOSSY;
 		w->patch |= j->c.codec == SP_CODEC_PATCH;
 	}
@@ -174,6 +178,21 @@ int sp_writer_queue(struct writer *w, const struct job *j)
 	q->dst = dst;
 	q->dst_cap = cap;
 	return 0;
+}
+
+void sp_writer_progress(struct writer *w, int final)
+{
+	struct timespec now;
+	if (!w->o->progress || !w->notes)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	w->progress.seconds = (double)(now.tv_sec - w->t0.tv_sec) +
+			      (double)(now.tv_nsec - w->t0.tv_nsec) / 1e9;
+	if (!final && w->progress.seconds - w->progress_last < SP_PROGRESS_INTERVAL)
+		return;
+	w->progress_last = w->progress.seconds;
+	w->progress.final = final;
+	w->o->progress(&w->progress, w->o->progress_arg);
 }
 
 /* ---- the base ---- */
@@ -236,11 +255,22 @@ static char *absolute(const char *dir)
 	return abs;
 }
 
-static cJSON *base_json(const char *base_dir, const char *out_dir)
+/* The base's hub id, when it was named by one: where readers look for it first. */
+static void hub_json(cJSON *base, const struct sp_hub_ref *hub)
+{
+	cJSON *js = cJSON_AddObjectToObject(base, "hub");
+	cJSON_AddStringToObject(js, "id", hub->id);
+	cJSON_AddStringToObject(js, "revision", hub->revision);
+	cJSON_AddStringToObject(js, "commit", hub->commit);
+}
+
+static cJSON *base_json(const char *base_dir, const char *out_dir, const struct sp_hub_ref *hub)
 {
 	char *abs_base = realpath(base_dir, NULL), *abs_out = absolute(out_dir);
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "path", abs_base ? abs_base : base_dir);
+	if (hub && hub->id)
+		hub_json(js, hub);
 	if (abs_base && abs_out) {
 		char rel[PATH_MAX];
 		relative_path(abs_out, abs_base, rel, sizeof(rel));
@@ -287,9 +317,40 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 	return rc;
 }
 
-/* Chunk table, manifest, and last the superblock: until it is written and the file renamed,
- * nothing looks like a delta. */
-static int finish(struct writer *w, const char *out_dir)
+/* The temporary file being written, for sp_write_remove_temp in a signal handler: a copy in
+ * static storage, since a handler may neither lock nor follow the writer's pointers. */
+static char signal_tmp[PATH_MAX];
+static volatile sig_atomic_t signal_tmp_set;
+
+void sp_write_remove_temp(void)
+{
+	if (signal_tmp_set)
+		unlink(signal_tmp);
+}
+
+static void forget_temp(struct writer *w)
+{
+	signal_tmp_set = 0;
+	free(w->tmp_path);
+	w->tmp_path = NULL;
+}
+
+/* The finished temporary file, read back through the reader (opts.verify): decoded, checked
+ * against every hash and, for a bit-exact delta, against the fine-tune. */
+static int verify(struct writer *w, const char *base_dir, const char *ft_dir, const char *out_dir)
+{
+	int exact = w->o->mode == SP_MODE_LOSSLESS && !w->o->size && !w->lora;
+	if (!w->o->verify)
+		return 0;
+	if (sp_verify_written(out_dir, w->tmp_path, base_dir, exact ? ft_dir : NULL, w->err) == 0)
+		return 0;
+	errno = 0; /* the message says what failed */
+	return -1;
+}
+
+/* Chunk table, manifest, and last the superblock: until it is written, verified and the file
+ * renamed, nothing looks like a delta. */
+static int finish(struct writer *w, const char *base_dir, const char *ft_dir, const char *out_dir)
 {
 	struct sp_super sb = {.version = SP_VERSION, .super_size = sizeof(sb)};
 	char *final = NULL;
@@ -304,6 +365,7 @@ static int finish(struct writer *w, const char *out_dir)
 	if (write_tail(w, &sb) == 0) {
 		sb.super_hash = XXH3_64bits(&sb, offsetof(struct sp_super, super_hash));
 		if (sp_pwrite_full(w->fd, &sb, sizeof(sb), 0) == 0 && fsync(w->fd) == 0 &&
+		    verify(w, base_dir, ft_dir, out_dir) == 0 &&
 		    asprintf(&final, "%s/%s", out_dir, SP_DELTA_FILE) > 0 &&
 		    rename(w->tmp_path, final) == 0) {
 			free(final);
@@ -312,14 +374,14 @@ static int finish(struct writer *w, const char *out_dir)
 				fsync(dfd);
 				close(dfd);
 			}
-			free(w->tmp_path);
-			w->tmp_path = NULL;
+			forget_temp(w);
 			w->pos = sb.file_size;
 			return 0;
 		}
 	}
 	free(final);
-	sp_err_set(w->err, "%s: cannot write: %s", out_dir, strerror(errno ? errno : EIO));
+	if (errno || !w->err->msg[0])
+		sp_err_set(w->err, "%s: cannot write: %s", out_dir, strerror(errno ? errno : EIO));
 	return -1;
 }
 
@@ -339,6 +401,10 @@ static int open_output(struct writer *w, const char *out_dir)
 		return -1;
 	}
 	fchmod(w->fd, 0644);
+	if (strlen(w->tmp_path) < sizeof(signal_tmp)) {
+		memcpy(signal_tmp, w->tmp_path, strlen(w->tmp_path) + 1);
+		signal_tmp_set = 1;
+	}
 	w->pos = sizeof(struct sp_super);
 	return 0;
 }
@@ -383,7 +449,7 @@ static void teardown(struct writer *w)
 {
 	if (w->tmp_path) {
 		unlink(w->tmp_path);
-		free(w->tmp_path);
+		forget_temp(w);
 	}
 	if (w->fd >= 0)
 		close(w->fd);
@@ -506,7 +572,7 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	if (w->o->dry_run)
 		w->pos = sizeof(struct sp_super);
-	cJSON *base = base_json(base_dir, out_dir);
+	cJSON *base = base_json(base_dir, out_dir, w->base_hub);
 	cJSON_AddItemToObject(w->manifest, "base", base);
 	w->base_files = cJSON_AddArrayToObject(base, "files");
 	w->files = cJSON_AddArrayToObject(w->manifest, "files");
@@ -514,10 +580,21 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	for (size_t i = 0; i < w->base.nfiles; i++)
 		w->base_fp_index[i] = SP_NO_BASE;
-	for (uint32_t i = 0; i < w->ft.nfiles; i++)
+	for (uint32_t i = 0; i < w->ft.nfiles; i++) {
+		w->progress.files += 1;
+		w->progress.tensors += w->ft.files[i].st.ntensors;
+		w->progress.bytes += w->ft.files[i].size;
+	}
+	for (uint32_t i = 0; i < w->ft.nfiles; i++) {
 		if (sp_plan_file(w, i))
 			return -1;
-	return finish(w, out_dir);
+		w->progress.files_done++;
+		sp_writer_progress(w, 0);
+	}
+	if (finish(w, base_dir, adapter_dir ? NULL : ft_dir, out_dir))
+		return -1;
+	sp_writer_progress(w, 1);
+	return 0;
 }
 
 /* How one run of the writer differs from the options. */
@@ -525,6 +602,7 @@ struct run {
 	int drop;        /* lossy tensors keep just the base */
 	int notes;       /* say what is worth saying (not in a budget's dry runs) */
 	int patch_level; /* the level for patches: the options' level, if they give one */
+	const struct sp_hub_ref *base_hub; /* the base's hub id, for the manifest */
 };
 
 static int write_once(const char *base_dir, const char *ft_dir, const char *adapter_dir,
@@ -532,9 +610,11 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 		      struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct writer w = {.o = o, .err = err, .fd = -1, .drop_lossy = r->drop,
-			   .notes = r->notes, .patch_level = r->patch_level};
+			   .notes = r->notes, .patch_level = r->patch_level,
+			   .base_hub = r->base_hub};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	w.t0 = t0;
 	int rc = write_all(&w, base_dir, ft_dir, adapter_dir, out_dir);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rc && !err->msg[0])
@@ -558,7 +638,6 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 	return rc;
 }
 
-/* The size of a dry run with quantization step step (or every lossy tensor dropped). */
 /* The size of a dry run like the final run r, with quantization step step (or every lossy
  * tensor dropped). */
 static int dry_size(const char *base_dir, const char *ft_dir, const char *out_dir,
@@ -566,7 +645,8 @@ static int dry_size(const char *base_dir, const char *ft_dir, const char *out_di
 		    uint64_t *size, struct sp_err *err)
 {
 	struct sp_write_stats st;
-	struct run r = {.drop = drop, .patch_level = final->patch_level};
+	struct run r = {.drop = drop, .patch_level = final->patch_level,
+			.base_hub = final->base_hub};
 	o.dry_run = 1;
 	o.step = step;
 	int rc = write_once(base_dir, ft_dir, NULL, out_dir, &o, &r, &st, err);
@@ -611,12 +691,14 @@ static int fit_budget(const char *base_dir, const char *ft_dir, const char *out_
 	return 0;
 }
 
-int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
-		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err)
+static int write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
+		       const struct sp_write_opts *opts, const struct sp_hub_ref *base_hub,
+		       struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct sp_write_opts o = *opts;
 	struct sp_write_stats st;
-	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL};
+	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL,
+			.base_hub = base_hub};
 	struct timespec t0, t1;
 	err->msg[0] = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -632,9 +714,9 @@ int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir
 	return rc;
 }
 
-int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
-		     const struct sp_write_opts *opts, struct sp_write_stats *stats,
-		     struct sp_err *err)
+static int write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
+			 const struct sp_write_opts *opts, const struct sp_hub_ref *base_hub,
+			 struct sp_write_stats *stats, struct sp_err *err)
 {
 	struct sp_write_opts o = *opts;
 	struct sp_write_stats st;
@@ -646,9 +728,37 @@ int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *
 	}
 	if (check_opts(&o, err))
 		return -1;
-	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL};
+	struct run r = {.notes = 1, .patch_level = opts->level ? opts->level : PATCH_LEVEL,
+			.base_hub = base_hub};
 	int rc = write_once(base_dir, base_dir, adapter_dir, out_dir, &o, &r, &st, err);
 	if (rc == 0 && stats)
 		*stats = st;
+	return rc;
+}
+
+/* ---- the entry points: any model folder may be named by a hub id ---- */
+
+int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
+		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err)
+{
+	struct sp_hub_ref base, ft = {0};
+	int rc = -1;
+	if (sp_hub_locate(base_dir, &base, err) == 0 && sp_hub_locate(ft_dir, &ft, err) == 0)
+		rc = write_delta(base.dir, ft.dir, out_dir, opts, &base, stats, err);
+	sp_hub_ref_free(&base);
+	sp_hub_ref_free(&ft);
+	return rc;
+}
+
+int sp_write_adapter(const char *adapter_dir, const char *base_dir, const char *out_dir,
+		     const struct sp_write_opts *opts, struct sp_write_stats *stats,
+		     struct sp_err *err)
+{
+	struct sp_hub_ref base, adapter = {0};
+	int rc = -1;
+	if (sp_hub_locate(base_dir, &base, err) == 0 && sp_hub_locate(adapter_dir, &adapter, err) == 0)
+		rc = write_adapter(adapter.dir, base.dir, out_dir, opts, &base, stats, err);
+	sp_hub_ref_free(&base);
+	sp_hub_ref_free(&adapter);
 	return rc;
 }

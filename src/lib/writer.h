@@ -57,6 +57,10 @@ struct writer {
 	struct sp_codecs *codecs;      /* one per thread */
 	int threads;
 	atomic_size_t next_job;
+	const struct sp_hub_ref *base_hub; /* the base's hub id, if named by one */
+	struct sp_progress progress;       /* for o->progress, in runs with notes */
+	double progress_last;              /* progress.seconds at the last report */
+	struct timespec t0;
 };
 
 /* Adds a chunk to the queue; encodes and writes the queue when full. */
@@ -68,6 +72,9 @@ int sp_writer_flush(struct writer *w);
 uint32_t sp_writer_base_index(struct writer *w, uint32_t i);
 /* Stores bytes as an auxiliary chunk; *ordinal is what LOSSY chunks name it by. */
 int sp_writer_add_aux(struct writer *w, const uint8_t *bytes, size_t len, uint32_t *ordinal);
+
+/* Reports progress to the caller when it asks for it and enough time has passed. */
+void sp_writer_progress(struct writer *w, int final);
 
 /* Plans file i of the fine-tune into chunks and its manifest entry. */
 int sp_plan_file(struct writer *w, uint32_t i);

@@ -3,10 +3,13 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "progress.h"
 #include "sparse/sparse.h"
 
 static void usage(FILE *out)
@@ -17,6 +20,8 @@ static void usage(FILE *out)
 		"Writes FINETUNE_DIR as a delta against BASE_DIR (bit-exact by default), or the model\n"
 		"a PEFT LoRA adapter makes of BASE_DIR, merged; sparsefs mounts it.\n"
 		"  -o, --output DIR       the delta directory to write (created if missing)\n"
+		"  -f, --force            replace the delta DIR already holds\n"
+		"      --no-verify        do not decode the delta back before keeping it\n"
 		"  -a, --adapter DIR      package this LoRA adapter (adapter_config.json and\n"
 		"                         adapter_model.safetensors) against BASE_DIR\n"
 		"      --map D=B          patch file D of FINETUNE_DIR against file B of BASE_DIR\n"
@@ -40,7 +45,8 @@ static void usage(FILE *out)
 		"                         (default 1M)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
 		"  -j, --threads N        encoding threads, 1..64 (default: one per CPU)\n"
-		"  -q, --quiet            print nothing on success\n"
+		"  -q, --quiet            print nothing on success (and no progress line, which\n"
+		"                         shows on a terminal only)\n"
 		"  -V, --version          print the version\n"
 		"  -h, --help             this help\n");
 }
@@ -156,12 +162,14 @@ static int write_report(const char *path, const cJSON *report)
 	return rc;
 }
 
-enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP };
+enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP, OPT_NO_VERIFY };
 
 #define MAX_MAPS 1024
 
 static const struct option longopts[] = {
 	{"output", required_argument, NULL, 'o'},
+	{"force", no_argument, NULL, 'f'},
+	{"no-verify", no_argument, NULL, OPT_NO_VERIFY},
 	{"adapter", required_argument, NULL, 'a'},
 	{"map", required_argument, NULL, OPT_MAP},
 	{"mode", required_argument, NULL, 'm'},
@@ -196,7 +204,7 @@ struct cli {
 	struct sp_write_opts o;
 	const char *out, *report, *adapter;
 	const char *maps[MAX_MAPS];
-	int quiet;
+	int quiet, force, no_verify;
 };
 
 /* One option into cli; -1 for a bad value. */
@@ -205,6 +213,8 @@ static int take(struct cli *c, int opt, const char *arg)
 	int v;
 	switch (opt) {
 	case 'o': c->out = arg; return 0;
+	case 'f': c->force = 1; return 0;
+	case OPT_NO_VERIFY: c->no_verify = 1; return 0;
 	case 'a': c->adapter = arg; return 0;
 	case 'm': return parse_mode(arg, &c->o.mode);
 	case 'r': return parse_int(arg, 0, 4096, &v) ? -1 : (c->o.rank = (uint32_t)v, 0);
@@ -235,15 +245,46 @@ static int quiet_log;
 /* The library's notes (a compressed input), unless -q. */
 static void log_note(const char *line)
 {
+	progress_break();
 	if (!quiet_log)
 		fprintf(stderr, "mksparse: %s\n", line);
+}
+
+/* Ctrl-C or a kill: the temporary file goes, then the process ends as the signal says. */
+static void on_signal(int sig)
+{
+	static const char msg[] = "mksparse: interrupted: no delta written\n";
+	sp_write_remove_temp();
+	ssize_t said = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	(void)said;
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* A delta already there is replaced only when asked (it stays as it was if writing fails). */
+static int output_taken(const struct cli *c)
+{
+	if (c->force || c->o.dry_run || !sp_is_delta_dir(c->out))
+		return 0;
+	fprintf(stderr, "mksparse: %s already holds a delta (%s); --force replaces it\n", c->out,
+		SP_DELTA_FILE);
+	return 1;
 }
 
 int main(int argc, char **argv)
 {
 	struct cli c = {0};
 	int opt;
-	while ((opt = getopt_long(argc, argv, "o:a:m:r:e:b:g:s:nc:l:j:qVh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "o:fa:m:r:e:b:g:s:nc:l:j:qVh", longopts, NULL)) != -1) {
 		if (opt == 'V' || opt == 'h') {
 			opt == 'V' ? (void)printf("mksparse %s\n", SPARSE_VERSION_STRING) : usage(stdout);
 			return 0;
@@ -267,13 +308,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mksparse: --report: only lossy modes have a quality report\n");
 		return 2;
 	}
+	if (output_taken(&c))
+		return 1;
+	c.o.verify = !c.no_verify;
+	catch_signals();
 	struct sp_write_stats st;
 	struct sp_err err;
 	quiet_log = c.quiet;
 	sp_set_log(log_note);
+	if (!c.quiet && isatty(STDERR_FILENO)) /* a progress line only where someone watches */
+		c.o.progress = progress_line;
 	int failed = c.adapter ? sp_write_adapter(c.adapter, argv[optind], c.out, &c.o, &st, &err)
 			       : sp_write_delta(argv[optind], argv[optind + 1], c.out, &c.o, &st, &err);
 	if (failed) {
+		progress_break();
 		fprintf(stderr, "mksparse: %s\n", err.msg);
 		return 1;
 	}

@@ -14,6 +14,7 @@
 
 #include "readahead.h"
 #include "scratch.h"
+#include "xattr.h"
 
 #define TIMEOUT 86400.0
 
@@ -276,4 +277,6 @@ const struct fuse_lowlevel_ops sparsefs_ops = {
 	.release = op_release,
 	.readlink = op_readlink,
 	.statfs = op_statfs,
+	.getxattr = xattr_get,
+	.listxattr = xattr_list,
 };

@@ -2,13 +2,16 @@
 /* sparsefs: mount a delta (or a directory of deltas) as the fine-tune's folder, or inspect,
  * verify and extract it. */
 #include <cblas.h>
+#include <errno.h>
 #include <limits.h>
 #include <malloc.h>
+#include <mntent.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -29,7 +32,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: sparsefs [options] DELTA MOUNTPOINT   mount a delta, or a directory of deltas\n"
-		"       sparsefs --info DELTA                 what the delta holds\n"
+		"       sparsefs --info [--json] DELTA        what the delta holds\n"
 		"       sparsefs --check [-o base=DIR] DELTA  verify every checksum and the base\n"
 		"       sparsefs --extract [-o base=DIR] DELTA OUT_DIR   write the files out\n"
 		"options:\n"
@@ -88,6 +91,38 @@ static void log_syslog(const char *line)
 static void log_stderr(const char *line)
 {
 	fprintf(stderr, "sparsefs: %s\n", line);
+}
+
+/* A FUSE mount already there (this delta or another, or a daemon that died): mounting over it
+ * would hide it, which is never what was meant. */
+static int fuse_mounted_on(const char *dir)
+{
+	char *real = realpath(dir, NULL);
+	FILE *f = setmntent("/proc/self/mounts", "r");
+	struct mntent *m;
+	int found = 0;
+	while (real && f && (m = getmntent(f)))
+		found |= !strcmp(m->mnt_dir, real) && !strncmp(m->mnt_type, "fuse", 4);
+	if (f)
+		endmntent(f);
+	free(real);
+	return found;
+}
+
+/* The mountpoint exists, is a directory and is not busy, else a message and -1. */
+static int check_mountpoint(const char *dir)
+{
+	struct stat st;
+	const char *why = NULL;
+	if (stat(dir, &st))
+		why = strerror(errno);
+	else if (!S_ISDIR(st.st_mode))
+		why = "not a directory";
+	else if (fuse_mounted_on(dir))
+		why = "busy: a FUSE file system is already mounted there (fusermount3 -u it first)";
+	if (why)
+		fprintf(stderr, "sparsefs: cannot mount on %s: %s\n", dir, why);
+	return why ? -1 : 0;
 }
 
 static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *co)
@@ -158,6 +193,8 @@ static int mount_main(int argc, char **argv)
 		goto out;
 	}
 	rc = 1;
+	if (check_mountpoint(co.mountpoint))
+		goto out;
 	fs.mountpoint = co.mountpoint;
 	fs.readahead_kb = (unsigned)o.readahead_kb;
 	if (tree_build(&fs.tree, o.delta, o.base, &err)) {

@@ -113,6 +113,12 @@ static int do_info(const char *path)
 	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "mode")),
 	       cJSON_GetObjectItemCaseSensitive(m, "chunk_size")->valuedouble);
 	printf("base       %s\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(base, "path")));
+	const cJSON *hub = cJSON_GetObjectItemCaseSensitive(base, "hub");
+	if (hub)
+		printf("base id    %s@%s (commit %s)\n",
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "id")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "revision")),
+		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "commit")));
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
 	       (unsigned long long)all.out, ratio((uint64_t)st.st_size, all.out));
 	uint64_t in_files = 0;
@@ -138,6 +144,106 @@ static int do_info(const char *path)
 	}
 	sp_delta_close(d);
 	return 0;
+}
+
+/* ---- --info --json ---- */
+
+/* What a range's chunks spend, as JSON members of obj. */
+static void json_usage(cJSON *obj, const struct usage *u, uint64_t size)
+{
+	cJSON *codecs = cJSON_AddArrayToObject(obj, "codecs");
+	cJSON_AddNumberToObject(obj, "stored_bytes", (double)u->data);
+	cJSON_AddNumberToObject(obj, "ratio", ratio(u->data, size));
+	for (int i = 0; i < SP_CODEC_COUNT; i++)
+		if (u->chunks[i])
+			cJSON_AddItemToArray(codecs, cJSON_CreateString(codec_names[i]));
+}
+
+/* The manifest's tensors of file f, each with what its chunks spend. */
+static cJSON *json_tensors(const struct sp_delta *d, const struct sp_file_info *f, const cJSON *ts)
+{
+	cJSON *out = cJSON_CreateArray();
+	const cJSON *t;
+	cJSON_ArrayForEach(t, ts) {
+		struct usage u = {0};
+		cJSON *js = cJSON_Duplicate(t, 1);
+		uint64_t off = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
+		uint64_t size = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "size")->valuedouble;
+		count_range(d, f, off, size, &u);
+		json_usage(js, &u, size);
+		cJSON_AddItemToArray(out, js);
+	}
+	return out;
+}
+
+static cJSON *json_chunks(const struct sp_delta *d, const struct usage *all)
+{
+	cJSON *js = cJSON_CreateObject();
+	uint64_t in_files = 0;
+	cJSON_AddNumberToObject(js, "total", (double)sp_delta_chunk_count(d));
+	for (int i = 0; i < SP_CODEC_COUNT; i++) {
+		cJSON_AddNumberToObject(js, codec_names[i], (double)all->chunks[i]);
+		in_files += all->chunks[i];
+	}
+	cJSON_AddNumberToObject(js, "auxiliary", (double)(sp_delta_chunk_count(d) - in_files));
+	return js;
+}
+
+/* --info as one JSON object: the manifest's summary members, the base (without its
+ * fingerprints), and per file and tensor what is stored and how. */
+static cJSON *info_json(const struct sp_delta *d, const char *path_file, uint64_t delta_bytes)
+{
+	const cJSON *m = sp_delta_manifest(d), *files = cJSON_GetObjectItemCaseSensitive(m, "files");
+	cJSON *js = cJSON_CreateObject(), *base, *out;
+	struct usage all = {0};
+	cJSON_AddStringToObject(js, "delta", path_file);
+	cJSON_AddNumberToObject(js, "delta_bytes", (double)delta_bytes);
+	for (const char *k = "created_by\0mode\0chunk_size\0"; *k; k += strlen(k) + 1)
+		cJSON_AddItemToObject(js, k, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, k), 1));
+	base = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "base"), 1);
+	cJSON_DeleteItemFromObjectCaseSensitive(base, "files");
+	cJSON_AddItemToObject(js, "base", base);
+	out = cJSON_AddArrayToObject(js, "files");
+	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
+		const struct sp_file_info *f = sp_delta_file(d, i);
+		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)i), "tensors");
+		struct usage u = {0};
+		cJSON *fj = cJSON_CreateObject();
+		count_range(d, f, 0, f->size, &u);
+		count_range(d, f, 0, f->size, &all);
+		cJSON_AddStringToObject(fj, "name", f->name);
+		cJSON_AddNumberToObject(fj, "size", (double)f->size);
+		if (f->link)
+			cJSON_AddStringToObject(fj, "link", f->link);
+		json_usage(fj, &u, f->size);
+		if (ts)
+			cJSON_AddItemToObject(fj, "tensors", json_tensors(d, f, ts));
+		cJSON_AddItemToArray(out, fj);
+	}
+	cJSON_AddNumberToObject(js, "files_bytes", (double)all.out);
+	cJSON_AddNumberToObject(js, "ratio", ratio(delta_bytes, all.out));
+	cJSON_AddItemToObject(js, "chunks", json_chunks(d, &all));
+	return js;
+}
+
+static int do_info_json(const char *path)
+{
+	struct sp_err err;
+	struct stat st;
+	char path_file[4096];
+	struct sp_delta *d = sp_delta_open(path, NULL, SP_OPEN_NO_BASE, &err);
+	if (!d) {
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+		return 1;
+	}
+	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
+	cJSON *js = info_json(d, path_file, stat(path_file, &st) ? 0 : (uint64_t)st.st_size);
+	char *text = cJSON_Print(js);
+	int rc = text && printf("%s\n", text) > 0 ? 0 : 1;
+	free(text);
+	cJSON_Delete(js);
+	sp_delta_close(d);
+	return rc;
 }
 
 /* ---- --check ---- */
@@ -257,26 +363,29 @@ int tools_main(int argc, char **argv)
 		{"info", no_argument, NULL, 'I'},
 		{"check", no_argument, NULL, 'C'},
 		{"extract", no_argument, NULL, 'E'},
+		{"json", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *base = NULL;
-	int mode = 0, c;
+	int mode = 0, json = 0, c;
 	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
 		if (c == 'o')
 			parse_o(optarg, &base);
 		else if (c == 'I' || c == 'C' || c == 'E')
 			mode = c;
+		else if (c == 'J')
+			json = 1;
 		else
 			return 2;
 	}
 	int want = mode == 'E' ? 2 : 1;
-	if (argc - optind != want) {
-		fprintf(stderr, "usage: sparsefs --info DELTA | --check [-o base=DIR] DELTA | "
+	if (argc - optind != want || (json && mode != 'I')) {
+		fprintf(stderr, "usage: sparsefs --info [--json] DELTA | --check [-o base=DIR] DELTA | "
 				"--extract [-o base=DIR] DELTA OUT_DIR\n");
 		return 2;
 	}
 	if (mode == 'I')
-		return do_info(argv[optind]);
+		return json ? do_info_json(argv[optind]) : do_info(argv[optind]);
 	if (mode == 'C')
 		return do_check(argv[optind], base);
 	return do_extract(argv[optind], base, argv[optind + 1]);

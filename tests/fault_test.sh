@@ -1,0 +1,573 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The fault matrix: every way a delta, its base, mksparse or the mount can go wrong, each a case
+# that checks the message and that no wrong byte is served. Over model pairs that
+# sparse-genmodel writes, so it needs no fixtures.
+#
+#   fault_test.sh delta      damaged or crafted deltas (re-sealed with delta_tool so that every
+#                            checksum passes), and safetensors inputs that do not parse
+#   fault_test.sh base       missing, wrong, truncated, overwritten or replaced under the mount,
+#                            unreadable
+#   fault_test.sh mksparse   a full file system, SIGINT and SIGTERM half-way, an output that
+#                            already holds a delta, unreadable or missing input
+#   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
+#                            busy mountpoint, a busy unmount, a second mount, a killed daemon
+#   fault_test.sh stress [SECONDS [PROCS THREADS [CACHE_BYTES]]]
+#                            tests/stress.c on a mount with a small cache (20 s, 4 x 4, 8 MiB),
+#                            then 5 s more with a single worker thread (max_threads=1)
+#
+# BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
+# its pid when the script exits, whether it passed or not.
+set -euo pipefail
+
+: "${BUILD:?set BUILD to the build directory}"
+HERE=$(cd "$(dirname "$0")" && pwd)
+MKSPARSE=$BUILD/mksparse
+SPARSEFS=$BUILD/sparsefs
+TOOL=$BUILD/tests/delta_tool
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sparse-fault.XXXXXX")
+MOUNTS=()
+PIDS=()
+CASES=0
+
+cleanup() {
+	local m p
+	for m in "${MOUNTS[@]}"; do
+		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; }
+	done
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+ok() {
+	CASES=$((CASES + 1))
+	echo "ok: $*"
+}
+
+# Mounts DELTA on MNT in the foreground, in the background of this shell, so that its pid is
+# known; waits until the mount is up. Extra arguments go to sparsefs; stderr to MNT.log.
+mount_fg() {
+	local delta=$1 mnt=$2
+	shift 2
+	mkdir -p "$mnt"
+	"$SPARSEFS" -f "$@" "$delta" "$mnt" 2>"$mnt.log" &
+	PIDS+=($!)
+	MOUNTS+=("$mnt")
+	for _ in $(seq 100); do
+		mountpoint -q "$mnt" && return 0
+		kill -0 "${PIDS[-1]}" 2>/dev/null || fail "sparsefs $delta exited: $(cat "$mnt.log")"
+		sleep 0.1
+	done
+	fail "$mnt did not mount"
+}
+
+same_sums() {
+	local orig=$1 mnt=$2
+	(cd "$orig" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$TMP/sums"
+	(cd "$mnt" && sha256sum --quiet -c "$TMP/sums") || fail "sha256 of $mnt differs from $orig"
+}
+
+# The command (after --) fails, says WANT on stderr, and mounts nothing on MNT (- for none).
+refused() {
+	local want=$1 mnt=$2
+	shift 3
+	if "$@" 2>"$TMP/err" >/dev/null; then
+		[ "$mnt" != - ] && MOUNTS+=("$mnt")
+		fail "accepted: $* (wanted: $want)"
+	fi
+	grep -qF -- "$want" "$TMP/err" || fail "$*: wanted '$want', got: $(cat "$TMP/err")"
+	if [ "$mnt" != - ] && mountpoint -q "$mnt"; then
+		MOUNTS+=("$mnt")
+		fail "$* left a mount on $mnt"
+	fi
+}
+
+# A delta that every reader must refuse, with WANT in the message: the mount, --check, --info.
+delta_refused() {
+	local dir=$1 want=$2 what=$3
+	mkdir -p "$TMP/mnt-refused"
+	refused "$want" "$TMP/mnt-refused" -- "$SPARSEFS" "$dir" "$TMP/mnt-refused"
+	refused "$want" - -- "$SPARSEFS" --check "$dir"
+	refused "$want" - -- "$SPARSEFS" --info "$dir"
+	ok "delta: $what: refused ($want)"
+}
+
+# Can the tests run a program as nobody (root reads every file, so unreadable input needs
+# another user)? Needs setpriv, the user, and the build and temporary directories open to
+# others.
+NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+as_nobody_works() {
+	chmod 755 "$TMP"
+	command -v setpriv >/dev/null && id nobody >/dev/null 2>&1 && getent group nogroup >/dev/null &&
+		"${NOBODY[@]}" "$SPARSEFS" --version >/dev/null 2>&1 &&
+		"${NOBODY[@]}" test -r "$TMP/ft/config.json"
+}
+
+pair() { # a fresh demo pair in $TMP/base, $TMP/ft and its delta in $TMP/delta
+	"$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" "${1:-2}"
+	"$MKSPARSE" -q -c 64K "$TMP/base" "$TMP/ft" -o "$TMP/delta"
+}
+
+fresh() { # DIR: a copy of the delta to damage
+	rm -rf "$1"
+	cp -r "$TMP/delta" "$1"
+}
+
+flip_byte() { # FILE OFFSET
+	python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); off = int(sys.argv[2])
+b = os.pread(fd, 1, off); os.pwrite(fd, bytes([b[0] ^ 0x5a]), off); os.close(fd)' "$1" "$2"
+}
+
+super_field() { # DIR FIELD -> its value, from delta_reader.py's layout
+	python3 -c '
+import struct, sys
+f = open(sys.argv[1] + "/delta.sparse", "rb").read(128)
+names = ["magic", "version", "super_size", "feature_compat", "feature_incompat", "chunk_table_off",
+         "chunk_count", "chunk_table_hash", "manifest_off", "manifest_len", "manifest_raw_len",
+         "manifest_hash", "file_size", "reserved", "super_hash"]
+print(dict(zip(names, struct.unpack("<8sIIQQQQQQQQQQ24sQ", f)))[sys.argv[2]])' "$1" "$2"
+}
+
+# DIR PYTHON: runs PYTHON on the manifest m (a dict; files f = m["files"]), then writes it back
+# and seals the delta. PYTHON may instead set raw (bytes) to write exactly those bytes.
+edit_manifest() {
+	"$TOOL" get-manifest "$1" >"$TMP/m.json"
+	python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1])); f = m["files"]; raw = None
+exec(sys.argv[2])
+open(sys.argv[1], "wb").write(raw if raw is not None else json.dumps(m).encode())' "$TMP/m.json" "$2"
+	"$TOOL" put-manifest "$1" "$TMP/m.json"
+}
+
+# ---- damaged and crafted deltas ----
+delta() {
+	pair
+	local d=$TMP/d model
+	# Damage that the checksums catch.
+	fresh "$d"
+	truncate -s -4096 "$d/delta.sparse"
+	delta_refused "$d" "truncated?" "data file truncated"
+	fresh "$d"
+	truncate -s 100 "$d/delta.sparse"
+	delta_refused "$d" "bad magic" "data file truncated inside the superblock"
+	fresh "$d"
+	flip_byte "$d/delta.sparse" $(($(super_field "$d" manifest_off) + 7))
+	delta_refused "$d" "manifest checksum mismatch" "a flipped bit in the manifest"
+	fresh "$d"
+	flip_byte "$d/delta.sparse" $(($(super_field "$d" chunk_table_off) + 9))
+	delta_refused "$d" "chunk table checksum mismatch" "a flipped bit in the chunk table"
+	fresh "$d"
+	flip_byte "$d/delta.sparse" 40
+	delta_refused "$d" "superblock checksum mismatch" "a flipped bit in the superblock"
+	fresh "$d"
+	rm "$d/delta.sparse"
+	mkdir -p "$TMP/mnt-refused"
+	refused "neither a delta (no delta.sparse)" "$TMP/mnt-refused" -- "$SPARSEFS" "$d" "$TMP/mnt-refused"
+	refused "delta.sparse: No such file or directory" - -- "$SPARSEFS" --check "$d"
+	ok "delta: delta.sparse missing: refused"
+	delta_refused "$TMP/no-such-delta" "No such file or directory" "the delta directory missing"
+
+	# A flipped bit in chunk data: EIO for that chunk, one log line, the rest served; --check
+	# names it.
+	fresh "$d"
+	local c
+	c=$(python3 "$HERE/delta_reader.py" "$d" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if "\"model.safetensors\"" in l]
+r = max((r for r in rows if r["data_len"] > 0), key=lambda r: r["data_len"])
+print(r["index"], r["data_off"] + r["data_len"] // 2, r["out_off"], r["out_len"])')
+	set -- $c
+	local bigk=$1
+	flip_byte "$d/delta.sparse" "$2"
+	mount_fg "$d" "$TMP/mnt-bad"
+	python3 -c '
+import errno, os, sys
+mnt, orig, off, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+a, b = os.open(mnt, os.O_RDONLY), os.open(orig, os.O_RDONLY)
+bad = 0
+for o in range(0, os.fstat(b).st_size, 4096):
+    try:
+        got = os.pread(a, 4096, o)
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+        assert o + 4096 > off and o < off + n, f"EIO at {o}, outside the bad chunk"
+        bad += 1
+        continue
+    assert got == os.pread(b, 4096, o), f"wrong bytes at {o}"
+assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetensors" "$TMP/ft/model.safetensors" "$3" "$4" ||
+		fail "a flipped bit in chunk data"
+	cmp -s "$TMP/mnt-bad/config.json" "$TMP/ft/config.json" || fail "config.json after a bad chunk"
+	grep -q "chunk $1 .*checksum mismatch\|chunk $1 .*does not decode" "$TMP/mnt-bad.log" ||
+		fail "no log line for chunk $1: $(cat "$TMP/mnt-bad.log")"
+	fusermount3 -u "$TMP/mnt-bad"
+	refused "chunk $1" - -- "$SPARSEFS" --check "$d"
+	ok "delta: a flipped bit in chunk data: EIO for chunk $1 alone, logged, --check names it"
+
+	# Crafted manifests and superblocks, re-sealed so that every checksum passes.
+	local name why
+	while IFS='|' read -r name why; do
+		fresh "$d"
+		edit_manifest "$d" "f[1][\"name\"] = $name"
+		delta_refused "$d" "$why" "a file named $name"
+	done <<-'EOF'
+	"../evil"|a file name that leaves the mount
+	"a/../../evil"|a file name that leaves the mount
+	"/etc/passwd"|a file name that leaves the mount
+	"a//b"|a file name that leaves the mount
+	""|a file name that leaves the mount
+	f[0]["name"]|a file name that appears twice
+	f[0]["name"] + "/x"|a file name that is also a folder
+	EOF
+	fresh "$d"
+	edit_manifest "$d" 'f[1]["name"] = "conf\u0000ig.json"'
+	delta_refused "$d" "a NUL character" "a file name with an escaped NUL"
+	fresh "$d"
+	edit_manifest "$d" 'raw = json.dumps(m).replace("config.json", "conf\u0000ig.json").encode()'
+	delta_refused "$d" "a NUL character" "a file name with a raw NUL byte"
+	fresh "$d"
+	edit_manifest "$d" 'm["base"]["files"][0]["name"] = "../ft/model.safetensors"'
+	delta_refused "$d" "a base file name that leaves the base" "a base file named ../"
+	fresh "$d"
+	edit_manifest "$d" 'm["base"]["files"][0]["name"] = "/etc/passwd"'
+	delta_refused "$d" "a base file name that leaves the base" "an absolute base file name"
+
+	model=$(python3 -c 'import json, sys; print([i for i, f in enumerate(json.load(open(sys.argv[1]))["files"]) if f["name"] == "model.safetensors"][0])' <("$TOOL" get-manifest "$TMP/delta"))
+	fresh "$d"
+	edit_manifest "$d" "t = f[$model][\"tensors\"][0]; t[\"shape\"] = [2**31, 2**31, 2**2]; t[\"dtype\"] = \"F32\""
+	delta_refused "$d" "a size that overflows" "a tensor shape whose byte size overflows"
+	fresh "$d"
+	edit_manifest "$d" "t = f[$model][\"tensors\"][0]; t[\"offset\"] = f[$model][\"size\"]"
+	delta_refused "$d" "outside its file" "a tensor offset past the end of its file"
+	fresh "$d"
+	edit_manifest "$d" "del f[$model][\"tensors\"][0][\"offset\"]"
+	delta_refused "$d" "a tensor's shape, dtype or offsets" "a tensor without an offset"
+	fresh "$d"
+	edit_manifest "$d" "f[$model][\"size\"] += 4096"
+	delta_refused "$d" "chunks do not add up to the file size" "a file size past its chunks"
+	fresh "$d"
+	edit_manifest "$d" "f[$model][\"chunk_count\"] = 10**9"
+	delta_refused "$d" "a chunk range outside the chunk table" "a chunk range past the table"
+	fresh "$d"
+	edit_manifest "$d" "f[$model][\"mtime\"] = 1e30"
+	delta_refused "$d" "a file's size, chunks or time" "an mtime past int64"
+	fresh "$d"
+	edit_manifest "$d" 'm["version"] = 2'
+	delta_refused "$d" "a format version this reader does not know" "manifest format version 2"
+	fresh "$d"
+	"$TOOL" set "$d" chunk.$bigk.data_off $(($(super_field "$d" file_size) + 4096))
+	delta_refused "$d" "data outside the data area" "a chunk's data offset past the end"
+	local basek
+	basek=$(python3 "$HERE/delta_reader.py" "$TMP/delta" | python3 -c '
+import json, sys
+print([r for r in map(json.loads, sys.stdin) if r["codec"] in ("base", "delta")][0]["index"])')
+	fresh "$d"
+	"$TOOL" set "$d" chunk.$basek.base_off $((1 << 40))
+	delta_refused "$d" "base range outside the base file" "a chunk's base offset past the base file's end"
+	fresh "$d"
+	"$TOOL" set "$d" chunk.$bigk.out_len 12345
+	delta_refused "$d" "model.safetensors: chunk $bigk:" "a chunk's output length changed"
+	fresh "$d"
+	"$TOOL" set "$d" version 2
+	delta_refused "$d" "format version 2 is not supported" "superblock format version 2"
+	fresh "$d"
+	"$TOOL" set "$d" feature_incompat 0x10000000003
+	delta_refused "$d" "incompatible features 0x10000000000" "an unknown incompatible feature bit"
+	# An unknown compatible feature may be ignored: the delta still reads, byte for byte.
+	fresh "$d"
+	"$TOOL" set "$d" feature_compat 0x8000
+	"$SPARSEFS" --extract "$d" "$TMP/x-compat" 2>/dev/null && diff -r "$TMP/ft" "$TMP/x-compat" >/dev/null ||
+		fail "an unknown compatible feature bit"
+	ok "delta: an unknown compatible feature bit: ignored, every byte right"
+
+	# Inputs whose safetensors header does not parse are stored as plain bytes, with a note,
+	# and served back exactly.
+	cp -r "$TMP/ft" "$TMP/ft-odd"
+	python3 -c '
+import json, struct, sys
+def st(path, n, header):
+    j = json.dumps(header).encode()
+    open(path, "wb").write(struct.pack("<Q", n if n is not None else len(j)) + j + bytes(64))
+d = sys.argv[1]
+st(d + "/huge_header.safetensors", 200_000_000, {})
+st(d + "/overflow.safetensors", None, {"t": {"dtype": "F64", "shape": [2**30, 2**31], "data_offsets": [0, 0]}})
+st(d + "/past_end.safetensors", None, {"t": {"dtype": "U8", "shape": [4096], "data_offsets": [0, 4096]}})' "$TMP/ft-odd"
+	"$MKSPARSE" "$TMP/base" "$TMP/ft-odd" -o "$TMP/d-odd" >/dev/null 2>"$TMP/odd.err"
+	grep -q "huge_header.safetensors: not a safetensors file (the header length is past the end or over 100000000 bytes); stored as plain bytes" "$TMP/odd.err" &&
+		grep -q "overflow.safetensors: tensor 't': byte size does not match" "$TMP/odd.err" &&
+		grep -q "past_end.safetensors: tensor 't': bad data_offsets" "$TMP/odd.err" ||
+		fail "notes on safetensors that do not parse: $(cat "$TMP/odd.err")"
+	mount_fg "$TMP/d-odd" "$TMP/mnt-odd"
+	same_sums "$TMP/ft-odd" "$TMP/mnt-odd"
+	fusermount3 -u "$TMP/mnt-odd"
+	ok "delta: safetensors headers over 100 MB, with overflowing shapes, past the end: noted, stored and served exactly"
+	echo "delta: $CASES fault cases passed"
+}
+
+# ---- the base ----
+base() {
+	pair 4
+	local m=$TMP/mnt
+	mv "$TMP/base" "$TMP/base-away"
+	mkdir -p "$m"
+	refused "not found (-o base=DIR says where it is)" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
+	refused "not found" - -- "$SPARSEFS" --check "$TMP/delta"
+	ok "base: missing: refused"
+	refused "differs from the base this delta was made against" "$m" -- "$SPARSEFS" -o base="$TMP/ft" "$TMP/delta" "$m"
+	"$BUILD/sparse-genmodel" edge "$TMP/other" "$TMP/other-ft"
+	refused "config.json: the size differs from the base" "$m" -- "$SPARSEFS" -o base="$TMP/other" "$TMP/delta" "$m"
+	ok "base: a different model: refused, and the message says so"
+	mv "$TMP/base-away" "$TMP/base"
+	mv "$TMP/base/model.safetensors" "$TMP/model.away"
+	refused "model.safetensors: No such file or directory" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
+	mv "$TMP/model.away" "$TMP/base/model.safetensors"
+	ok "base: one file missing: refused, naming it"
+
+	# Unreadable: as root every file reads, so the reader runs as nobody.
+	if as_nobody_works; then
+		chmod 000 "$TMP/base/model.safetensors"
+		refused "model.safetensors: Permission denied" - -- "${NOBODY[@]}" "$SPARSEFS" --check "$TMP/delta"
+		chmod 644 "$TMP/base/model.safetensors"
+		ok "base: unreadable (as nobody): refused, naming the file and the reason"
+	else
+		echo "skip: base: unreadable: cannot run $SPARSEFS as nobody (setpriv, the user, permissions)"
+	fi
+
+	# Replaced by rename while mounted: the daemon holds the file it checked, and serves it.
+	mount_fg "$TMP/delta" "$m" -o cache_size=64K
+	cp "$TMP/base/model.safetensors" "$TMP/base/model.orig"
+	cp "$TMP/ft/model.safetensors" "$TMP/base/model.new"
+	mv "$TMP/base/model.new" "$TMP/base/model.safetensors"
+	same_sums "$TMP/ft" "$m"
+	fusermount3 -u "$m"
+	refused "differs from the base" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
+	mv "$TMP/base/model.orig" "$TMP/base/model.safetensors"
+	ok "base: a file replaced by rename while mounted: the old one keeps serving; a new mount refuses it"
+
+	# Truncated or overwritten while mounted: EIO where a chunk needs what is gone, every other
+	# byte right, one log line per chunk, the daemon alive.
+	local how
+	for how in truncated overwritten; do
+		cp "$TMP/base/model.safetensors" "$TMP/model.orig"
+		mount_fg "$TMP/delta" "$m" -o cache_size=64K
+		local size
+		size=$(stat -c %s "$TMP/base/model.safetensors")
+		if [ $how = truncated ]; then
+			truncate -s $((size / 2)) "$TMP/base/model.safetensors"
+		else
+			dd if=/dev/urandom of="$TMP/base/model.safetensors" bs=4096 seek=$((size / 8192)) count=64 conv=notrunc status=none
+		fi
+		python3 -c '
+import errno, os, sys
+mnt, orig = sys.argv[1], sys.argv[2]
+bad = good = 0
+for name in sorted(os.listdir(orig)):
+    a, b = os.open(os.path.join(mnt, name), os.O_RDONLY), os.open(os.path.join(orig, name), os.O_RDONLY)
+    for o in range(0, os.fstat(b).st_size, 65536):
+        try:
+            got = os.pread(a, 65536, o)
+        except OSError as e:
+            assert e.errno == errno.EIO, e
+            bad += 1
+            continue
+        assert got == os.pread(b, 65536, o), f"{name}: wrong bytes at {o}"
+        good += 1
+assert bad and good, (bad, good)
+print(bad, good)' "$m" "$TMP/ft" >"$TMP/counts" || fail "base $how while mounted"
+		kill -0 "${PIDS[-1]}" || fail "sparsefs died when its base was $how"
+		grep -q "cannot read the base\|the base changed" "$m.log" || fail "no log line: $(cat "$m.log")"
+		fusermount3 -u "$m"
+		mv "$TMP/model.orig" "$TMP/base/model.safetensors"
+		read -r bad good <"$TMP/counts"
+		ok "base: $how while mounted: EIO for $bad blocks of 64K, $good others right, logged"
+	done
+	echo "base: $CASES fault cases passed"
+}
+
+# ---- mksparse ----
+no_delta_left() { # DIR: neither delta.sparse nor a temporary file in it
+	[ ! -e "$1/delta.sparse" ] || fail "$1/delta.sparse was left"
+	! ls -A "$1" 2>/dev/null | grep -q '^\.delta\.sparse\.' || fail "a temporary file was left in $1: $(ls -A "$1")"
+}
+
+mksparse() {
+	pair
+	local o=$TMP/out sig
+	# A full file system: the error names the reason, nothing is left.
+	mkdir -p "$TMP/full"
+	if mount -t tmpfs -o size=1m tmpfs "$TMP/full" 2>/dev/null; then
+		MOUNTS+=("$TMP/full")
+		refused "No space left on device" - -- "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/full/d"
+		no_delta_left "$TMP/full/d"
+		umount "$TMP/full"
+		ok "mksparse: output on a full file system: refused, nothing left"
+	else
+		echo "skip: mksparse: a full file system: cannot mount a tmpfs here"
+	fi
+
+	# Interrupted half-way: nothing that looks like a delta, no temporary file.
+	"$BUILD/sparse-genmodel" demo "$TMP/big-base" "$TMP/big-ft" 24
+	for sig in INT TERM; do
+		rm -rf "$o"
+		"$MKSPARSE" -q -j1 -l 19 "$TMP/big-base" "$TMP/big-ft" -o "$o" 2>"$TMP/sig.err" &
+		local pid=$!
+		PIDS+=("$pid")
+		for _ in $(seq 200); do
+			ls -A "$o" 2>/dev/null | grep -q '^\.delta\.sparse\.' && break
+			sleep 0.05
+		done
+		ls -A "$o" 2>/dev/null | grep -q '^\.delta\.sparse\.' || fail "mksparse wrote no temporary file"
+		sleep 0.5
+		kill -s "$sig" "$pid"
+		local rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -gt 128 ] || fail "mksparse after SIG$sig: exit status $rc"
+		grep -q "interrupted: no delta written" "$TMP/sig.err" || fail "SIG$sig: $(cat "$TMP/sig.err")"
+		no_delta_left "$o"
+		ok "mksparse: SIG$sig half-way: exit $rc, no delta, no temporary file"
+	done
+
+	# An output that already holds a delta: refused and untouched, unless --force.
+	rm -rf "$o"
+	"$MKSPARSE" -q "$TMP/base" "$TMP/base" -o "$o"
+	cp "$o/delta.sparse" "$TMP/first"
+	refused "already holds a delta (delta.sparse); --force replaces it" - -- "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$o"
+	cmp -s "$o/delta.sparse" "$TMP/first" || fail "a refused mksparse changed the delta"
+	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$o"
+	"$SPARSEFS" --extract "$o" "$TMP/x-force" && diff -r "$TMP/ft" "$TMP/x-force" >/dev/null ||
+		fail "--force did not replace the delta"
+	ok "mksparse: output already holds a delta: refused without --force, replaced with it"
+
+	# A failed write leaves the old delta as it was.
+	refused "No such file or directory" - -- "$MKSPARSE" -q --force "$TMP/base" "$TMP/no-such-ft" -o "$o"
+	"$SPARSEFS" --check "$o" >/dev/null || fail "a failed --force damaged the old delta"
+	ok "mksparse: missing input: refused; with --force the old delta stays"
+
+	# Unreadable input: as root every file reads, so mksparse runs as nobody.
+	if as_nobody_works; then
+		mkdir -p "$TMP/o-nobody"
+		chmod 777 "$TMP/o-nobody"
+		chmod 000 "$TMP/ft/model.safetensors"
+		refused "model.safetensors: Permission denied" - -- "${NOBODY[@]}" "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/o-nobody"
+		chmod 644 "$TMP/ft/model.safetensors"
+		no_delta_left "$TMP/o-nobody"
+		ok "mksparse: unreadable input (as nobody): refused naming the file, nothing left"
+	else
+		echo "skip: mksparse: unreadable input: cannot run $MKSPARSE as nobody (setpriv, the user, permissions)"
+	fi
+
+	# The delta is decoded back before it is kept; --no-verify writes the same bytes.
+	rm -rf "$o" "$TMP/o2"
+	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$o"
+	"$MKSPARSE" -q --no-verify "$TMP/base" "$TMP/ft" -o "$TMP/o2"
+	"$SPARSEFS" --check "$o" >/dev/null || fail "a verified delta does not check"
+	ok "mksparse: verified and --no-verify deltas both check"
+	echo "mksparse: $CASES fault cases passed"
+}
+
+# ---- the mount and its daemon ----
+sparsefs() {
+	pair 4
+	local m=$TMP/mnt pid
+	# A lazy unmount while a file is open: the open file still reads right; the daemon exits,
+	# cleanly, once it is closed.
+	mount_fg "$TMP/delta" "$m"
+	pid=${PIDS[-1]}
+	exec 3<"$m/model.safetensors"
+	fusermount3 -u -z "$m"
+	mountpoint -q "$m" && fail "a lazy unmount left the mount in place"
+	cmp -s - "$TMP/ft/model.safetensors" <&3 || fail "an open file after a lazy unmount reads wrong"
+	kill -0 "$pid" 2>/dev/null || fail "the daemon exited while a file was open"
+	exec 3<&-
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	local rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ] || fail "after a lazy unmount the daemon exited with $rc"
+	ok "sparsefs: lazy unmount with a file open: it still reads right, the daemon exits 0 after"
+
+	# SIGTERM: unmounts and exits 0.
+	mount_fg "$TMP/delta" "$m"
+	pid=${PIDS[-1]}
+	kill -TERM "$pid"
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" = 0 ] || fail "after SIGTERM the daemon exited with $rc"
+	mountpoint -q "$m" && fail "SIGTERM left the mount"
+	ok "sparsefs: SIGTERM: unmounted, exit 0"
+
+	# Mountpoints that cannot be used.
+	refused "nowhere': No such file or directory" - -- "$SPARSEFS" "$TMP/delta" "$TMP/nowhere"
+	ok "sparsefs: a missing mountpoint: refused"
+	touch "$TMP/a-file"
+	refused "cannot mount on $TMP/a-file: not a directory" - -- "$SPARSEFS" "$TMP/delta" "$TMP/a-file"
+	ok "sparsefs: a mountpoint that is a file: refused"
+	mount_fg "$TMP/delta" "$m"
+	refused "busy: a FUSE file system is already mounted there" - -- "$SPARSEFS" "$TMP/delta" "$m"
+	ok "sparsefs: a busy mountpoint (already mounted): refused"
+
+	# A plain unmount while a file is open fails; the mount keeps serving.
+	exec 3<"$m/config.json"
+	fusermount3 -u "$m" 2>"$TMP/busy.err" && fail "unmounted with a file open"
+	exec 3<&-
+	same_sums "$TMP/ft" "$m"
+	ok "sparsefs: unmount while a file is open: busy, the mount keeps serving"
+
+	# A second mount of the same delta: both serve, together.
+	mount_fg "$TMP/delta" "$TMP/mnt2"
+	same_sums "$TMP/ft" "$m" &
+	local bg=$!
+	same_sums "$TMP/ft" "$TMP/mnt2"
+	wait "$bg" || fail "the first of two mounts"
+	fusermount3 -u "$TMP/mnt2"
+	fusermount3 -u "$m"
+	ok "sparsefs: the same delta mounted twice: both serve every byte"
+
+	# A killed daemon leaves a dead mount: reads fail (never wrong bytes), a new mount there is
+	# refused until it is unmounted.
+	mount_fg "$TMP/delta" "$m"
+	pid=${PIDS[-1]}
+	kill -KILL "$pid"
+	wait "$pid" 2>/dev/null || true
+	cat "$m/config.json" >/dev/null 2>&1 && fail "a dead mount served a file"
+	refused "cannot mount on $m: busy" - -- "$SPARSEFS" "$TMP/delta" "$m"
+	fusermount3 -u "$m"
+	mount_fg "$TMP/delta" "$m"
+	same_sums "$TMP/ft" "$m"
+	fusermount3 -u "$m"
+	ok "sparsefs: a killed daemon: reads fail, the dead mount is refused, mounts again once unmounted"
+	echo "sparsefs: $CASES fault cases passed"
+}
+
+# ---- load ----
+stress() {
+	local seconds=${1:-20} procs=${2:-4} threads=${3:-4} cache=${4:-$((8 << 20))}
+	"$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" 24
+	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
+	mount_fg "$TMP/delta" "$TMP/mnt" -o cache_size=$cache
+	"$BUILD/tests/stress" "$TMP/mnt" "$TMP/ft" "$seconds" "$procs" "$threads" "${PIDS[-1]}" "$cache" ||
+		fail "stress: $(tail -5 "$TMP/mnt.log")"
+	kill -0 "${PIDS[-1]}" || fail "the daemon died under load"
+	fusermount3 -u "$TMP/mnt"
+	# One worker thread under 16 readers: were a worker ever to wait on another request, the
+	# queue would never drain and the watchdog would fire.
+	mount_fg "$TMP/delta" "$TMP/mnt" -o cache_size=$cache,max_threads=1
+	echo "stress: the same with -o max_threads=1, 5 s"
+	"$BUILD/tests/stress" "$TMP/mnt" "$TMP/ft" 5 "$procs" "$threads" "${PIDS[-1]}" "$cache" ||
+		fail "stress with one worker: $(tail -5 "$TMP/mnt.log")"
+	fusermount3 -u "$TMP/mnt"
+}
+
+cmd=$1
+shift
+"$cmd" "$@"
