@@ -3,11 +3,13 @@
  * sparse-genmodel: writes a synthetic base and fine-tune in Hugging Face layout, for the demo
  * and the tests, so that neither needs a real checkpoint.
  *
- *   sparse-genmodel demo BASE_DIR FT_DIR [LAYERS]
+ *   sparse-genmodel demo BASE_DIR FT_DIR [LAYERS [WIDTH]]
  *                                          a small GPT-2-like pair in BF16 (4 layers, 7 MB; each
  *                                          layer adds 1.6 MB) whose delta looks like a real light
  *                                          fine-tune: most words a few units in the last place
- *                                          from the base, some identical
+ *                                          from the base, some identical. WIDTH (default 256)
+ *                                          is n_embd: a layer holds 24 WIDTH^2 bytes, so 60
+ *                                          layers of width 1280 make a 2.4 GB pair member
  *   sparse-genmodel edge BASE_DIR FT_DIR   every dtype and shape case the format handles
  */
 #include <cjson/cJSON.h>
@@ -184,7 +186,7 @@ static struct tensor *copy(struct stfile *f, const struct tensor *src, const cha
 
 static const char *demo_config =
 	"{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
-	"  \"vocab_size\": 1024,\n  \"n_positions\": 256,\n  \"n_embd\": 256,\n  \"n_layer\": %d,\n"
+	"  \"vocab_size\": 1024,\n  \"n_positions\": 256,\n  \"n_embd\": %d,\n  \"n_layer\": %d,\n"
 	"  \"n_head\": 4,\n  \"bos_token_id\": 0,\n  \"eos_token_id\": 0,\n"
 	"  \"torch_dtype\": \"bfloat16\"\n}\n";
 
@@ -225,10 +227,9 @@ static void write_folder(const char *dir, struct stfile *f, const char *config)
 		   "{\n  \"model_max_length\": 256,\n  \"tokenizer_class\": \"GPT2Tokenizer\"\n}\n");
 }
 
-static void demo(const char *base_dir, const char *ft_dir, int layers)
+static void demo(const char *base_dir, const char *ft_dir, int layers, int e)
 {
 	static struct stfile b, f;
-	int e = 256;
 	fill_float(add(&b, "transformer.wte.weight", "BF16", 2, 2, 1024, (uint64_t)e), SP_DT_BF16, 0.02, 0);
 	fill_float(add(&b, "transformer.wpe.weight", "BF16", 2, 2, 256, (uint64_t)e), SP_DT_BF16, 0.01, 0);
 	for (int l = 0; l < layers; l++)
@@ -238,7 +239,7 @@ static void demo(const char *base_dir, const char *ft_dir, int layers)
 	for (int i = 0; i < b.n; i++)
 		perturb_float(&b.t[i], copy(&f, &b.t[i], NULL), SP_DT_BF16, 4e-4);
 	char config[1024];
-	snprintf(config, sizeof(config), demo_config, layers);
+	snprintf(config, sizeof(config), demo_config, e, layers);
 	write_folder(base_dir, &b, config);
 	write_folder(ft_dir, &f, config);
 }
@@ -371,15 +372,16 @@ static void edge(const char *base_dir, const char *ft_dir)
 
 int main(int argc, char **argv)
 {
-	int layers = argc == 5 ? atoi(argv[4]) : 4;
-	if (argc < 4 || argc > 5 || (strcmp(argv[1], "demo") && strcmp(argv[1], "edge")) ||
-	    layers < 1 || layers > 60) {
-		fprintf(stderr, "usage: sparse-genmodel demo BASE_DIR FT_DIR [LAYERS (1-60)]\n"
+	int layers = argc >= 5 ? atoi(argv[4]) : 4, width = argc == 6 ? atoi(argv[5]) : 256;
+	if (argc < 4 || argc > 6 || (strcmp(argv[1], "demo") && strcmp(argv[1], "edge")) ||
+	    layers < 1 || layers > 60 || width < 4 || width > 4096 || width % 4) {
+		fprintf(stderr, "usage: sparse-genmodel demo BASE_DIR FT_DIR [LAYERS (1-60) "
+				"[WIDTH (4-4096, a multiple of 4)]]\n"
 				"       sparse-genmodel edge BASE_DIR FT_DIR\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "demo"))
-		demo(argv[2], argv[3], layers);
+		demo(argv[2], argv[3], layers, width);
 	else
 		edge(argv[2], argv[3]);
 	return 0;

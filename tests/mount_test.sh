@@ -16,6 +16,9 @@
 #   mount_test.sh adapter BASE ADAPTER MERGED           an adapter mounts as its merged model
 #   mount_test.sh datasets                              derived datasets (gen_datasets.py) and a
 #                                                       tree of links and modes, as patches
+#   mount_test.sh prefetch                              every -o prefetch= mode and decoder count
+#                                                       over a small cache: byte-identical mounts
+#                                                       under several concurrent readers
 #   mount_test.sh fixture SUBCOMMAND NAME ARGS...       any of these over ../shared/fixtures
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
@@ -386,6 +389,54 @@ generated() {
 	echo "ok: a directory of 3 deltas over 2 bases"
 	faults "$TMP/demo-base" "$TMP/demo-ft"
 	lossy demo "$TMP/demo-base" "$TMP/demo-ft"
+}
+
+# ---- decoding ahead: what is read must not depend on it ----
+prefetch() {
+	local gen=$BUILD/sparse-genmodel mode opts mnt pids p f
+	"$gen" demo "$TMP/demo-base" "$TMP/demo-ft" 12
+	"$gen" edge "$TMP/edge-base" "$TMP/edge-ft"
+	"$MKSPARSE" -q "$TMP/demo-base" "$TMP/demo-ft" -o "$TMP/deltas/demo" -c 64K
+	"$MKSPARSE" -q "$TMP/edge-base" "$TMP/edge-ft" -o "$TMP/deltas/edge" -c 4K
+	# A cache of a few chunks, so that what is decoded ahead is evicted before it is read.
+	for opts in prefetch=none,decoders=1 prefetch=sequential,cache_size=512K \
+		prefetch=all,cache_size=512K,decoders=3 prefetch=all,readahead=8192; do
+		mnt=$TMP/mnt-$opts
+		mount_fg "$TMP/deltas" "$mnt" -o "$opts"
+		pids=()
+		for f in "$TMP/demo-ft/model.safetensors" "$TMP/demo-ft/model.safetensors" \
+			"$TMP/edge-ft/model-00001-of-00002.safetensors"; do
+			p=${f#"$TMP/"}
+			p=${p%%-ft/*}/${f##*/}
+			cmp "$f" "$mnt/$p" &
+			pids+=($!)
+		done
+		python3 "$HERE/st_reader.py" "$mnt/demo" "$TMP/demo-ft" --procs 3 --reads 100
+		same_sums "$TMP/edge-ft" "$mnt/edge"
+		for p in "${pids[@]}"; do
+			wait "$p" || fail "-o $opts: a concurrent cmp differs"
+		done
+		unmount "$mnt"
+		echo "ok: -o $opts"
+	done
+	# In the background (a forked daemon), decoding ahead works and ends with the mount.
+	mkdir "$TMP/mnt-bg"
+	MOUNTS+=("$TMP/mnt-bg")
+	"$SPARSEFS" -o prefetch=all "$TMP/deltas" "$TMP/mnt-bg"
+	p=$(pgrep -n -f "sparsefs -o prefetch=all $TMP/deltas")
+	PIDS+=("$p")
+	cmp "$TMP/demo-ft/model.safetensors" "$TMP/mnt-bg/demo/model.safetensors"
+	unmount "$TMP/mnt-bg"
+	for _ in $(seq 50); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	! kill -0 "$p" 2>/dev/null || fail "the daemon $p outlived its unmount"
+	mkdir "$TMP/mnt-bad"
+	if "$SPARSEFS" -f -o prefetch=some "$TMP/deltas" "$TMP/mnt-bad" 2>"$TMP/bad.log"; then
+		fail "-o prefetch=some was taken"
+	fi
+	grep -q "prefetch=some" "$TMP/bad.log" || fail "-o prefetch=some: $(cat "$TMP/bad.log")"
 }
 
 cmd=$1

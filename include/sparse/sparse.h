@@ -183,4 +183,23 @@ int sp_delta_check_base(struct sp_delta *d, struct sp_err *err);
 struct sp_cache *sp_cache_new(size_t max_bytes);
 void sp_cache_free(struct sp_cache *c);
 
+/* ---- decoding on threads of its own, into a cache ---- */
+
+struct sp_pool;
+
+/* Starts threads (0: one per online CPU, at most 64) that decode chunks into cache. */
+struct sp_pool *sp_pool_new(struct sp_cache *cache, unsigned threads);
+unsigned sp_pool_threads(const struct sp_pool *p);
+/* Stops the threads, dropping what is queued; before the cache and the deltas go. */
+void sp_pool_free(struct sp_pool *p);
+/* Queues the chunks of file that hold [off, off + len) for decoding into the cache, behind what
+ * is queued; chunks cached or queued already are skipped, and nothing is queued past the
+ * cache's size. Returns at once. */
+void sp_pool_prefetch(struct sp_pool *p, struct sp_delta *d, size_t file, uint64_t off,
+		      uint64_t len);
+/* sp_delta_read through the pool's cache, where the chunks after the first that the read spans
+ * decode on the pool's threads meanwhile. */
+ssize_t sp_pool_read(struct sp_pool *p, struct sp_delta *d, size_t file, void *buf, size_t len,
+		     uint64_t off);
+
 #endif

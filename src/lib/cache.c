@@ -108,32 +108,72 @@ static struct sp_cache_entry *lookup(struct sp_cache *c, void *owner, uint64_t i
 	return e;
 }
 
-const uint8_t *sp_cache_get(struct sp_cache *c, void *owner, uint64_t idx, size_t len,
-			    sp_cache_fill fill, struct sp_cache_entry **held, int *rc)
+/* The entry of chunk idx, waited for while it is being filled, marked recent and held; NULL
+ * when absent. Called locked. */
+static struct sp_cache_entry *hold(struct sp_cache *c, void *owner, uint64_t idx)
 {
 	struct sp_cache_entry *e;
-	pthread_mutex_lock(&c->lock);
 	while ((e = lookup(c, owner, idx)) && !e->ready)
 		pthread_cond_wait(&c->filled, &c->lock);
 	if (e) {
 		DL_DELETE(c->lru, e);
 		DL_APPEND(c->lru, e);
 		e->refs++;
-	} else if (!(e = calloc(1, sizeof(*e)))) {
-		*rc = -ENOMEM;
-	} else {
-		e->key.owner = owner;
-		e->key.idx = idx;
-		e->len = len;
-		e->refs = 1;
-		HASH_ADD(hh, c->table, key, sizeof(e->key), e);
-		DL_APPEND(c->lru, e);
-		if ((*rc = fill_entry(c, e, fill)))
-			e = NULL;
 	}
+	return e;
+}
+
+/* A new entry for chunk idx, filled and held; NULL with *rc set on failure. Called locked. */
+static struct sp_cache_entry *insert(struct sp_cache *c, void *owner, uint64_t idx, size_t len,
+				     sp_cache_fill fill, int *rc)
+{
+	struct sp_cache_entry *e = calloc(1, sizeof(*e));
+	if (!e) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	e->key.owner = owner;
+	e->key.idx = idx;
+	e->len = len;
+	e->refs = 1;
+	HASH_ADD(hh, c->table, key, sizeof(e->key), e);
+	DL_APPEND(c->lru, e);
+	return (*rc = fill_entry(c, e, fill)) ? NULL : e;
+}
+
+const uint8_t *sp_cache_get(struct sp_cache *c, void *owner, uint64_t idx, size_t len,
+			    sp_cache_fill fill, struct sp_cache_entry **held, int *rc)
+{
+	pthread_mutex_lock(&c->lock);
+	struct sp_cache_entry *e = hold(c, owner, idx);
+	if (!e)
+		e = insert(c, owner, idx, len, fill, rc);
 	pthread_mutex_unlock(&c->lock);
 	*held = e;
 	return e ? e->data : NULL;
+}
+
+const uint8_t *sp_cache_find(struct sp_cache *c, void *owner, uint64_t idx,
+			     struct sp_cache_entry **held)
+{
+	pthread_mutex_lock(&c->lock);
+	struct sp_cache_entry *e = hold(c, owner, idx);
+	pthread_mutex_unlock(&c->lock);
+	*held = e;
+	return e ? e->data : NULL;
+}
+
+int sp_cache_has(struct sp_cache *c, void *owner, uint64_t idx)
+{
+	pthread_mutex_lock(&c->lock);
+	int has = lookup(c, owner, idx) != NULL;
+	pthread_mutex_unlock(&c->lock);
+	return has;
+}
+
+size_t sp_cache_max(const struct sp_cache *c)
+{
+	return c->max_bytes;
 }
 
 void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held)

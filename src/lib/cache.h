@@ -18,6 +18,13 @@ typedef int (*sp_cache_fill)(void *owner, uint64_t idx, void *out);
  * until sp_cache_release(*held). NULL with *rc set when fill failed (nothing is cached then). */
 const uint8_t *sp_cache_get(struct sp_cache *c, void *owner, uint64_t idx, size_t len,
 			    sp_cache_fill fill, struct sp_cache_entry **held, int *rc);
+/* Like sp_cache_get, but never decodes: NULL when chunk idx is not cached (one being decoded
+ * is waited for). */
+const uint8_t *sp_cache_find(struct sp_cache *c, void *owner, uint64_t idx,
+			     struct sp_cache_entry **held);
+/* Is chunk idx cached or being decoded? A hint: it may be evicted right after. */
+int sp_cache_has(struct sp_cache *c, void *owner, uint64_t idx);
+size_t sp_cache_max(const struct sp_cache *c);
 void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held);
 /* Bytes of decoded chunks held now. */
 size_t sp_cache_bytes(struct sp_cache *c);

@@ -393,23 +393,24 @@ static int fill(void *owner, uint64_t idx, void *out)
 	return sp_delta_decode_chunk(owner, idx, out);
 }
 
-/* Copies the part of chunk k that [off, off+len) overlaps into buf. Whole chunks decode straight
- * into buf; partial ones go through the cache so that the next read finds them. */
+/* Copies the part of chunk k that [off, off+len) overlaps into buf. A chunk found in the cache
+ * (decoded ahead, or partly read before) is copied; other whole chunks decode straight into buf;
+ * other partial ones go through the cache so that the next read finds them. */
 static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, uint8_t *buf,
 		      size_t len, uint64_t off)
 {
 	const struct sp_chunk *c = &d->chunks[k];
 	uint64_t from = off > c->out_off ? off : c->out_off;
 	uint64_t to = off + len < c->out_off + c->out_len ? off + len : c->out_off + c->out_len;
-	if (from == c->out_off && to == c->out_off + c->out_len)
-		return sp_delta_decode_chunk(d, k, buf + (from - off));
 	struct sp_cache_entry *held = NULL;
+	const uint8_t *src = cache ? sp_cache_find(cache, d, k, &held) : NULL;
 	uint8_t *tmp = NULL;
-	const uint8_t *src;
 	int rc = 0;
-	if (cache) {
+	if (!src && from == c->out_off && to == c->out_off + c->out_len)
+		return sp_delta_decode_chunk(d, k, buf + (from - off));
+	if (!src && cache) {
 		src = sp_cache_get(cache, d, k, c->out_len, fill, &held, &rc);
-	} else {
+	} else if (!src) {
 		src = tmp = malloc(c->out_len);
 		rc = tmp ? sp_delta_decode_chunk(d, k, tmp) : -ENOMEM;
 	}
@@ -421,8 +422,7 @@ static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, ui
 	return rc;
 }
 
-/* The first chunk of file f that holds offset off (off < size). */
-static uint64_t find_chunk(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off)
+uint64_t sp_delta_find_chunk(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off)
 {
 	uint64_t lo = f->first_chunk, hi = f->first_chunk + f->chunk_count;
 	while (hi - lo > 1) {
@@ -446,7 +446,7 @@ ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, v
 	if (len > f->size - off)
 		len = (size_t)(f->size - off);
 	uint64_t end = off + len;
-	for (uint64_t k = find_chunk(d, f, off); k < f->first_chunk + f->chunk_count; k++) {
+	for (uint64_t k = sp_delta_find_chunk(d, f, off); k < f->first_chunk + f->chunk_count; k++) {
 		if (d->chunks[k].out_off >= end)
 			break;
 		int rc = read_chunk(d, cache, k, buf, len, off);

@@ -31,4 +31,7 @@ struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const cha
 /* Reads and validates the superblock, chunk table and manifest of d->path. */
 int sp_delta_load(struct sp_delta *d, struct sp_err *err);
 
+/* The first chunk of file f that holds offset off (off < size). */
+uint64_t sp_delta_find_chunk(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off);
+
 #endif

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -40,12 +41,26 @@ static void fill_stat(const struct fs *fs, const struct node *n, struct stat *st
 	st->st_atim = st->st_ctim = st->st_mtim;
 }
 
+/* Set once in init, before any open: pthread_once passes no argument. */
+static struct fs *readahead_fs;
+
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct fs *fs = userdata;
+	readahead_fs = fs;
 	/* Nothing changes under us: let the kernel keep pages and skip revalidation. */
 	conn->want |= conn->capable & FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	/* Here, not before the mount: daemonizing forks, and threads do not survive a fork. */
+	if (!(fs->pool = sp_pool_new(fs->cache, fs->decoders)))
+		sp_log("no decoding threads: every chunk decodes on the thread that reads it");
+}
+
+static void op_destroy(void *userdata)
+{
+	struct fs *fs = userdata;
+	sp_pool_free(fs->pool);
+	fs->pool = NULL;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -129,11 +144,27 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	free(buf);
 }
 
-static struct fs *readahead_fs;
-
 static void readahead_once(void)
 {
 	raise_readahead(readahead_fs->mountpoint, readahead_fs->readahead_kb);
+}
+
+/* A file handle carries its read streams, unless nothing is decoded ahead; with prefetch=all
+ * decoding starts at once, in file order, which is tensor order. */
+static void open_file(struct fs *fs, fuse_req_t req, struct node *n, struct fuse_file_info *fi)
+{
+	struct streams *s = NULL;
+	if (fs->prefetch != PREFETCH_NONE && !(s = streams_new())) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uintptr_t)s;
+	fi->keep_cache = 1;
+	/* Before the reply: after it, a release may free s at any time. */
+	if (fs->prefetch == PREFETCH_ALL && fs->pool)
+		sp_pool_prefetch(fs->pool, n->delta, n->file, 0, streams_start(s, fs->max_window));
+	if (fuse_reply_open(req, fi))
+		streams_free(s);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -141,7 +172,6 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct node *n = tree_node(&fs_of(req)->tree, ino);
 	/* By the first open the kernel has long processed INIT, which sets the window. */
-	readahead_fs = fs_of(req);
 	if (readahead_fs->readahead_kb)
 		pthread_once(&once, readahead_once);
 	if (!n)
@@ -152,10 +182,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ELOOP);
 	else if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC))
 		fuse_reply_err(req, EROFS);
-	else {
-		fi->keep_cache = 1;
-		fuse_reply_open(req, fi);
-	}
+	else
+		open_file(fs_of(req), req, n, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	streams_free((struct streams *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
 }
 
 /* Each worker thread keeps one reply buffer: a fresh one per read would be fresh pages the
@@ -187,16 +222,22 @@ static void *reply_buffer(size_t size)
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	(void)fi;
 	struct fs *fs = fs_of(req);
 	struct node *n = tree_node(&fs->tree, ino);
+	struct streams *s = (struct streams *)(uintptr_t)fi->fh;
+	uint64_t ahead, len;
 	if (!n || n->is_dir || off < 0) {
 		fuse_reply_err(req, !n ? ENOENT : n->is_dir ? EISDIR : EINVAL);
 		return;
 	}
+	if (s && fs->pool &&
+	    (len = streams_note(s, (uint64_t)off, size, fs->max_window, sp_pool_threads(fs->pool),
+				&ahead)))
+		sp_pool_prefetch(fs->pool, n->delta, n->file, ahead, len);
 	void *buf = reply_buffer(size);
-	ssize_t got = buf ? sp_delta_read(n->delta, fs->cache, n->file, buf, size, (uint64_t)off)
-			  : -ENOMEM;
+	ssize_t got = !buf     ? -ENOMEM
+		      : fs->pool ? sp_pool_read(fs->pool, n->delta, n->file, buf, size, (uint64_t)off)
+				 : sp_delta_read(n->delta, fs->cache, n->file, buf, size, (uint64_t)off);
 	if (got < 0)
 		fuse_reply_err(req, (int)-got);
 	else
@@ -226,12 +267,14 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 const struct fuse_lowlevel_ops sparsefs_ops = {
 	.init = op_init,
+	.destroy = op_destroy,
 	.lookup = op_lookup,
 	.getattr = op_getattr,
 	.opendir = op_opendir,
 	.readdir = op_readdir,
 	.open = op_open,
 	.read = op_read,
+	.release = op_release,
 	.readlink = op_readlink,
 	.statfs = op_statfs,
 	.getxattr = xattr_get,

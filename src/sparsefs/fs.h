@@ -8,9 +8,15 @@
 
 #include "tree.h"
 
+enum prefetch { PREFETCH_NONE, PREFETCH_SEQUENTIAL, PREFETCH_ALL };
+
 struct fs {
 	struct tree tree;
 	struct sp_cache *cache;
+	struct sp_pool *pool;    /* decodes ahead of the reads, into cache; NULL: it would not start */
+	unsigned decoders;       /* its threads (0: one per CPU) */
+	enum prefetch prefetch;
+	uint64_t max_window;     /* the most a stream decodes ahead: within the cache */
 	const char *mountpoint; /* absolute */
 	unsigned readahead_kb;
 	uid_t uid;

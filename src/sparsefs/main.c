@@ -16,12 +16,15 @@
 #include <unistd.h>
 
 #include "fs.h"
+#include "readahead.h"
 #include "tools.h"
 
 struct mount_opts {
 	char *base;
 	char *cache_size;
 	int readahead_kb;
+	char *prefetch;
+	unsigned decoders;
 	char *delta;
 };
 
@@ -36,6 +39,9 @@ static void usage(FILE *out)
 		"  -o base=DIR          the base model folder (default: where mksparse found it)\n"
 		"  -o cache_size=N      bytes of decoded chunks to keep (default 32M; K/M/G)\n"
 		"  -o readahead=KB      kernel readahead window, 0 leaves it (default 1024)\n"
+		"  -o prefetch=MODE     decode ahead: none, sequential (of each read stream;\n"
+		"                       the default) or all (each opened file from its start)\n"
+		"  -o decoders=N        decoding threads (default: one per CPU)\n"
 		"  -f                   stay in the foreground\n"
 		"  -d                   debug: foreground, log every request\n"
 		"  -s                   single-threaded\n"
@@ -49,6 +55,8 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("base=%s", base),
 	OPT("cache_size=%s", cache_size),
 	OPT("readahead=%u", readahead_kb),
+	OPT("prefetch=%s", prefetch),
+	OPT("decoders=%u", decoders),
 	FUSE_OPT_END,
 };
 
@@ -64,6 +72,16 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args
 	return 1;
 }
 
+
+static int parse_prefetch(const char *s, enum prefetch *out)
+{
+	static const char *const names[] = {"none", "sequential", "all"};
+	*out = PREFETCH_SEQUENTIAL;
+	for (int i = 0; s && i < 3; i++)
+		if (!strcmp(s, names[i]))
+			*out = (enum prefetch)i;
+	return s && strcmp(s, names[*out]);
+}
 
 static void log_syslog(const char *line)
 {
@@ -166,6 +184,14 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: cache_size=%s: not a size\n", o.cache_size);
 		goto out;
 	}
+	if (parse_prefetch(o.prefetch, &fs.prefetch)) {
+		fprintf(stderr, "sparsefs: prefetch=%s: none, sequential or all\n", o.prefetch);
+		goto out;
+	}
+	if (o.decoders > 64) {
+		fprintf(stderr, "sparsefs: decoders=%u: 64 at most\n", o.decoders);
+		goto out;
+	}
 	rc = 1;
 	if (check_mountpoint(co.mountpoint))
 		goto out;
@@ -175,6 +201,9 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
 	}
+	/* Half the cache: what is decoded ahead must still be there when it is read. */
+	fs.max_window = cache / 2 < STREAM_WINDOW_MAX ? cache / 2 : STREAM_WINDOW_MAX;
+	fs.decoders = o.decoders;
 	if ((fs.cache = sp_cache_new((size_t)cache)))
 		rc = run_session(&fs, &args, &co);
 	sp_cache_free(fs.cache);
@@ -182,6 +211,7 @@ static int mount_main(int argc, char **argv)
 out:
 	free(o.base);
 	free(o.cache_size);
+	free(o.prefetch);
 	free(o.delta);
 	free(co.mountpoint);
 	fuse_opt_free_args(&args);
