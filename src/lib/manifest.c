@@ -2,6 +2,7 @@
 #include "manifest.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,7 +129,7 @@ static int parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info
 	if (!f->name || !safe_name(f->name) || get_u64(js, "size", &f->size) ||
 	    get_u64(js, "first_chunk", &f->first_chunk) ||
 	    get_u64(js, "chunk_count", &f->chunk_count) || get_u64(js, "mtime_nsec", &nsec) ||
-	    !cJSON_IsNumber(mt) || nsec >= 1000000000u)
+	    !cJSON_IsNumber(mt) || !(fabs(mt->valuedouble) < 9.2e18) || nsec >= 1000000000u)
 		return -1;
 	f->mtime = (int64_t)mt->valuedouble;
 	f->mtime_nsec = (uint32_t)nsec;
