@@ -132,16 +132,18 @@ static struct fs *readahead_fs;
 
 static void readahead_once(void)
 {
-	raise_readahead(readahead_fs->mountpoint, readahead_fs->readahead_kb);
+	const struct fs *fs = __atomic_load_n(&readahead_fs, __ATOMIC_RELAXED);
+	raise_readahead(fs->mountpoint, fs->readahead_kb);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct node *n = tree_node(&fs_of(req)->tree, ino);
-	/* By the first open the kernel has long processed INIT, which sets the window. */
-	readahead_fs = fs_of(req);
-	if (readahead_fs->readahead_kb)
+	/* By the first open the kernel has long processed INIT, which sets the window. Opens run
+	 * on several threads at once: the store is atomic. */
+	__atomic_store_n(&readahead_fs, fs_of(req), __ATOMIC_RELAXED);
+	if (fs_of(req)->readahead_kb)
 		pthread_once(&once, readahead_once);
 	if (!n)
 		fuse_reply_err(req, ENOENT);
