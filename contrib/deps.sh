@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Installs the Debian 12 packages sparse needs to build, test and run, where missing.
+# Installs the Debian 12 packages sparse needs to build, test and run, where missing (clang and
+# its sanitizer and libFuzzer runtimes for CI's sanitized builds and fuzz/).
 set -euo pipefail
 PACKAGES=(cmake gcc make pkg-config libfuse3-dev fuse3 libzstd-dev zstd libcjson-dev
 	libxxhash-dev uthash-dev libopenblas-dev python3 python3-numpy procps util-linux
-	wamerican wbritish attr dpkg-dev)
+	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -31,7 +31,7 @@ static void fresh_copy(void)
 static void poke(uint64_t off, uint8_t xor_with)
 {
 	char path[4200];
-	uint8_t b;
+	uint8_t b = 0;
 	snprintf(path, sizeof(path), "%s/%s", work, SP_DELTA_FILE);
 	int fd = open(path, O_RDWR);
 	CHECK(fd >= 0 && pread(fd, &b, 1, (off_t)off) == 1);

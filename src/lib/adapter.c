@@ -644,7 +644,7 @@ static int add_targets(struct sp_lora *lora, const struct sp_model *base, const 
 		       const struct sp_mfile *f, const struct part *parts, size_t n,
 		       struct sp_err *err)
 {
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i += 2) {
 		const struct part *pa = &parts[i], *pb = i + 1 < n ? &parts[i + 1] : NULL;
 		int paired = pb && !strcmp(pa->module, pb->module);
 		if (!paired || pa->is_b || !pb->is_b || pa->embedding != pb->embedding ||
@@ -657,7 +657,6 @@ static int add_targets(struct sp_lora *lora, const struct sp_model *base, const 
 		}
 		if (add_target(lora, base, c, f, pa, pb, err))
 			return -1;
-		i++;
 	}
 	return 0;
 }

@@ -66,8 +66,9 @@ static int emit(struct writer *w, const struct segment *s)
 static int emit_stored(struct writer *w, const uint8_t *map, uint64_t off, uint64_t len,
 		       enum sp_dtype dt, int level)
 {
-	struct segment s = {.off = off, .len = len, .ft = map + off, .dtype = dt, .base_dtype = dt,
-			    .level = level};
+	/* an empty file is not mapped: NULL + 0 is undefined */
+	struct segment s = {.off = off, .len = len, .ft = map ? map + off : NULL, .dtype = dt,
+			    .base_dtype = dt, .level = level};
 	return emit(w, &s);
 }
 
