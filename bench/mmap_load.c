@@ -31,7 +31,7 @@ static size_t njobs, cap;
 static size_t next_job; /* taken atomically */
 static uint64_t copied;
 
-static void die(const char *what, const char *why)
+static _Noreturn void die(const char *what, const char *why)
 {
 	fprintf(stderr, "mmap_load: %s: %s\n", what, why);
 	exit(1);
