@@ -61,6 +61,7 @@ static void op_destroy(void *userdata)
 	struct fs *fs = userdata;
 	sp_pool_free(fs->pool);
 	fs->pool = NULL;
+	streams_free_all(&fs->open);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -154,7 +155,7 @@ static void readahead_once(void)
 static void open_file(struct fs *fs, fuse_req_t req, struct node *n, struct fuse_file_info *fi)
 {
 	struct streams *s = NULL;
-	if (fs->prefetch != PREFETCH_NONE && !(s = streams_new())) {
+	if (fs->prefetch != PREFETCH_NONE && !(s = streams_new(&fs->open))) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -164,7 +165,7 @@ static void open_file(struct fs *fs, fuse_req_t req, struct node *n, struct fuse
 	if (fs->prefetch == PREFETCH_ALL && fs->pool)
 		sp_pool_prefetch(fs->pool, n->delta, n->file, 0, streams_start(s, fs->max_window));
 	if (fuse_reply_open(req, fi))
-		streams_free(s);
+		streams_free(&fs->open, s);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -189,7 +190,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	(void)ino;
-	streams_free((struct streams *)(uintptr_t)fi->fh);
+	streams_free(&fs_of(req)->open, (struct streams *)(uintptr_t)fi->fh);
 	fuse_reply_err(req, 0);
 }
 

@@ -6,6 +6,7 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include <fuse_lowlevel.h>
 
+#include "readahead.h"
 #include "tree.h"
 
 enum prefetch { PREFETCH_NONE, PREFETCH_SEQUENTIAL, PREFETCH_ALL };
@@ -16,6 +17,7 @@ struct fs {
 	struct sp_pool *pool;    /* decodes ahead of the reads, into cache; NULL: it would not start */
 	unsigned decoders;       /* its threads (0: one per CPU) */
 	enum prefetch prefetch;
+	struct streams_set open;  /* the read streams of the open files */
 	uint64_t max_window;     /* the most a stream decodes ahead: within the cache */
 	const char *mountpoint; /* absolute */
 	unsigned readahead_kb;

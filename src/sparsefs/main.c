@@ -163,7 +163,7 @@ static int mount_main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct mount_opts o = {.readahead_kb = 1024};
 	struct fuse_cmdline_opts co = {0};
-	struct fs fs = {.uid = getuid(), .gid = getgid()};
+	struct fs fs = {.uid = getuid(), .gid = getgid(), .open = STREAMS_SET_INIT};
 	uint64_t cache = SP_CACHE_DEFAULT;
 	struct sp_err err;
 	int rc = 2;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
 static void unescape(char *s)
@@ -73,25 +74,47 @@ struct stream {
 };
 
 struct streams {
+	struct streams *prev, *next; /* in the set of open files */
 	pthread_mutex_t lock;
 	struct stream s[NSTREAMS];
 	unsigned tick;
 };
 
-struct streams *streams_new(void)
+struct streams *streams_new(struct streams_set *set)
 {
 	struct streams *s = calloc(1, sizeof(*s));
-	if (s)
-		pthread_mutex_init(&s->lock, NULL);
+	if (!s)
+		return NULL;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_lock(&set->lock);
+	DL_APPEND(set->all, s);
+	pthread_mutex_unlock(&set->lock);
 	return s;
 }
 
-void streams_free(struct streams *s)
+static void destroy(struct streams *s)
+{
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+void streams_free(struct streams_set *set, struct streams *s)
 {
 	if (!s)
 		return;
-	pthread_mutex_destroy(&s->lock);
-	free(s);
+	pthread_mutex_lock(&set->lock);
+	DL_DELETE(set->all, s);
+	pthread_mutex_unlock(&set->lock);
+	destroy(s);
+}
+
+void streams_free_all(struct streams_set *set)
+{
+	struct streams *s, *tmp;
+	DL_FOREACH_SAFE(set->all, s, tmp) {
+		DL_DELETE(set->all, s);
+		destroy(s);
+	}
 }
 
 /* The stream that a read at off continues, else the least recently used one, reset. */

@@ -2,6 +2,7 @@
 #ifndef SPARSEFS_READAHEAD_H
 #define SPARSEFS_READAHEAD_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 /* Raises the kernel's readahead window of the FUSE mount at mountpoint (absolute) to kb KiB,
@@ -19,8 +20,17 @@ void raise_readahead(const char *mountpoint, unsigned kb);
 
 struct streams;
 
-struct streams *streams_new(void);
-void streams_free(struct streams *s);
+/* The streams of every open file. The kernel sends no release for files still open when the
+ * daemon ends (a signal, a lazy unmount): destroy frees what is left here. */
+struct streams_set {
+	pthread_mutex_t lock;
+	struct streams *all;
+};
+#define STREAMS_SET_INIT {PTHREAD_MUTEX_INITIALIZER, NULL}
+
+struct streams *streams_new(struct streams_set *set);
+void streams_free(struct streams_set *set, struct streams *s);
+void streams_free_all(struct streams_set *set);
 /* Notes a read of [off, off + len); returns the bytes to decode ahead from *ahead (0: none).
  * The streams reading lately share max_window. More than max_busy of them (the decoding
  * threads) keep the CPUs busy by themselves: nothing is decoded ahead then, since a chunk
