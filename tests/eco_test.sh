@@ -4,7 +4,8 @@
 #
 #   eco_test.sh hub       hub ids resolved from a fake Hugging Face cache, by mksparse and by the
 #                         mount (recorded in the delta, found again after the cache moved)
-#   eco_test.sh fstab     contrib/fstab.example's line through mount(8) and mount.fuse3, and
+#   eco_test.sh fstab     contrib/fstab.example's line through mount(8) (sparsefs in a private
+#                         namespace's /usr/local/bin, and by path) and mount.fuse3, and
 #                         contrib/systemd's unit through systemd-analyze verify
 #   eco_test.sh progress  mksparse's progress line on a terminal only; sparsefs --info --json
 #   eco_test.sh xattr     user.sparse.* attributes through getfattr, and statfs's totals
@@ -160,16 +161,21 @@ fstab() {
 	mounted_by_helper "$TMP/mnt"
 	same_sums "$TMP/ft" "$TMP/mnt"
 	umount_helper "$TMP/mnt"
-	# The line as it is, where sparsefs is installed on mount(8)'s PATH.
-	if env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh -c 'command -v sparsefs' >/dev/null; then
-		echo "$TMP/delta $TMP/mnt fuse.sparsefs $opts 0 0" >"$TMP/fstab"
-		mount -T "$TMP/fstab" "$TMP/mnt" || fail "mount -T fstab (installed sparsefs)"
-		mounted_by_helper "$TMP/mnt"
-		same_sums "$TMP/ft" "$TMP/mnt"
-		umount_helper "$TMP/mnt"
-	else
-		echo "note: no sparsefs installed on mount(8)'s PATH: mount -t fuse.sparsefs tried through mount.fuse3"
-	fi
+	# The line as it is, with sparsefs on mount(8)'s fixed PATH: in a mount namespace of its
+	# own whose /usr/local/bin holds it, so that nothing outside the test changes.
+	echo "$TMP/delta $TMP/mnt fuse.sparsefs $opts 0 0" >"$TMP/fstab"
+	unshare --mount --propagation private bash -euc '
+		mount --bind "$1/bin" /usr/local/bin
+		mount -T "$1/fstab" "$1/mnt"
+		trap "umount $1/mnt 2>/dev/null || fusermount3 -uz $1/mnt" EXIT
+		grep -q " $1/mnt fuse.sparsefs ro," /proc/mounts
+		(cd "$2" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | (cd "$1/mnt" && sha256sum --quiet -c)
+	' _ "$TMP" "$TMP/ft" || fail "mount -T fstab with sparsefs installed (type fuse.sparsefs)"
+	for _ in $(seq 50); do
+		pgrep -f "sparsefs $TMP/delta $TMP/mnt" >/dev/null || break
+		sleep 0.1
+	done
+	! pkill -f "sparsefs $TMP/delta $TMP/mnt" || fail "sparsefs still runs after umount in the namespace"
 	local unit
 	unit=$(ls "$SRC"/contrib/systemd/*.mount)
 	if command -v systemd-analyze >/dev/null; then
