@@ -403,14 +403,15 @@ static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, ui
 	uint64_t from = off > c->out_off ? off : c->out_off;
 	uint64_t to = off + len < c->out_off + c->out_len ? off + len : c->out_off + c->out_len;
 	struct sp_cache_entry *held = NULL;
-	const uint8_t *src = cache ? sp_cache_find(cache, d, k, &held) : NULL;
+	const uint8_t *src = NULL;
 	uint8_t *tmp = NULL;
 	int rc = 0;
-	if (!src && from == c->out_off && to == c->out_off + c->out_len)
-		return sp_delta_decode_chunk(d, k, buf + (from - off));
-	if (!src && cache) {
+	if (from == c->out_off && to == c->out_off + c->out_len) {
+		if (!cache || !(src = sp_cache_find(cache, d, k, &held)))
+			return sp_delta_decode_chunk(d, k, buf + (from - off));
+	} else if (cache) {
 		src = sp_cache_get(cache, d, k, c->out_len, fill, &held, &rc);
-	} else if (!src) {
+	} else {
 		src = tmp = malloc(c->out_len);
 		rc = tmp ? sp_delta_decode_chunk(d, k, tmp) : -ENOMEM;
 	}
