@@ -422,7 +422,7 @@ static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, ui
 	if (rc == 0)
 		memcpy(buf + (from - off), src + (from - c->out_off), to - from);
 	if (held)
-		sp_cache_release(cache, held);
+		sp_cache_release_served(cache, held, to - from);
 	free(tmp);
 	return rc;
 }
