@@ -114,7 +114,9 @@ unsigned sp_pool_threads(const struct sp_pool *p)
 
 void sp_pool_skip_base(struct sp_pool *p)
 {
+	pthread_mutex_lock(&p->lock);
 	p->skip_base = 1;
+	pthread_mutex_unlock(&p->lock);
 }
 
 void sp_pool_free(struct sp_pool *p)
