@@ -69,10 +69,13 @@ def peak_rss_mb(pid):
 class Mount:
     """A daemon in the foreground on mnt: its start-to-answer time and its pid."""
 
-    def __init__(self, cmd, mnt):
+    def __init__(self, cmd, mnt, log=None):
         self.mnt = mnt
+        err = open(log, "w") if log else None
         t = time.perf_counter()
-        self.proc = subprocess.Popen(cmd + [mnt], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(cmd + [mnt], stdout=subprocess.DEVNULL, stderr=err)
+        if err:
+            err.close()
         while not os.path.ismount(mnt):
             if self.proc.poll() is not None or time.perf_counter() - t > 30:
                 self.close()

@@ -3,13 +3,15 @@
  * sparse-genmodel: writes a synthetic base and fine-tune in Hugging Face layout, for the demo
  * and the tests, so that neither needs a real checkpoint.
  *
- *   sparse-genmodel demo BASE_DIR FT_DIR [LAYERS [WIDTH]]
+ *   sparse-genmodel demo BASE_DIR FT_DIR [LAYERS [WIDTH [FROZEN]]]
  *                                          a small GPT-2-like pair in BF16 (4 layers, 7 MB; each
  *                                          layer adds 1.6 MB) whose delta looks like a real light
  *                                          fine-tune: most words a few units in the last place
  *                                          from the base, some identical. WIDTH (default 256)
  *                                          is n_embd: a layer holds 24 WIDTH^2 bytes, so 60
- *                                          layers of width 1280 make a 2.4 GB pair member
+ *                                          layers of width 1280 make a 2.4 GB pair member.
+ *                                          The first FROZEN layers (default 0) are left as in
+ *                                          the base, as when the lower layers were frozen
  *   sparse-genmodel edge BASE_DIR FT_DIR   every dtype and shape case the format handles
  */
 #include <cjson/cJSON.h>
@@ -227,7 +229,7 @@ static void write_folder(const char *dir, struct stfile *f, const char *config)
 		   "{\n  \"model_max_length\": 256,\n  \"tokenizer_class\": \"GPT2Tokenizer\"\n}\n");
 }
 
-static void demo(const char *base_dir, const char *ft_dir, int layers, int e)
+static void demo(const char *base_dir, const char *ft_dir, int layers, int e, int frozen)
 {
 	static struct stfile b, f;
 	fill_float(add(&b, "transformer.wte.weight", "BF16", 2, 2, 1024, (uint64_t)e), SP_DT_BF16, 0.02, 0);
@@ -236,8 +238,12 @@ static void demo(const char *base_dir, const char *ft_dir, int layers, int e)
 		demo_layer(&b, l, e);
 	fill_float(add(&b, "transformer.ln_f.weight", "BF16", 2, 1, (uint64_t)e, 0), SP_DT_BF16, 0.05, 1.0);
 	fill_float(add(&b, "transformer.ln_f.bias", "BF16", 2, 1, (uint64_t)e, 0), SP_DT_BF16, 0.02, 0);
-	for (int i = 0; i < b.n; i++)
-		perturb_float(&b.t[i], copy(&f, &b.t[i], NULL), SP_DT_BF16, 4e-4);
+	/* wte and wpe, then 12 tensors a layer: a frozen layer's are the base's. */
+	for (int i = 0; i < b.n; i++) {
+		struct tensor *t = copy(&f, &b.t[i], NULL);
+		if (i < 2 || i >= 2 + 12 * frozen)
+			perturb_float(&b.t[i], t, SP_DT_BF16, 4e-4);
+	}
 	char config[1024];
 	snprintf(config, sizeof(config), demo_config, e, layers);
 	write_folder(base_dir, &b, config);
@@ -372,16 +378,18 @@ static void edge(const char *base_dir, const char *ft_dir)
 
 int main(int argc, char **argv)
 {
-	int layers = argc >= 5 ? atoi(argv[4]) : 4, width = argc == 6 ? atoi(argv[5]) : 256;
-	if (argc < 4 || argc > 6 || (strcmp(argv[1], "demo") && strcmp(argv[1], "edge")) ||
-	    layers < 1 || layers > 60 || width < 4 || width > 4096 || width % 4) {
+	int layers = argc >= 5 ? atoi(argv[4]) : 4, width = argc >= 6 ? atoi(argv[5]) : 256;
+	int frozen = argc == 7 ? atoi(argv[6]) : 0;
+	if (argc < 4 || argc > 7 || (strcmp(argv[1], "demo") && strcmp(argv[1], "edge")) ||
+	    layers < 1 || layers > 60 || width < 4 || width > 4096 || width % 4 || frozen < 0 ||
+	    frozen > layers) {
 		fprintf(stderr, "usage: sparse-genmodel demo BASE_DIR FT_DIR [LAYERS (1-60) "
-				"[WIDTH (4-4096, a multiple of 4)]]\n"
+				"[WIDTH (4-4096, a multiple of 4) [FROZEN (0-LAYERS)]]]\n"
 				"       sparse-genmodel edge BASE_DIR FT_DIR\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "demo"))
-		demo(argv[2], argv[3], layers, width);
+		demo(argv[2], argv[3], layers, width, frozen);
 	else
 		edge(argv[2], argv[3]);
 	return 0;

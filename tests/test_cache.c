@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The chunk cache under threads: right bytes, one decode per chunk while it stays cached, a
- * bound it keeps, and failures that are not cached. */
+ * bound it keeps, and failures that are not cached; chunks served whole evicted first. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -61,8 +61,27 @@ static void run(size_t max_bytes)
 	sp_cache_free(cache);
 }
 
+/* A chunk served whole goes before one served in part, however recently it was used. */
+static void served_first(void)
+{
+	struct sp_cache_entry *held;
+	int rc = 0;
+	cache = sp_cache_new(2 * LEN);
+	CHECK(sp_cache_get(cache, &owner, 1, LEN, fill, &held, &rc) != NULL);
+	sp_cache_release_served(cache, held, LEN / 2);
+	CHECK(sp_cache_get(cache, &owner, 2, LEN, fill, &held, &rc) != NULL);
+	sp_cache_release_served(cache, held, LEN);
+	CHECK(sp_cache_get(cache, &owner, 3, LEN, fill, &held, &rc) != NULL);
+	sp_cache_release(cache, held);
+	CHECK(sp_cache_has(cache, &owner, 1));
+	CHECK(!sp_cache_has(cache, &owner, 2));
+	CHECK(sp_cache_has(cache, &owner, 3));
+	sp_cache_free(cache);
+}
+
 int main(void)
 {
+	served_first();
 	run(KEYS * LEN);
 	for (int k = 0; k < KEYS; k++)
 		if (k != 13)

@@ -173,6 +173,21 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t i, void *out);
 ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, void *buf,
 		      size_t len, uint64_t off);
 
+/* A range of a base file, as it is. */
+struct sp_base_range {
+	int fd;
+	uint64_t pos;
+	uint64_t len;
+};
+
+/* When every chunk that [off, off + len) of file overlaps (to the end of the file) is stored as
+ * base bytes (SP_CODEC_BASE), fills r with the base ranges that make it, in order, and returns
+ * how many: the caller may send them as they are (splice), without the hash check that a read
+ * makes. 0 when some chunk is not, or more than max ranges would be needed. -EIO, with one log
+ * line, when a base file changed (fstat: size, times, inode) since the delta was opened. */
+int sp_delta_base_ranges(struct sp_delta *d, size_t file, size_t len, uint64_t off,
+			 struct sp_base_range *r, size_t max);
+
 /* Verifies the whole base content against the hashes recorded at write time. */
 int sp_delta_check_base(struct sp_delta *d, struct sp_err *err);
 
@@ -190,6 +205,9 @@ struct sp_pool;
 /* Starts threads (0: one per online CPU, at most 64) that decode chunks into cache. */
 struct sp_pool *sp_pool_new(struct sp_cache *cache, unsigned threads);
 unsigned sp_pool_threads(const struct sp_pool *p);
+/* Chunks stored as base bytes are not decoded ahead (a mount that splices them has no use for
+ * them in the cache). Before the first prefetch. */
+void sp_pool_skip_base(struct sp_pool *p);
 /* Stops the threads, dropping what is queued; before the cache and the deltas go. */
 void sp_pool_free(struct sp_pool *p);
 /* Queues the chunks of file that hold [off, off + len) for decoding into the cache, behind what

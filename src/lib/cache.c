@@ -17,6 +17,7 @@ struct sp_cache_entry {
 	struct sp_cache_key key;
 	uint8_t *data;
 	size_t len;
+	size_t served; /* bytes copied out of it so far */
 	int refs;
 	int ready;
 	struct sp_cache_entry *prev, *next; /* LRU list: most recent at the tail */
@@ -179,6 +180,19 @@ size_t sp_cache_max(const struct sp_cache *c)
 void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held)
 {
 	pthread_mutex_lock(&c->lock);
+	held->refs--;
+	evict(c);
+	pthread_mutex_unlock(&c->lock);
+}
+
+void sp_cache_release_served(struct sp_cache *c, struct sp_cache_entry *held, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	held->served += n;
+	if (held->served >= held->len) {
+		DL_DELETE(c->lru, held);
+		DL_PREPEND(c->lru, held);
+	}
 	held->refs--;
 	evict(c);
 	pthread_mutex_unlock(&c->lock);

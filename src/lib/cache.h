@@ -26,6 +26,11 @@ const uint8_t *sp_cache_find(struct sp_cache *c, void *owner, uint64_t idx,
 int sp_cache_has(struct sp_cache *c, void *owner, uint64_t idx);
 size_t sp_cache_max(const struct sp_cache *c);
 void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held);
+/* sp_cache_release, after n bytes of it were copied out. Once as many bytes as it holds have
+ * been, it is the first to be evicted: the kernel keeps the pages it read, so a chunk served
+ * whole is seldom asked for again, while one served in part is (the rest of it, by the next
+ * read of its stream, which may come after many other streams' reads). */
+void sp_cache_release_served(struct sp_cache *c, struct sp_cache_entry *held, size_t n);
 /* Bytes of decoded chunks held now. */
 size_t sp_cache_bytes(struct sp_cache *c);
 

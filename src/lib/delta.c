@@ -62,6 +62,10 @@ static int open_base_in(struct sp_delta *d, const char *dir, struct sp_err *err)
 		}
 		if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
 			return -1;
+		if (fstat(b->fd, &b->seen)) {
+			sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -418,7 +422,7 @@ static int read_chunk(struct sp_delta *d, struct sp_cache *cache, uint64_t k, ui
 	if (rc == 0)
 		memcpy(buf + (from - off), src + (from - c->out_off), to - from);
 	if (held)
-		sp_cache_release(cache, held);
+		sp_cache_release_served(cache, held, to - from);
 	free(tmp);
 	return rc;
 }
@@ -455,6 +459,58 @@ ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, v
 			return rc;
 	}
 	return (ssize_t)len;
+}
+
+/* Has base file b changed since it was opened? Its size, times or inode say so. */
+static int base_changed(const struct sp_base_file *b)
+{
+	struct stat st;
+	const struct stat *o = &b->seen;
+	return fstat(b->fd, &st) || st.st_size != o->st_size || st.st_ino != o->st_ino ||
+	       st.st_dev != o->st_dev || st.st_mtim.tv_sec != o->st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != o->st_mtim.tv_nsec || st.st_ctim.tv_sec != o->st_ctim.tv_sec ||
+	       st.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+}
+
+/* Appends chunk c's base bytes in [from, to) to r, joined to the last range where they go on
+ * from it; 0, or -1 when r is full. */
+static int add_range(const struct sp_delta *d, const struct sp_chunk *c, uint64_t from,
+		     uint64_t to, struct sp_base_range *r, size_t *n, size_t max)
+{
+	int fd = d->base[c->base_file].fd;
+	uint64_t pos = c->base_off + (from - c->out_off);
+	if (*n && r[*n - 1].fd == fd && r[*n - 1].pos + r[*n - 1].len == pos) {
+		r[*n - 1].len += to - from;
+		return 0;
+	}
+	if (*n == max)
+		return -1;
+	r[(*n)++] = (struct sp_base_range){.fd = fd, .pos = pos, .len = to - from};
+	return 0;
+}
+
+int sp_delta_base_ranges(struct sp_delta *d, size_t file, size_t len, uint64_t off,
+			 struct sp_base_range *r, size_t max)
+{
+	const struct sp_file_info *f = &d->m.files[file];
+	size_t n = 0;
+	uint32_t checked = SP_NO_BASE;
+	if (f->link || off >= f->size || !d->base)
+		return 0;
+	uint64_t end = len > f->size - off ? f->size : off + len;
+	for (uint64_t k = sp_delta_find_chunk(d, f, off); k < f->first_chunk + f->chunk_count; k++) {
+		const struct sp_chunk *c = &d->chunks[k];
+		if (c->out_off >= end)
+			break;
+		uint64_t from = off > c->out_off ? off : c->out_off;
+		uint64_t to = end < c->out_off + c->out_len ? end : c->out_off + c->out_len;
+		if (c->codec != SP_CODEC_BASE || add_range(d, c, from, to, r, &n, max))
+			return 0;
+		if (c->base_file != checked && base_changed(&d->base[checked = c->base_file]))
+			return chunk_failed(d, k, "its base file changed since it was opened "
+						  "(size, times or inode): not spliced");
+	}
+	return (int)n;
 }
 
 int sp_delta_check_base(struct sp_delta *d, struct sp_err *err)

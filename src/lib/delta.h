@@ -3,11 +3,14 @@
 #ifndef SP_DELTA_H
 #define SP_DELTA_H
 
+#include <sys/stat.h>
+
 #include "manifest.h"
 
 struct sp_base_file {
 	char *path;
 	int fd;
+	struct stat seen; /* at open, after its check: a spliced read compares it with fstat */
 };
 
 struct sp_delta {

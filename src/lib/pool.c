@@ -32,6 +32,7 @@ struct sp_pool {
 	struct sp_cache *cache;
 	struct job *queue, *set; /* the same jobs, in order and by key */
 	size_t queued_bytes;
+	int skip_base; /* base chunks are not decoded ahead */
 	int stop;
 	unsigned n;
 	pthread_t th[MAX_THREADS];
@@ -111,6 +112,13 @@ unsigned sp_pool_threads(const struct sp_pool *p)
 	return p->n;
 }
 
+void sp_pool_skip_base(struct sp_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->skip_base = 1;
+	pthread_mutex_unlock(&p->lock);
+}
+
 void sp_pool_free(struct sp_pool *p)
 {
 	if (!p)
@@ -139,6 +147,7 @@ static void enqueue(struct sp_pool *p, struct sp_delta *d, uint64_t idx, int urg
 		DL_PREPEND(p->queue, j);
 	}
 	if (j || sp_cache_has(p->cache, d, idx) ||
+	    (!urgent && p->skip_base && d->chunks[idx].codec == SP_CODEC_BASE) ||
 	    (!urgent && p->queued_bytes + len > sp_cache_max(p->cache)) ||
 	    !(j = calloc(1, sizeof(*j))))
 		return;

@@ -51,9 +51,16 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	/* Nothing changes under us: let the kernel keep pages and skip revalidation. */
 	conn->want |= conn->capable & FUSE_CAP_ASYNC_READ;
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+	conn->max_read = fs->max_read; /* libfuse wants it as the mount option says */
+	if (fs->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE))
+		conn->want |= FUSE_CAP_SPLICE_WRITE;
+	else if (fs->splice)
+		sp_log("-o splice: this FUSE session cannot splice: base chunks are copied");
 	/* Here, not before the mount: daemonizing forks, and threads do not survive a fork. */
 	if (!(fs->pool = sp_pool_new(fs->cache, fs->decoders)))
 		sp_log("no decoding threads: every chunk decodes on the thread that reads it");
+	else if (fs->splice)
+		sp_pool_skip_base(fs->pool);
 }
 
 static void op_destroy(void *userdata)
@@ -220,6 +227,31 @@ static void *reply_buffer(size_t size)
 	return s ? sp_scratch_get(s, size) : NULL;
 }
 
+/* Replies with the base ranges that make [off, off + size) when nothing else does: libfuse
+ * splices them from the base files into the reply, never through this process's memory (it
+ * copies instead when the session cannot splice, or a pipe cannot hold the whole read). No
+ * SPLICE_F_MOVE: the pages stay in the base's page cache. 0 when the copy path must serve it. */
+static int read_spliced(fuse_req_t req, const struct node *n, size_t size, off_t off)
+{
+	struct sp_base_range r[SPLICE_RANGES];
+	int k = sp_delta_base_ranges(n->delta, n->file, size, (uint64_t)off, r, SPLICE_RANGES);
+	struct fuse_bufvec *bv;
+	if (k == 0)
+		return 0;
+	if (k < 0 || !(bv = calloc(1, sizeof(*bv) + (size_t)k * sizeof(bv->buf[0])))) {
+		fuse_reply_err(req, k < 0 ? -k : ENOMEM);
+		return 1;
+	}
+	bv->count = (size_t)k;
+	for (int i = 0; i < k; i++)
+		bv->buf[i] = (struct fuse_buf){.size = r[i].len, .fd = r[i].fd, .pos = (off_t)r[i].pos,
+					       .flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK |
+							FUSE_BUF_FD_RETRY};
+	fuse_reply_data(req, bv, 0);
+	free(bv);
+	return 1;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
@@ -235,6 +267,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	    (len = streams_note(s, (uint64_t)off, size, fs->max_window, sp_pool_threads(fs->pool),
 				&ahead)))
 		sp_pool_prefetch(fs->pool, n->delta, n->file, ahead, len);
+	if (fs->splice && read_spliced(req, n, size, off))
+		return;
 	void *buf = reply_buffer(size);
 	ssize_t got = !buf     ? -ENOMEM
 		      : fs->pool ? sp_pool_read(fs->pool, n->delta, n->file, buf, size, (uint64_t)off)

@@ -3,6 +3,7 @@
  * verify and extract it. */
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <mntent.h>
@@ -25,6 +26,7 @@ struct mount_opts {
 	int readahead_kb;
 	char *prefetch;
 	unsigned decoders;
+	int splice;
 	char *delta;
 };
 
@@ -42,6 +44,9 @@ static void usage(FILE *out)
 		"  -o prefetch=MODE     decode ahead: none, sequential (of each read stream;\n"
 		"                       the default) or all (each opened file from its start)\n"
 		"  -o decoders=N        decoding threads (default: one per CPU)\n"
+		"  -o splice            send chunks stored as base bytes from the base files\n"
+		"                       without copying them (nor hashing them: an fstat of\n"
+		"                       the base file stands for the check)\n"
 		"  -f                   stay in the foreground\n"
 		"  -d                   debug: foreground, log every request\n"
 		"  -s                   single-threaded\n"
@@ -57,6 +62,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("readahead=%u", readahead_kb),
 	OPT("prefetch=%s", prefetch),
 	OPT("decoders=%u", decoders),
+	{"splice", offsetof(struct mount_opts, splice), 1},
 	FUSE_OPT_END,
 };
 
@@ -123,6 +129,35 @@ static int check_mountpoint(const char *dir)
 	if (why)
 		fprintf(stderr, "sparsefs: cannot mount on %s: %s\n", dir, why);
 	return why ? -1 : 0;
+}
+
+/* libfuse splices a reply only through a pipe that holds all of it, plus a page for the header
+ * and for each buffer, else it copies. A pipe grows past fs.pipe-max-size (1 MiB by default)
+ * only with CAP_SYS_RESOURCE, and the kernel's reads are 1 MiB: without it, reads are capped
+ * to the largest power of two a pipe holds (a readahead window then splits evenly, with no
+ * small request at its end). Returns that cap, 0 when none is needed. */
+static unsigned splice_max_read(void)
+{
+	long page = sysconf(_SC_PAGESIZE), big = (1l << 20) + page * (SPLICE_RANGES + 3), got = 0;
+	int p[2];
+	if (pipe(p))
+		return 0;
+	if (fcntl(p[0], F_SETPIPE_SZ, big) < 0) {
+		FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+		if (!f || fscanf(f, "%ld", &got) != 1 || fcntl(p[0], F_SETPIPE_SZ, got) < 0)
+			got = fcntl(p[0], F_GETPIPE_SZ);
+		if (f)
+			fclose(f);
+	}
+	close(p[0]);
+	close(p[1]);
+	if (got <= 0)
+		return 0;
+	got -= page * (SPLICE_RANGES + 2) + 16;
+	unsigned cap = (unsigned)page;
+	while ((long)cap * 2 <= got)
+		cap *= 2;
+	return cap;
 }
 
 static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdline_opts *co)
@@ -192,11 +227,22 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: decoders=%u: 64 at most\n", o.decoders);
 		goto out;
 	}
+	unsigned max_read = o.splice ? splice_max_read() : 0;
+	char arg[64];
+	snprintf(arg, sizeof(arg), "-omax_read=%u", max_read);
+	if (max_read && fuse_opt_add_arg(&args, arg))
+		goto out;
+	if (max_read)
+		fprintf(stderr, "sparsefs: -o splice: reads capped to %u KiB, what a pipe holds here "
+				"(sysctl fs.pipe-max-size, or CAP_SYS_RESOURCE, lifts it)\n",
+			max_read >> 10);
 	rc = 1;
 	if (check_mountpoint(co.mountpoint))
 		goto out;
 	fs.mountpoint = co.mountpoint;
 	fs.readahead_kb = (unsigned)o.readahead_kb;
+	fs.splice = o.splice;
+	fs.max_read = max_read;
 	if (tree_build(&fs.tree, o.delta, o.base, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
