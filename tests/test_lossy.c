@@ -9,6 +9,7 @@
 #include "codec_lossless.h"
 #include "codec_lossy.h"
 #include "dtype.h"
+#include "lossy.h"
 #include "lowrank.h"
 #include "model.h"
 #include "sparse/sparse.h"
@@ -214,6 +215,85 @@ static void modes(void)
 	CHECK(sp_write_delta(base, ft, out, &o, NULL, &err) != 0 && strstr(err.msg, "bits"));
 }
 
+/* ---- row groups: a scale per token's row in embeddings ---- */
+
+#define RG_ROWS 256
+#define RG_COLS 192
+#define RG_N (RG_ROWS * RG_COLS)
+
+/* A folder with model.safetensors holding lin.weight then wte.weight, f32, RG_ROWS x RG_COLS
+ * each; the header is padded to 8 bytes, which leaves the tensors off any chunk's rows. */
+static void write_rg_model(const char *dir, const float *lin, const float *wte, uint64_t *data0)
+{
+	char json[512], path[4200];
+	int n = snprintf(json, sizeof(json),
+			 "{\"lin.weight\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[0,%d]},"
+			 "\"wte.weight\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[%d,%d]}}",
+			 RG_ROWS, RG_COLS, RG_N * 4, RG_ROWS, RG_COLS, RG_N * 4, 2 * RG_N * 4);
+	uint64_t hl = ((uint64_t)n + 7) / 8 * 8;
+	memset(json + n, ' ', hl - (uint64_t)n);
+	mkdir(dir, 0755);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	FILE *f = fopen(path, "wb");
+	CHECK(f && fwrite(&hl, 8, 1, f) == 1 && fwrite(json, 1, hl, f) == hl &&
+	      fwrite(lin, 4, RG_N, f) == RG_N && fwrite(wte, 4, RG_N, f) == RG_N);
+	CHECK(f && fclose(f) == 0);
+	*data0 = 8 + hl;
+}
+
+/* The largest and the mean relative error of the rows of got against want whose delta (against
+ * base) is small: the odd rows. */
+static void small_rows_err(const float *want, const float *got, const float *base, double *max,
+			   double *mean)
+{
+	*max = *mean = 0;
+	for (int r = 1; r < RG_ROWS; r += 2) {
+		float d[RG_COLS], e[RG_COLS];
+		for (int c = 0; c < RG_COLS; c++) {
+			d[c] = want[r * RG_COLS + c] - base[r * RG_COLS + c];
+			e[c] = got[r * RG_COLS + c] - base[r * RG_COLS + c];
+		}
+		double x = rel_err(d, e, RG_COLS);
+		*max = x > *max ? x : *max;
+		*mean += x / (RG_ROWS / 2);
+	}
+}
+
+/* Under a size budget an embedding's rows get a scale each, in chunks of whole rows: a token
+ * whose delta is a hundred times smaller than its neighbours' keeps it, where a tensor of the
+ * same delta with groups across rows loses it. */
+static void row_groups(void)
+{
+	CHECK(sp_lossy_row_group(192, 2048) == 192 && sp_lossy_row_group(100, 2048) == 200);
+	CHECK(sp_lossy_row_group(3072, 2048) == 1536 && sp_lossy_row_group(11008, 2048) == 1376);
+	CHECK(sp_lossy_row_group(4099, 2048) == 2048); /* a prime: no part of a row fits */
+	float *b = malloc(RG_N * 4), *w = malloc(RG_N * 4), *got = malloc(2 * RG_N * 4);
+	char bdir[4200], fdir[4200], out[4200];
+	uint64_t data0;
+	for (int i = 0; i < RG_N; i++) {
+		b[i] = gauss();
+		w[i] = b[i] + gauss() * (i / RG_COLS % 2 ? 0.01f : 1.0f);
+	}
+	snprintf(bdir, sizeof(bdir), "%s/rg-base", test_tmpdir());
+	snprintf(fdir, sizeof(fdir), "%s/rg-ft", test_tmpdir());
+	snprintf(out, sizeof(out), "%s/rg-delta", test_tmpdir());
+	write_rg_model(bdir, b, b, &data0);
+	write_rg_model(fdir, w, w, &data0);
+	struct sp_write_opts o = {.size = 2 * RG_N * 4 / 8, .chunk_size = 4096};
+	struct sp_write_stats st;
+	struct sp_err err;
+	CHECK(sp_write_delta(bdir, fdir, out, &o, &st, &err) == 0);
+	cJSON_Delete(st.report);
+	struct sp_delta *d = sp_delta_open(out, NULL, 0, &err);
+	CHECK(d && sp_delta_read(d, NULL, 0, got, 2 * RG_N * 4, data0) == 2 * RG_N * 4);
+	double emb_max, emb_mean, lin_max, lin_mean;
+	small_rows_err(w, got + RG_N, b, &emb_max, &emb_mean);
+	small_rows_err(w, got, b, &lin_max, &lin_mean);
+	CHECK(emb_max < 0.9 && lin_mean > 0.95);
+	sp_delta_close(d);
+	free(b), free(w), free(got);
+}
+
 /* Every dtype and shape case in a lossy mode: 2-D float tensors change, the rest (1-D, integer,
  * F8, scalars, empties, stored rows of a grown tensor, other files) stays bit-exact. */
 static void edge_cases(const char *gen)
@@ -275,6 +355,7 @@ int main(int argc, char **argv)
 	if (test_sh("'%s' demo '%s' '%s'", argv[1], base, ft))
 		return 1;
 	modes();
+	row_groups();
 	edge_cases(argv[1]);
 	return test_done();
 }

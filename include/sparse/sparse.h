@@ -88,6 +88,11 @@ struct sp_write_opts {
 	int auto_rank;       /* with energy: a low-rank part only where the delta is low rank (the
 			      * energy is kept within an eighth of its smaller dimension); a size
 			      * budget without a rank sets it */
+	int row_groups;      /* quant: in embeddings and the LM head, whose rows are tokens, the
+			      * groups tile the rows (a row, several whole rows shorter than 256
+			      * elements, or an equal part of at most group elements of a longer
+			      * one) and each chunk holds whole groups; a size budget without a
+			      * group sets it */
 	int lowrank_embeddings; /* allow a low-rank part on embeddings and the LM head */
 	int dry_run;         /* compute everything, write nothing */
 	int verify;          /* before the delta takes its name, decode it all back through the

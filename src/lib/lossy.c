@@ -17,7 +17,8 @@ int sp_lossy_is_embedding(const char *name)
 struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const struct sp_tensor *t,
 				       const struct sp_tensor *b, uint64_t overlap_rows)
 {
-	struct sp_lossy_choice none = {0}, c = {1, o->rank, o->mode == SP_MODE_QUANT ? o->bits : 0};
+	struct sp_lossy_choice none = {0}, c = {1, o->rank, o->mode == SP_MODE_QUANT ? o->bits : 0,
+					       o->row_groups && sp_lossy_is_embedding(t->name)};
 	uint64_t cols = t->ndim >= 2 && t->shape[0] ? t->nelem / t->shape[0] : 0;
 	if (o->mode == SP_MODE_LOSSLESS || !b || !sp_dtype_is_float(t->dtype) ||
 	    !sp_dtype_is_float(b->dtype) || t->ndim < 2 || overlap_rows < SP_LOSSY_MIN_DIM ||
@@ -39,6 +40,18 @@ struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const stru
 	if ((uint64_t)c.rank * cols * 2 > SP_CHUNK_MAX)
 		c.rank = (uint32_t)(SP_CHUNK_MAX / (cols * 2));
 	return c;
+}
+
+uint32_t sp_lossy_row_group(uint64_t cols, uint32_t max)
+{
+	if (cols < SP_LOSSY_ROW_GROUP_MIN)
+		return (uint32_t)(SP_LOSSY_ROW_GROUP_MIN / cols * cols);
+	if (cols <= max)
+		return (uint32_t)cols;
+	for (uint64_t k = (cols + max - 1) / max; cols / k >= SP_LOSSY_ROW_GROUP_MIN; k++)
+		if (cols % k == 0)
+			return (uint32_t)(cols / k);
+	return max;
 }
 
 /* The rank to keep of the k computed: with energy, the smallest keeping that fraction of the
@@ -102,8 +115,9 @@ int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, e
 	free(bf);
 	if (!finite)
 		return 1;
+	uint32_t group = o->group ? o->group : SP_LOSSY_DEFAULT_GROUP;
 	p->t = (struct sp_lossy_tensor){.rows = rows, .cols = cols, .d = p->d, .bits = c.bits,
-					.group = o->group ? o->group : SP_LOSSY_DEFAULT_GROUP,
+					.group = c.row_groups ? sp_lossy_row_group(cols, group) : group,
 					.step = (float)o->step, .a_scale = 1, .b_scale = 1};
 	if (c.rank && factorize(p, c.rank, o->energy, o->auto_rank))
 		return -1;

@@ -18,9 +18,19 @@ struct sp_lossy_choice {
 	int lossy;
 	uint32_t rank;
 	int bits;
+	int row_groups; /* its quantization groups tile its rows (sp_lossy_row_group) */
 };
 
 int sp_lossy_is_embedding(const char *name);
+
+/* Row groups: rows shorter than this share a group, whole; longer ones are split no finer. */
+#define SP_LOSSY_ROW_GROUP_MIN 256
+
+/* The group that tiles rows of cols elements: the row, as many whole rows as fit in
+ * SP_LOSSY_ROW_GROUP_MIN elements, or the largest equal part of a row of at most max (and at
+ * least SP_LOSSY_ROW_GROUP_MIN) elements; max itself when there is none (the groups then cut
+ * across rows). */
+uint32_t sp_lossy_row_group(uint64_t cols, uint32_t max);
 
 /* How t (whose first overlap_rows rows have counterparts in base b) is coded under o. */
 struct sp_lossy_choice sp_lossy_choose(const struct sp_write_opts *o, const struct sp_tensor *t,

@@ -21,6 +21,7 @@ struct segment {
 	enum sp_dtype dtype, base_dtype;
 	int level;
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks of this tensor */
+	uint64_t unit; /* > 0: chunks hold whole multiples of these bytes (row groups) */
 };
 
 /* The length of the chunk at s->off + done. A segment longer than a chunk starts with a
@@ -30,6 +31,9 @@ struct segment {
 static uint64_t chunk_len(const struct writer *w, const struct segment *s, uint64_t done)
 {
 	uint64_t cs = w->o->chunk_size, left = s->len - done, es = sp_dtype_size(s->dtype);
+	/* Row groups count from a chunk's start: their chunks hold whole groups, not file-aligned. */
+	if (s->unit && s->unit <= cs)
+		return left < cs / s->unit * s->unit ? left : cs / s->unit * s->unit;
 	if (done == 0 && left > cs) {
 		uint64_t first = (cs - s->off % cs) / es * es;
 		if (first)
@@ -134,6 +138,8 @@ static int emit_lossy(struct writer *w, const struct segment *s, const struct sp
 	}
 	struct segment ls = *s;
 	ls.lossy = &p.t;
+	if (c.row_groups && p.t.bits && (p.t.group % cols == 0 || cols % p.t.group == 0))
+		ls.unit = (p.t.group > cols ? p.t.group : cols) * sp_dtype_size(s->dtype);
 	memset(&w->flushed, 0, sizeof(w->flushed));
 	rc = (p.t.rank && store_factor(w, &p.t)) || emit(w, &ls) || sp_writer_flush(w);
 	*rank = p.t.rank;

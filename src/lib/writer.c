@@ -480,8 +480,10 @@ static void teardown(struct writer *w)
 
 /* Bits of the codes under a size budget: the step decides how many levels are used, and with
  * 8 bits no step clips, so the size falls steadily as the step grows. Its scales cover larger
- * groups: they cost less, and measured no worse. A low-rank part goes only where the delta is
- * low rank, found among this many singular values. */
+ * groups: they cost less, and measured no worse; but in embeddings a scale per row (a token,
+ * whose delta may differ from its neighbours' by far) measured better in held-out loss, twice
+ * better on the heavy fine-tune at 1/8. A low-rank part goes only where the delta is low rank,
+ * found among this many singular values. */
 #define BUDGET_BITS 8
 #define BUDGET_GROUP 2048
 #define BUDGET_RANK_CAP 64
@@ -494,8 +496,10 @@ static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 		o->mode = SP_MODE_QUANT;
 	if (o->size && o->mode == SP_MODE_QUANT && !o->bits)
 		o->bits = BUDGET_BITS;
-	if (o->size && !o->group)
+	if (o->size && !o->group) {
 		o->group = BUDGET_GROUP;
+		o->row_groups = 1;
+	}
 	if (o->size && !o->rank && o->energy == 0) {
 		o->rank = BUDGET_RANK_CAP;
 		o->energy = BUDGET_ENERGY;
@@ -507,6 +511,8 @@ static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 		why = "a size budget picks the step itself";
 	else if (o->mode == SP_MODE_SVD && !o->rank && o->energy == 0)
 		why = "svd mode needs a rank or an energy";
+	else if (o->row_groups && o->mode != SP_MODE_QUANT)
+		why = "row groups: only quant mode quantizes";
 	else if (o->mode == SP_MODE_SVD && (o->group || o->step > 0))
 		why = "group and step: svd mode quantizes nothing (quant mode does)";
 	else if (o->mode == SP_MODE_LOSSLESS && o->lowrank_embeddings)
