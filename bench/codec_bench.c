@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "codec_lossless.h"
-#include "model.h"
+#include "load_st.h"
 
 static double now(void)
 {
@@ -31,23 +31,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* One model folder holding just this file: sp_model_open wants a folder. */
-static const struct sp_mfile *load(struct sp_model *m, const char *path)
-{
-	struct sp_err err;
-	char *dir = strdup(path), *slash = strrchr(dir, '/');
-	const char *name = slash ? slash + 1 : path;
-	if (slash)
-		*slash = 0;
-	if (sp_model_open(slash ? dir : ".", SP_MODEL_FOLLOW_LINKS, m, &err))
-		die(err.msg);
-	free(dir);
-	for (uint32_t i = 0; i < m->nfiles; i++)
-		if (!strcmp(m->files[i].name, name) && m->files[i].is_st && !sp_model_map(m, i, &err))
-			return &m->files[i];
-	die("not a safetensors file");
-	return NULL;
-}
 
 int main(int argc, char **argv)
 {
@@ -56,7 +39,8 @@ int main(int argc, char **argv)
 		die("usage: codec_bench BASE.safetensors FT.safetensors [CHUNK [REPS]]");
 	size_t chunk = argc > 3 ? strtoul(argv[3], NULL, 0) : 1u << 20;
 	int reps = argc > 4 ? atoi(argv[4]) : 10;
-	const struct sp_mfile *bf = load(&bm, argv[1]), *ff = load(&fm, argv[2]);
+	const struct sp_mfile *bf = bench_load_st(&bm, argv[1], "codec_bench"),
+			     *ff = bench_load_st(&fm, argv[2], "codec_bench");
 	enum sp_dtype dt = SP_DT_COUNT;
 	size_t total = 0;
 	uint8_t *b = malloc(ff->size), *f = malloc(ff->size);

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "load_st.h"
 
 #define TBITS 3
 #define NSYM 256
@@ -32,23 +32,6 @@ static void die(const char *what)
 	exit(1);
 }
 
-/* One model folder holding just this file: sp_model_open wants a folder. */
-static const struct sp_mfile *load(struct sp_model *m, const char *path)
-{
-	struct sp_err err;
-	char *dir = strdup(path), *slash = strrchr(dir, '/');
-	const char *name = slash ? slash + 1 : path;
-	if (slash)
-		*slash = 0;
-	if (sp_model_open(slash ? dir : ".", SP_MODEL_FOLLOW_LINKS, m, &err))
-		die(err.msg);
-	free(dir);
-	for (uint32_t i = 0; i < m->nfiles; i++)
-		if (!strcmp(m->files[i].name, name) && m->files[i].is_st && !sp_model_map(m, i, &err))
-			return &m->files[i];
-	die("not a safetensors file");
-	return NULL;
-}
 
 static int16_t ord16(uint16_t w)
 {
@@ -152,7 +135,8 @@ int main(int argc, char **argv)
 	struct sp_model bm, fm;
 	if (argc != 3)
 		die("usage: entropy_bound BASE.safetensors FT.safetensors");
-	const struct sp_mfile *bf = load(&bm, argv[1]), *ff = load(&fm, argv[2]);
+	const struct sp_mfile *bf = bench_load_st(&bm, argv[1], "entropy_bound"),
+			     *ff = bench_load_st(&fm, argv[2], "entropy_bound");
 	uint32_t (*h)[NSYM] = malloc(NCTX * sizeof(*h));
 	double bits[NMODELS] = {0}, raw = 0;
 	size_t elems = 0;
