@@ -179,17 +179,14 @@ size_t sp_cache_max(const struct sp_cache *c)
 
 void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held)
 {
-	pthread_mutex_lock(&c->lock);
-	held->refs--;
-	evict(c);
-	pthread_mutex_unlock(&c->lock);
+	sp_cache_release_served(c, held, 0);
 }
 
 void sp_cache_release_served(struct sp_cache *c, struct sp_cache_entry *held, size_t n)
 {
 	pthread_mutex_lock(&c->lock);
 	held->served += n;
-	if (held->served >= held->len) {
+	if (n && held->served >= held->len) {
 		DL_DELETE(c->lru, held);
 		DL_PREPEND(c->lru, held);
 	}
