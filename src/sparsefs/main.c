@@ -115,13 +115,17 @@ static int fuse_mounted_on(const char *dir)
 	return found;
 }
 
-/* The mountpoint exists, is a directory and is not busy, else a message and -1. */
+/* The mountpoint exists, is a directory and is not busy, else a message and -1. A dead mount
+ * answers stat with ENOTCONN once the kernel has seen its daemon go, or from the attributes it
+ * cached before that: either way it is busy. */
 static int check_mountpoint(const char *dir)
 {
 	struct stat st;
 	const char *why = NULL;
 	if (stat(dir, &st))
-		why = strerror(errno);
+		why = errno == ENOTCONN ? "busy: a FUSE file system whose daemon died is mounted there "
+					  "(fusermount3 -u it first)"
+					: strerror(errno);
 	else if (!S_ISDIR(st.st_mode))
 		why = "not a directory";
 	else if (fuse_mounted_on(dir))
