@@ -10,6 +10,8 @@
 #                            unreadable
 #   fault_test.sh mksparse   a full file system, SIGINT and SIGTERM half-way, an output that
 #                            already holds a delta, unreadable or missing input
+#   fault_test.sh extract    --extract onto a full file system, of a damaged chunk, over a
+#                            read-only extract; --info and --check onto a full disk
 #   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
 #                            busy mountpoint, a busy unmount, a second mount, a killed daemon
 #   fault_test.sh stress [SECONDS [PROCS THREADS [CACHE_BYTES]]]
@@ -103,6 +105,16 @@ open(sys.argv[1], "wb").write(raw if raw is not None else json.dumps(m).encode()
 	"$TOOL" put-manifest "$1" "$TMP/m.json"
 }
 
+# DIR -> the index of model.safetensors's largest stored chunk, the offset of its data's middle
+# byte in delta.sparse, and its output offset and length.
+big_chunk() {
+	python3 "$HERE/delta_reader.py" "$1" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if "\"model.safetensors\"" in l]
+r = max((r for r in rows if r["data_len"] > 0), key=lambda r: r["data_len"])
+print(r["index"], r["data_off"] + r["data_len"] // 2, r["out_off"], r["out_len"])'
+}
+
 # ---- damaged and crafted deltas ----
 delta() {
 	pair
@@ -134,13 +146,7 @@ delta() {
 	# A flipped bit in chunk data: EIO for that chunk, one log line, the rest served; --check
 	# names it.
 	fresh "$d"
-	local c
-	c=$(python3 "$HERE/delta_reader.py" "$d" | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin if "\"model.safetensors\"" in l]
-r = max((r for r in rows if r["data_len"] > 0), key=lambda r: r["data_len"])
-print(r["index"], r["data_off"] + r["data_len"] // 2, r["out_off"], r["out_len"])')
-	set -- $c
+	set -- $(big_chunk "$d")
 	local bigk=$1
 	flip_byte "$d/delta.sparse" "$2"
 	mount_fg "$d" "$TMP/mnt-bad"
@@ -426,6 +432,60 @@ mksparse() {
 	"$SPARSEFS" --check "$o" >/dev/null || fail "a verified delta does not check"
 	ok "mksparse: verified and --no-verify deltas both check"
 	echo "mksparse: $CASES fault cases passed"
+}
+
+# ---- --extract and the other tools ----
+no_file_left() { # DIR NAME: neither NAME nor a temporary file for it in DIR
+	[ ! -e "$1/$2" ] || fail "$1/$2 was left"
+	! ls -A "$1" 2>/dev/null | grep -qF ".$2.sparse-" || fail "a temporary file was left in $1: $(ls -A "$1")"
+}
+
+extract() {
+	pair
+	local x=$TMP/x d=$TMP/d
+	# A full file system: the write's own errno, naming the file; nothing half-written left.
+	mkdir -p "$TMP/full"
+	if mount -t tmpfs -o size=1m tmpfs "$TMP/full" 2>/dev/null; then
+		MOUNTS+=("$TMP/full")
+		refused "$TMP/full/x/model.safetensors: cannot write: No space left on device" - -- \
+			"$SPARSEFS" --extract "$TMP/delta" "$TMP/full/x"
+		no_file_left "$TMP/full/x" model.safetensors
+		umount "$TMP/full"
+		ok "extract: onto a full file system: refused with ENOSPC naming the file, nothing left"
+	else
+		echo "skip: extract: a full file system: cannot mount a tmpfs here"
+	fi
+
+	# A damaged chunk: the library's line names the chunk, the extract's says why.
+	fresh "$d"
+	set -- $(big_chunk "$d")
+	flip_byte "$d/delta.sparse" "$2"
+	refused "$x/model.safetensors: cannot read: Input/output error (see the line above)" - -- \
+		"$SPARSEFS" --extract "$d" "$x"
+	grep -q "chunk $1 .*checksum mismatch\|chunk $1 .*does not decode" "$TMP/err" ||
+		fail "no line naming chunk $1: $(cat "$TMP/err")"
+	no_file_left "$x" model.safetensors
+	ok "extract: a damaged chunk: EIO named, the chunk logged, nothing left"
+
+	# Over an earlier extract whose files are read-only: replaced, every byte right.
+	"$SPARSEFS" --extract "$TMP/delta" "$x"
+	chmod -R a-w "$x"
+	chmod u+w "$x"
+	"$SPARSEFS" --extract "$TMP/delta" "$x" && diff -r "$TMP/ft" "$x" >/dev/null ||
+		fail "an extract over a read-only one"
+	ls -A "$x" | grep -q '\.sparse-' && fail "a temporary file was left in $x: $(ls -A "$x")"
+	ok "extract: over an earlier, read-only extract: replaced, byte for byte"
+
+	# Standard output on a full disk.
+	local args
+	for args in "--info --json" "--info" "--check"; do
+		# shellcheck disable=SC2086
+		"$SPARSEFS" $args "$TMP/delta" >/dev/full 2>"$TMP/err" && fail "sparsefs $args >/dev/full: exit 0"
+		grep -q "standard output: No space left on device" "$TMP/err" ||
+			fail "sparsefs $args >/dev/full: $(cat "$TMP/err")"
+	done
+	ok "tools: --info [--json] and --check onto a full disk: refused, saying so"
+	echo "extract: $CASES fault cases passed"
 }
 
 # ---- the mount and its daemon ----
