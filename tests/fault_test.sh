@@ -635,7 +635,35 @@ options() {
 	-o base=$TMP/nowhere|$TMP/nowhere/config.json: No such file or directory
 	EOF
 	ok "options: bad values and unknown options refused before mounting, naming them"
+
+	if unshare -m true 2>/dev/null; then
+		unshare -m bash "$0" readahead_fails "$(readlink /proc/self/ns/mnt)" || fail "a readahead window that cannot be set"
+		ok "options: a readahead window that cannot be set: served, and logged with the file and why"
+	else
+		echo "skip: options: a readahead window that cannot be set: no mount namespace here"
+	fi
 	echo "options: $CASES fault cases passed"
+}
+
+# Run by options in a private mount namespace (not the caller's, NS), where /sys/class/bdi is a
+# tmpfs: the mount's read_ahead_kb there is /dev/full, so raising the window fails, and the
+# daemon says so.
+readahead_fails() {
+	[ "$(readlink /proc/self/ns/mnt)" != "$1" ] || fail "readahead_fails: not in a mount namespace of its own"
+	pair
+	local m=$TMP/mnt dev rc=0
+	mount -t tmpfs tmpfs /sys/class/bdi
+	mount_fg "$TMP/delta" "$m"
+	dev=$(awk -v m="$m" '$5 == m {print $3}' /proc/self/mountinfo)
+	mkdir "/sys/class/bdi/$dev"
+	touch "/sys/class/bdi/$dev/read_ahead_kb"
+	mount --bind /dev/full "/sys/class/bdi/$dev/read_ahead_kb"
+	cmp -s "$m/config.json" "$TMP/ft/config.json" || fail "config.json: $(cat "$m.log")"
+	fusermount3 -u "$m"
+	wait "${PIDS[-1]}" || rc=$?
+	[ "$rc" = 0 ] || fail "exit status $rc"
+	grep -q "readahead=1024: /sys/class/bdi/$dev/read_ahead_kb: No space left on device" "$m.log" ||
+		fail "no log line: $(cat "$m.log")"
 }
 
 # ---- load ----
