@@ -148,6 +148,7 @@ delta() {
 	# A flipped bit in chunk data: EIO for that chunk, one log line, the rest served; --check
 	# names it.
 	fresh "$d"
+	# shellcheck disable=SC2046 # four numbers
 	set -- $(big_chunk "$d")
 	local bigk=$1
 	flip_byte "$d/delta.sparse" "$2"
@@ -439,7 +440,7 @@ mksparse() {
 # ---- --extract and the other tools ----
 no_file_left() { # DIR NAME: neither NAME nor a temporary file for it in DIR
 	[ ! -e "$1/$2" ] || fail "$1/$2 was left"
-	! ls -A "$1" 2>/dev/null | grep -qF ".$2.sparse-" || fail "a temporary file was left in $1: $(ls -A "$1")"
+	! compgen -G "$1/.$2.sparse-*" >/dev/null || fail "a temporary file was left in $1: $(ls -A "$1")"
 }
 
 extract() {
@@ -460,6 +461,7 @@ extract() {
 
 	# A damaged chunk: the library's line names the chunk, the extract's says why.
 	fresh "$d"
+	# shellcheck disable=SC2046 # four numbers
 	set -- $(big_chunk "$d")
 	flip_byte "$d/delta.sparse" "$2"
 	refused "$x/model.safetensors: cannot read: Input/output error (see the line above)" - -- \
@@ -475,7 +477,7 @@ extract() {
 	chmod u+w "$x"
 	"$SPARSEFS" --extract "$TMP/delta" "$x" && diff -r "$TMP/ft" "$x" >/dev/null ||
 		fail "an extract over a read-only one"
-	ls -A "$x" | grep -q '\.sparse-' && fail "a temporary file was left in $x: $(ls -A "$x")"
+	! compgen -G "$x/.*.sparse-*" >/dev/null || fail "a temporary file was left in $x: $(ls -A "$x")"
 	ok "extract: over an earlier, read-only extract: replaced, byte for byte"
 
 	# Standard output on a full disk.
