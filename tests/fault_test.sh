@@ -10,8 +10,12 @@
 #                            unreadable
 #   fault_test.sh mksparse   a full file system, SIGINT and SIGTERM half-way, an output that
 #                            already holds a delta, unreadable or missing input
+#   fault_test.sh extract    --extract onto a full file system, of a damaged chunk, over a
+#                            read-only extract; --info and --check onto a full disk
 #   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
 #                            busy mountpoint, a busy unmount, a second mount, a killed daemon
+#   fault_test.sh options    every mount option documented or passed on to libfuse: mounts and
+#                            serves, or is refused before mounting; bad values
 #   fault_test.sh stress [SECONDS [PROCS THREADS [CACHE_BYTES]]]
 #                            tests/stress.c on a mount with a small cache (20 s, 4 x 4, 8 MiB),
 #                            then 5 s more with a single worker thread (max_threads=1)
@@ -103,6 +107,16 @@ open(sys.argv[1], "wb").write(raw if raw is not None else json.dumps(m).encode()
 	"$TOOL" put-manifest "$1" "$TMP/m.json"
 }
 
+# DIR -> the index of model.safetensors's largest stored chunk, the offset of its data's middle
+# byte in delta.sparse, and its output offset and length.
+big_chunk() {
+	python3 "$HERE/delta_reader.py" "$1" | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin if "\"model.safetensors\"" in l]
+r = max((r for r in rows if r["data_len"] > 0), key=lambda r: r["data_len"])
+print(r["index"], r["data_off"] + r["data_len"] // 2, r["out_off"], r["out_len"])'
+}
+
 # ---- damaged and crafted deltas ----
 delta() {
 	pair
@@ -134,13 +148,8 @@ delta() {
 	# A flipped bit in chunk data: EIO for that chunk, one log line, the rest served; --check
 	# names it.
 	fresh "$d"
-	local c
-	c=$(python3 "$HERE/delta_reader.py" "$d" | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin if "\"model.safetensors\"" in l]
-r = max((r for r in rows if r["data_len"] > 0), key=lambda r: r["data_len"])
-print(r["index"], r["data_off"] + r["data_len"] // 2, r["out_off"], r["out_len"])')
-	set -- $c
+	# shellcheck disable=SC2046 # four numbers
+	set -- $(big_chunk "$d")
 	local bigk=$1
 	flip_byte "$d/delta.sparse" "$2"
 	mount_fg "$d" "$TMP/mnt-bad"
@@ -428,6 +437,61 @@ mksparse() {
 	echo "mksparse: $CASES fault cases passed"
 }
 
+# ---- --extract and the other tools ----
+no_file_left() { # DIR NAME: neither NAME nor a temporary file for it in DIR
+	[ ! -e "$1/$2" ] || fail "$1/$2 was left"
+	! compgen -G "$1/.$2.sparse-*" >/dev/null || fail "a temporary file was left in $1: $(ls -A "$1")"
+}
+
+extract() {
+	pair
+	local x=$TMP/x d=$TMP/d
+	# A full file system: the write's own errno, naming the file; nothing half-written left.
+	mkdir -p "$TMP/full"
+	if mount -t tmpfs -o size=1m tmpfs "$TMP/full" 2>/dev/null; then
+		MOUNTS+=("$TMP/full")
+		refused "$TMP/full/x/model.safetensors: cannot write: No space left on device" - -- \
+			"$SPARSEFS" --extract "$TMP/delta" "$TMP/full/x"
+		no_file_left "$TMP/full/x" model.safetensors
+		umount "$TMP/full"
+		ok "extract: onto a full file system: refused with ENOSPC naming the file, nothing left"
+	else
+		echo "skip: extract: a full file system: cannot mount a tmpfs here"
+	fi
+
+	# A damaged chunk: the library's line names the chunk, the extract's says why.
+	fresh "$d"
+	# shellcheck disable=SC2046 # four numbers
+	set -- $(big_chunk "$d")
+	flip_byte "$d/delta.sparse" "$2"
+	refused "$x/model.safetensors: cannot read: Input/output error (see the line above)" - -- \
+		"$SPARSEFS" --extract "$d" "$x"
+	grep -q "chunk $1 .*checksum mismatch\|chunk $1 .*does not decode" "$TMP/err" ||
+		fail "no line naming chunk $1: $(cat "$TMP/err")"
+	no_file_left "$x" model.safetensors
+	ok "extract: a damaged chunk: EIO named, the chunk logged, nothing left"
+
+	# Over an earlier extract whose files are read-only: replaced, every byte right.
+	"$SPARSEFS" --extract "$TMP/delta" "$x"
+	chmod -R a-w "$x"
+	chmod u+w "$x"
+	"$SPARSEFS" --extract "$TMP/delta" "$x" && diff -r "$TMP/ft" "$x" >/dev/null ||
+		fail "an extract over a read-only one"
+	! compgen -G "$x/.*.sparse-*" >/dev/null || fail "a temporary file was left in $x: $(ls -A "$x")"
+	ok "extract: over an earlier, read-only extract: replaced, byte for byte"
+
+	# Standard output on a full disk.
+	local args
+	for args in "--info --json" "--info" "--check"; do
+		# shellcheck disable=SC2086
+		"$SPARSEFS" $args "$TMP/delta" >/dev/full 2>"$TMP/err" && fail "sparsefs $args >/dev/full: exit 0"
+		grep -q "standard output: No space left on device" "$TMP/err" ||
+			fail "sparsefs $args >/dev/full: $(cat "$TMP/err")"
+	done
+	ok "tools: --info [--json] and --check onto a full disk: refused, saying so"
+	echo "extract: $CASES fault cases passed"
+}
+
 # ---- the mount and its daemon ----
 sparsefs() {
 	pair 4
@@ -499,6 +563,109 @@ sparsefs() {
 	fusermount3 -u "$m"
 	ok "sparsefs: a killed daemon: reads fail, the dead mount is refused, mounts again once unmounted"
 	echo "sparsefs: $CASES fault cases passed"
+}
+
+# ---- mount options ----
+# sparsefs ARGS... mounts, serves model.safetensors byte for byte and unmounts, exit 0.
+mounts_with() {
+	local m=$TMP/mnt
+	mount_fg "$TMP/delta" "$m" "$@"
+	cmp -s "$m/model.safetensors" "$TMP/ft/model.safetensors" || fail "sparsefs $*: $(cat "$m.log")"
+	grep " $m fuse" /proc/mounts >"$TMP/mounted"
+	fusermount3 -u "$m"
+	local rc=0
+	wait "${PIDS[-1]}" || rc=$?
+	[ "$rc" = 0 ] || fail "sparsefs $*: exit status $rc: $(cat "$m.log")"
+}
+
+# Every option sparsefs documents or passes on either works (mounts, reads right) or is refused
+# before anything is mounted, with a message naming it.
+options() {
+	pair
+	local m=$TMP/mnt o n=0
+	mkdir -p "$m"
+	for o in "" "-o base=$TMP/base" -d -s "-o cache_size=0" "-o cache_size=64K" "-o readahead=0" \
+		"-o readahead=128" "-o prefetch=none" "-o prefetch=sequential" "-o prefetch=all" \
+		"-o decoders=0" "-o decoders=1" "-o splice" "-o clone_fd" "-o max_threads=1" \
+		"-o max_idle_threads=1" "-o allow_other" "-o allow_root" "-o default_permissions" \
+		"-o ro" "-o fsname=x,subtype=y" "-o auto_unmount" "-o user=root" \
+		"-o rw,nosuid,nodev,noexec,noatime" "-o suid,dev,exec,atime,sync,dirsync,async"; do
+		# shellcheck disable=SC2086
+		mounts_with $o
+		grep -q " fuse\.[a-z]* ro," "$TMP/mounted" || fail "$o: not mounted read-only: $(cat "$TMP/mounted")"
+		n=$((n + 1))
+	done
+	ok "options: $n sets of the documented and passed-on options mount read-only and serve"
+
+	# max_read: the user's, or splice's cap where smaller; the kernel is given it.
+	for o in max_read=1048576 max_read=65536 splice,max_read=65536; do
+		mounts_with -o "$o"
+		grep -q ",max_read=${o##*=}" "$TMP/mounted" || fail "-o $o: $(cat "$TMP/mounted")"
+	done
+	# As the issue found it: in the background, the mount up and serving when sparsefs returns.
+	"$SPARSEFS" -o max_read=1048576 "$TMP/delta" "$m" || fail "-o max_read=1048576 in the background"
+	MOUNTS+=("$m")
+	cmp -s "$m/model.safetensors" "$TMP/ft/model.safetensors" || fail "-o max_read=1048576 in the background serves"
+	fusermount3 -u "$m"
+	ok "options: max_read as given, the smaller of it and splice's cap, also in the background"
+
+	local want
+	while IFS='|' read -r o want; do
+		# shellcheck disable=SC2086
+		refused "$want" "$m" -- "$SPARSEFS" $o "$TMP/delta" "$m"
+	done <<-EOF
+	-o max_read=0|max_read=0: a whole number from 4096 to
+	-o max_read=abc|max_read=abc: a whole number
+	-o max_read=-1|max_read=-1: a whole number
+	-o max_read=100|max_read=100: a whole number from 4096
+	-o max_threads=0|max_threads=0: a whole number from 1 to 100000
+	-o max_threads=abc|max_threads=abc: a whole number
+	-o max_idle_threads=-1|max_idle_threads=-1: a whole number
+	-o cache_size=-1|cache_size=-1: not a size
+	-o cache_size=abc|cache_size=abc: not a size
+	-o decoders=999|decoders=999: a whole number from 0 to 64
+	-o decoders=2x|decoders=2x: a whole number
+	-o readahead=x|readahead=x: a whole number
+	-o readahead=-1|readahead=-1: a whole number
+	-o prefetch=bogus|prefetch=bogus: none, sequential or all
+	-o blkdev|blkdev: for a file system on a block device
+	-o blksize=4096|blksize=4096: for a file system on a block device
+	-o foo|unknown option(s): \`-o foo'
+	-o relatime|unknown option(s): \`-o relatime'
+	-o splice=1|unknown option(s): \`-o splice=1'
+	-x|unknown option(s): \`-x'
+	-o base=$TMP/nowhere|$TMP/nowhere/config.json: No such file or directory
+	EOF
+	ok "options: bad values and unknown options refused before mounting, naming them"
+
+	if unshare -m true 2>/dev/null; then
+		unshare -m bash "$0" readahead_fails "$(readlink /proc/self/ns/mnt)" || fail "a readahead window that cannot be set"
+		ok "options: a readahead window that cannot be set: served, and logged with the file and why"
+	else
+		echo "skip: options: a readahead window that cannot be set: no mount namespace here"
+	fi
+	echo "options: $CASES fault cases passed"
+}
+
+# Run by options in a private mount namespace (not the caller's, NS), where /sys/class/bdi is a
+# tmpfs: the mount's read_ahead_kb there is /dev/full, so raising the window fails, and the
+# daemon says so.
+readahead_fails() {
+	[ "$(readlink /proc/self/ns/mnt)" != "$1" ] || fail "readahead_fails: not in a mount namespace of its own"
+	pair
+	local m=$TMP/mnt dev rc=0
+	mount -t tmpfs tmpfs /sys/class/bdi
+	mount_fg "$TMP/delta" "$m"
+	dev=$(awk -v m="$m" '$5 == m {print $3}' /proc/self/mountinfo)
+	mkdir "/sys/class/bdi/$dev"
+	touch "/sys/class/bdi/$dev/read_ahead_kb"
+	mount --bind /dev/full "/sys/class/bdi/$dev/read_ahead_kb"
+	cmp -s "$m/config.json" "$TMP/ft/config.json" || fail "config.json: $(cat "$m.log")"
+	fusermount3 -u "$m"
+	wait "${PIDS[-1]}" || rc=$?
+	[ "$rc" = 0 ] || fail "exit status $rc"
+	grep -q "readahead=1024: /sys/class/bdi/$dev/read_ahead_kb: No space left on device" "$m.log" ||
+		fail "no log line: $(cat "$m.log")"
 }
 
 # ---- load ----

@@ -34,8 +34,11 @@ int sp_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 		ssize_t n = pwrite(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			if (n == 0) /* else errno is whatever an earlier call left */
+				errno = EIO;
 			return -1;
+		}
 		p += n;
 		len -= (size_t)n;
 		off += (uint64_t)n;

@@ -26,6 +26,7 @@ struct mount_opts {
 	int readahead_kb;
 	char *prefetch;
 	unsigned decoders;
+	unsigned max_read;
 	int splice;
 	char *delta;
 };
@@ -62,6 +63,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("readahead=%u", readahead_kb),
 	OPT("prefetch=%s", prefetch),
 	OPT("decoders=%u", decoders),
+	OPT("max_read=%u", max_read), /* passed on by mount_main, within what splice allows */
 	{"splice", offsetof(struct mount_opts, splice), 1},
 	FUSE_OPT_END,
 };
@@ -78,6 +80,62 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args
 	return 1;
 }
 
+/* The numeric options, sparsefs's and libfuse's, and their bounds: fuse_opt's %u would read
+ * "-1" as 4294967295 and "2x" as 2. readahead: a 1 GiB window is far past any use. max_read:
+ * the kernel reads at least 4096 bytes whatever it is told. max_threads: libfuse's own limit
+ * for idle threads; 0 would silently mean 1. */
+static const struct num_opt {
+	const char *name;
+	unsigned long min, max;
+} num_opts[] = {
+	{"readahead", 0, 1 << 20},
+	{"decoders", 0, 64},
+	{"max_read", 4096, UINT_MAX},
+	{"max_threads", 1, 100000},
+	{"max_idle_threads", 0, 100000},
+};
+
+/* One -o option: 0, or -1 with a message. */
+static int check_opt(const char *opt)
+{
+	if (!strcmp(opt, "blkdev") || !strncmp(opt, "blksize=", 8)) {
+		fprintf(stderr, "sparsefs: %s: for a file system on a block device, not sparsefs\n", opt);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(num_opts) / sizeof(*num_opts); i++) {
+		const struct num_opt *n = &num_opts[i];
+		const char *v = opt + strlen(n->name) + 1;
+		if (strncmp(opt, n->name, strlen(n->name)) || v[-1] != '=')
+			continue;
+		char *end;
+		errno = 0;
+		unsigned long x = strtoul(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end || errno || x < n->min || x > n->max) {
+			fprintf(stderr, "sparsefs: %s: a whole number from %lu to %lu\n", opt, n->min,
+				n->max);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Every -o option that parses but could not work is refused here, before anything is
+ * mounted; libfuse refuses those it does not know. */
+static int check_options(int argc, char **argv)
+{
+	int rc = 0;
+	for (int i = 1; rc == 0 && i < argc; i++) {
+		const char *arg = !strcmp(argv[i], "-o") && i + 1 < argc ? argv[++i]
+				  : !strncmp(argv[i], "-o", 2)      ? argv[i] + 2
+								    : NULL;
+		char *list = arg ? strdup(arg) : NULL, *save;
+		for (char *o = list ? strtok_r(list, ",", &save) : NULL; rc == 0 && o;
+		     o = strtok_r(NULL, ",", &save))
+			rc = check_opt(o);
+		free(list);
+	}
+	return rc;
+}
 
 static int parse_prefetch(const char *s, enum prefetch *out)
 {
@@ -206,13 +264,13 @@ static int mount_main(int argc, char **argv)
 	uint64_t cache = SP_CACHE_DEFAULT;
 	struct sp_err err;
 	int rc = 2;
-	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) ||
+	if (check_options(argc, argv) || fuse_opt_parse(&args, &o, opt_spec, opt_proc) ||
 	    fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=sparsefs,subtype=sparsefs") ||
 	    fuse_parse_cmdline(&args, &co))
 		goto out;
 	if (co.show_help || co.show_version) {
 		co.show_help ? usage(stdout) : (void)printf("sparsefs %s\n", SPARSE_VERSION_STRING);
-		rc = 0;
+		rc = close_stdout(0);
 		goto out;
 	}
 	if (!o.delta || !co.mountpoint) {
@@ -227,16 +285,14 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: prefetch=%s: none, sequential or all\n", o.prefetch);
 		goto out;
 	}
-	if (o.decoders > 64) {
-		fprintf(stderr, "sparsefs: decoders=%u: 64 at most\n", o.decoders);
-		goto out;
-	}
-	unsigned max_read = o.splice ? splice_max_read() : 0;
+	/* The user's max_read and splice's cap, the smaller: op_init must tell libfuse the same. */
+	unsigned cap = o.splice ? splice_max_read() : 0;
+	unsigned max_read = cap && (!o.max_read || cap < o.max_read) ? cap : o.max_read;
 	char arg[64];
 	snprintf(arg, sizeof(arg), "-omax_read=%u", max_read);
 	if (max_read && fuse_opt_add_arg(&args, arg))
 		goto out;
-	if (max_read)
+	if (cap && max_read == cap && cap != o.max_read)
 		fprintf(stderr, "sparsefs: -o splice: reads capped to %u KiB, what a pipe holds here "
 				"(sysctl fs.pipe-max-size, or CAP_SYS_RESOURCE, lifts it)\n",
 			max_read >> 10);
@@ -283,7 +339,7 @@ int main(int argc, char **argv)
 			return tools_main(argc, argv);
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
-			return 0;
+			return close_stdout(0);
 		}
 	}
 	return mount_main(argc, argv);

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "readahead.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utlist.h>
+
+#include "sparse/sparse.h"
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
 static void unescape(char *s)
@@ -51,10 +54,16 @@ void raise_readahead(const char *mountpoint, unsigned kb)
 		return;
 	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", dev);
 	FILE *f = fopen(path, "w");
-	if (f) {
-		fprintf(f, "%u\n", kb);
-		fclose(f);
+	/* Not root (or a read-only /sys): skipped, as documented. Any other failure is said; the
+	 * kernel's answer to the value comes with the write, at fclose. */
+	if (!f) {
+		if (errno != EACCES && errno != EPERM && errno != EROFS)
+			sp_log("readahead=%u: %s: %s", kb, path, strerror(errno));
+		return;
 	}
+	int bad = fprintf(f, "%u\n", kb) < 0;
+	if (fclose(f) || bad)
+		sp_log("readahead=%u: %s: %s", kb, path, strerror(errno));
 }
 
 /* ---- sequential streams ---- */

@@ -16,6 +16,13 @@
 
 static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
 
+/* Says why path failed; -1. */
+static int failed(const char *path, const char *what, int err)
+{
+	fprintf(stderr, "sparsefs: %s: %s%s%s\n", path, what, *what ? ": " : "", strerror(err));
+	return -1;
+}
+
 /* ---- --info ---- */
 
 struct usage {
@@ -99,7 +106,7 @@ static int do_info(const char *path)
 	struct stat st;
 	char path_file[4096];
 	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
-	stat(path_file, &st);
+	uint64_t delta_bytes = stat(path_file, &st) ? 0 : (uint64_t)st.st_size;
 	struct usage all = {0};
 	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);
@@ -107,7 +114,7 @@ static int do_info(const char *path)
 	}
 	char codecs[64];
 	codecs_str(&all, codecs, sizeof(codecs));
-	printf("delta      %s (%llu bytes)\n", path_file, (unsigned long long)st.st_size);
+	printf("delta      %s (%llu bytes)\n", path_file, (unsigned long long)delta_bytes);
 	printf("made by    %s, mode %s, chunk size %.0f\n",
 	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "created_by")),
 	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "mode")),
@@ -120,7 +127,7 @@ static int do_info(const char *path)
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "revision")),
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "commit")));
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
-	       (unsigned long long)all.out, ratio((uint64_t)st.st_size, all.out));
+	       (unsigned long long)all.out, ratio(delta_bytes, all.out));
 	uint64_t in_files = 0;
 	for (int i = 0; i < SP_CODEC_COUNT; i++)
 		in_files += all.chunks[i];
@@ -239,7 +246,9 @@ static int do_info_json(const char *path)
 	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
 	cJSON *js = info_json(d, path_file, stat(path_file, &st) ? 0 : (uint64_t)st.st_size);
 	char *text = cJSON_Print(js);
-	int rc = text && printf("%s\n", text) > 0 ? 0 : 1;
+	/* One large write: when it fails, nothing is left in the buffer for fclose to fail on. */
+	int rc = !text ? -failed(path, "", ENOMEM)
+		 : printf("%s\n", text) < 0 ? -failed("standard output", "", errno) : 0;
 	free(text);
 	cJSON_Delete(js);
 	sp_delta_close(d);
@@ -259,11 +268,13 @@ static int do_check(const char *path, const char *base)
 	}
 	uint64_t bad = 0, n = sp_delta_chunk_count(d);
 	uint8_t *buf = malloc(SP_CHUNK_MAX);
-	for (uint64_t k = 0; buf && k < n; k++)
+	if (!buf) {
+		sp_delta_close(d);
+		return -failed(path, "", ENOMEM);
+	}
+	for (uint64_t k = 0; k < n; k++)
 		if (sp_delta_decode_chunk(d, k, buf))
 			bad++;
-	if (!buf)
-		bad = n ? n : 1;
 	printf("%s: %s: %llu of %llu chunks bad; the content of base %s matches\n", path,
 	       bad ? "FAILED" : "ok", (unsigned long long)bad, (unsigned long long)n,
 	       sp_delta_base_dir(d));
@@ -277,50 +288,67 @@ static int do_check(const char *path, const char *base)
 static int extract_link(const struct sp_file_info *f, const char *path)
 {
 	if (unlink(path) && errno != ENOENT) /* an earlier extract's */
-		return -1;
-	return symlink(f->link, path);
+		return failed(path, "cannot replace it", errno);
+	return symlink(f->link, path) ? failed(path, "", errno) : 0;
 }
 
-static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
+/* File i's bytes into fd, whose final name is path; 0, or -1 with a message. */
+static int extract_data(struct sp_delta *d, size_t i, int fd, const char *path, uint8_t *buf,
+			size_t cap)
 {
 	const struct sp_file_info *f = sp_delta_file(d, i);
-	char path[4096], dir[4096];
-	snprintf(path, sizeof(path), "%s/%s", out, f->name);
-	snprintf(dir, sizeof(dir), "%s", path);
-	*strrchr(dir, '/') = 0;
-	if (f->link && (sp_mkdir_p(dir) || extract_link(f, path))) {
-		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	if (f->link)
-		return 0;
-	/* A fresh file (an earlier extract's may be read-only), never one reached through a link. */
-	if (unlink(path) && errno != ENOENT)
-		return -1;
-	int fd = sp_mkdir_p(dir) ? -1
-				 : open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		fprintf(stderr, "sparsefs: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
-	int rc = 0;
-	for (uint64_t off = 0; rc == 0 && off < f->size;) {
+	for (uint64_t off = 0; off < f->size;) {
 		ssize_t n = sp_delta_read(d, NULL, i, buf, cap, off);
-		if (n <= 0 || write(fd, buf, (size_t)n) != n) {
-			fprintf(stderr, "sparsefs: %s: %s\n", path, n < 0 ? "bad chunk" : strerror(errno));
-			rc = -1;
+		if (n <= 0) { /* the library logged which chunk, and why */
+			fprintf(stderr, "sparsefs: %s: cannot read: %s (see the line above)\n", path,
+				strerror(n < 0 ? (int)-n : EIO));
+			return -1;
 		}
-		off += n > 0 ? (uint64_t)n : 0;
+		if (sp_pwrite_full(fd, buf, (size_t)n, off))
+			return failed(path, "cannot write", errno);
+		off += (uint64_t)n;
 	}
 	struct timespec times[2] = {{.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec},
 				    {.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec}};
-	futimens(fd, times);
-	if (f->mode)
-		fchmod(fd, f->mode & 0777); /* never set-id bits from a delta */
+	if (futimens(fd, times))
+		return failed(path, "cannot set its time", errno);
+	/* Never set-id bits from a delta; mkstemp made it 0600, a file without a mode gets 0644
+	 * less the umask, as open would give it. */
+	mode_t mask = umask(0);
+	umask(mask);
+	if (fchmod(fd, f->mode ? f->mode & 0777 : 0644 & ~mask))
+		return failed(path, "cannot set its mode", errno);
+	return 0;
+}
+
+/* A regular file is written under a temporary name in its folder and renamed when whole: an
+ * extract that fails leaves no file that looks complete, and replaces an earlier extract's
+ * file (even a read-only one, or a link) only then. */
+static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
+{
+	const struct sp_file_info *f = sp_delta_file(d, i);
+	char path[4096], dir[4096], tmp[4096];
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", out, f->name) >= sizeof(path))
+		return failed(f->name, "", ENAMETOOLONG);
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	*slash = 0;
+	if (sp_mkdir_p(dir))
+		return failed(dir, "", errno);
+	if (f->link)
+		return extract_link(f, path);
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%.200s.sparse-XXXXXX", dir, slash + 1) >= sizeof(tmp))
+		return failed(path, "", ENAMETOOLONG);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return failed(path, "cannot create a temporary file", errno);
+	int rc = extract_data(d, i, fd, path, buf, cap);
 	if (close(fd) && rc == 0)
-		rc = -1;
+		rc = failed(path, "cannot write", errno);
+	if (rc == 0 && rename(tmp, path))
+		rc = failed(path, "cannot rename the temporary file to it", errno);
 	if (rc)
-		unlink(path);
+		unlink(tmp);
 	return rc;
 }
 
@@ -334,19 +362,15 @@ static int do_extract(const char *path, const char *base, const char *out)
 	}
 	size_t cap = 16u << 20;
 	uint8_t *buf = malloc(cap);
-	int rc = buf ? 0 : 1;
-	if (sp_mkdir_p(out)) {
-		fprintf(stderr, "sparsefs: %s: %s\n", out, strerror(errno));
-		rc = 1;
-	}
+	int rc = !buf ? failed(path, "", ENOMEM) : sp_mkdir_p(out) ? failed(out, "", errno) : 0;
 	/* Links last: no file is then written through a link the delta made. */
 	for (int links = 0; links < 2; links++)
 		for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++)
 			if (!sp_delta_file(d, i)->link == !links)
-				rc = extract_file(d, i, out, buf, cap) ? 1 : 0;
+				rc = extract_file(d, i, out, buf, cap);
 	free(buf);
 	sp_delta_close(d);
-	return rc;
+	return rc ? 1 : 0;
 }
 
 /* -o base=DIR, possibly among other comma-separated options that only the mount uses. */
@@ -385,8 +409,18 @@ int tools_main(int argc, char **argv)
 		return 2;
 	}
 	if (mode == 'I')
-		return json ? do_info_json(argv[optind]) : do_info(argv[optind]);
+		return close_stdout(json ? do_info_json(argv[optind]) : do_info(argv[optind]));
 	if (mode == 'C')
-		return do_check(argv[optind], base);
-	return do_extract(argv[optind], base, argv[optind + 1]);
+		return close_stdout(do_check(argv[optind], base));
+	return close_stdout(do_extract(argv[optind], base, argv[optind + 1]));
+}
+
+int close_stdout(int rc)
+{
+	int err = ferror(stdout);
+	errno = 0;
+	if ((fclose(stdout) == 0 && !err) || rc)
+		return rc;
+	fprintf(stderr, "sparsefs: standard output: %s\n", errno ? strerror(errno) : "write error");
+	return 1;
 }

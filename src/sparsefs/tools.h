@@ -5,4 +5,8 @@
 
 int tools_main(int argc, char **argv);
 
+/* Closes standard output: what was printed must have reached it (a full disk fails). Returns
+ * rc when not 0 (its failure is already told), else 1 with a message when it did not. */
+int close_stdout(int rc);
+
 #endif
