@@ -6,8 +6,8 @@
 #
 #   fault_test.sh delta      damaged or crafted deltas (re-sealed with delta_tool so that every
 #                            checksum passes), and safetensors inputs that do not parse
-#   fault_test.sh base       missing, wrong, truncated, overwritten or replaced under the mount,
-#                            unreadable
+#   fault_test.sh base       missing, wrong, a byte changed, truncated, overwritten or replaced
+#                            under the mount, unreadable
 #   fault_test.sh mksparse   a full file system, SIGINT and SIGTERM half-way, an output that
 #                            already holds a delta, unreadable or missing input
 #   fault_test.sh sparsefs   lazy unmount with open files, SIGTERM, a missing, non-directory or
@@ -285,6 +285,21 @@ base() {
 	refused "model.safetensors: No such file or directory" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
 	mv "$TMP/model.away" "$TMP/base/model.safetensors"
 	ok "base: one file missing: refused, naming it"
+
+	# A byte changed since the delta was written, where the quick check does not look: the full
+	# check at mount (the default) refuses it, naming the file, as do --extract and --check.
+	cp "$TMP/base/model.safetensors" "$TMP/model.orig"
+	python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); size = os.fstat(fd).st_size
+off = (size - 4096) // 15 // 2  # between two of the blocks the quick check samples
+os.pwrite(fd, bytes([os.pread(fd, 1, off)[0] ^ 0x10]), off)' "$TMP/base/model.safetensors"
+	refused "model.safetensors: the content hash differs from the base" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
+	refused "model.safetensors: the content hash differs from the base" - -- "$SPARSEFS" --extract "$TMP/delta" "$TMP/out"
+	[ ! -e "$TMP/out" ] || fail "--extract over a changed base wrote $(ls "$TMP/out")"
+	refused "model.safetensors: the content hash differs from the base" - -- "$SPARSEFS" --check "$TMP/delta"
+	mv "$TMP/model.orig" "$TMP/base/model.safetensors"
+	ok "base: a byte changed before the mount: refused by the full check, naming the file"
 
 	# Unreadable: as root every file reads, so the reader runs as nobody.
 	if as_nobody_works; then

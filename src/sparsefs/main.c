@@ -27,6 +27,7 @@ struct mount_opts {
 	char *prefetch;
 	unsigned decoders;
 	int splice;
+	char *base_check;
 	char *delta;
 };
 
@@ -45,8 +46,10 @@ static void usage(FILE *out)
 		"                       the default) or all (each opened file from its start)\n"
 		"  -o decoders=N        decoding threads (default: one per CPU)\n"
 		"  -o splice            send chunks stored as base bytes from the base files\n"
-		"                       without copying them (nor hashing them: an fstat of\n"
-		"                       the base file stands for the check)\n"
+		"                       without copying them (each hashed on first use)\n"
+		"  -o base_check=HOW    full: hash each base file whole at mount, once while\n"
+		"                       it stays unchanged (the default); quick: size, header\n"
+		"                       and 16 sampled blocks\n"
 		"  -f                   stay in the foreground\n"
 		"  -d                   debug: foreground, log every request\n"
 		"  -s                   single-threaded\n"
@@ -63,6 +66,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("prefetch=%s", prefetch),
 	OPT("decoders=%u", decoders),
 	{"splice", offsetof(struct mount_opts, splice), 1},
+	OPT("base_check=%s", base_check),
 	FUSE_OPT_END,
 };
 
@@ -227,6 +231,10 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: prefetch=%s: none, sequential or all\n", o.prefetch);
 		goto out;
 	}
+	if (o.base_check && strcmp(o.base_check, "full") && strcmp(o.base_check, "quick")) {
+		fprintf(stderr, "sparsefs: base_check=%s: full or quick\n", o.base_check);
+		goto out;
+	}
 	if (o.decoders > 64) {
 		fprintf(stderr, "sparsefs: decoders=%u: 64 at most\n", o.decoders);
 		goto out;
@@ -247,7 +255,8 @@ static int mount_main(int argc, char **argv)
 	fs.readahead_kb = (unsigned)o.readahead_kb;
 	fs.splice = o.splice;
 	fs.max_read = max_read;
-	if (tree_build(&fs.tree, o.delta, o.base, &err)) {
+	unsigned open_flags = o.base_check && !strcmp(o.base_check, "quick") ? 0 : SP_OPEN_CHECK_BASE;
+	if (tree_build(&fs.tree, o.delta, o.base, open_flags, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
 	}
@@ -262,6 +271,7 @@ out:
 	free(o.base);
 	free(o.cache_size);
 	free(o.prefetch);
+	free(o.base_check);
 	free(o.delta);
 	free(co.mountpoint);
 	fuse_opt_free_args(&args);
