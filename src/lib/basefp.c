@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,11 +108,14 @@ int sp_fp_check_content(int fd, const struct sp_base_fp *fp, const char *path, s
 /* ---- verdicts of full checks, remembered by the file's identity ---- */
 
 /* Where the verdict on a file of this identity holding this content lives: one small file per
- * (device, inode, expected content) under $XDG_CACHE_HOME/sparse, else ~/.cache/sparse. NULL
- * when there is no such place. */
+ * (device, inode, expected content) under $XDG_CACHE_HOME/sparse, else ~/.cache/sparse (the
+ * home folder of the user when HOME is not set, as under mount(8)). NULL when there is none. */
 static char *verdict_path(const struct stat *st, uint64_t hash)
 {
 	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	struct passwd *pw;
+	if ((!home || home[0] != '/') && (pw = getpwuid(getuid())))
+		home = pw->pw_dir;
 	const char *top = xdg && xdg[0] == '/' ? xdg : home && home[0] == '/' ? home : NULL;
 	char *p;
 	if (!top || asprintf(&p, "%s%s/sparse/base-verified/%016llx-%jx-%jx", top,
