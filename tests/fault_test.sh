@@ -6,8 +6,8 @@
 #
 #   fault_test.sh delta      damaged or crafted deltas (re-sealed with delta_tool so that every
 #                            checksum passes), and safetensors inputs that do not parse
-#   fault_test.sh base       missing, wrong, truncated, overwritten or replaced under the mount,
-#                            unreadable
+#   fault_test.sh base       missing, wrong, a byte changed, truncated, overwritten or replaced
+#                            under the mount, unreadable
 #   fault_test.sh mksparse   a full file system, SIGINT and SIGTERM half-way, an output that
 #                            already holds a delta, unreadable or missing input
 #   fault_test.sh extract    --extract onto a full file system, of a damaged chunk, over a
@@ -294,6 +294,21 @@ base() {
 	refused "model.safetensors: No such file or directory" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
 	mv "$TMP/model.away" "$TMP/base/model.safetensors"
 	ok "base: one file missing: refused, naming it"
+
+	# A byte changed since the delta was written, where the quick check does not look: the full
+	# check at mount (the default) refuses it, naming the file, as do --extract and --check.
+	cp "$TMP/base/model.safetensors" "$TMP/model.orig"
+	python3 -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR); size = os.fstat(fd).st_size
+off = (size - 4096) // 15 // 2  # between two of the blocks the quick check samples
+os.pwrite(fd, bytes([os.pread(fd, 1, off)[0] ^ 0x10]), off)' "$TMP/base/model.safetensors"
+	refused "model.safetensors: the content hash differs from the base" "$m" -- "$SPARSEFS" "$TMP/delta" "$m"
+	refused "model.safetensors: the content hash differs from the base" - -- "$SPARSEFS" --extract "$TMP/delta" "$TMP/out"
+	[ ! -e "$TMP/out" ] || fail "--extract over a changed base wrote $(ls "$TMP/out")"
+	refused "model.safetensors: the content hash differs from the base" - -- "$SPARSEFS" --check "$TMP/delta"
+	mv "$TMP/model.orig" "$TMP/base/model.safetensors"
+	ok "base: a byte changed before the mount: refused by the full check, naming the file"
 
 	# Unreadable: as root every file reads, so the reader runs as nobody.
 	if as_nobody_works; then
@@ -589,7 +604,8 @@ options() {
 		"-o decoders=0" "-o decoders=1" "-o splice" "-o clone_fd" "-o max_threads=1" \
 		"-o max_idle_threads=1" "-o allow_other" "-o allow_root" "-o default_permissions" \
 		"-o ro" "-o fsname=x,subtype=y" "-o auto_unmount" "-o user=root" \
-		"-o rw,nosuid,nodev,noexec,noatime" "-o suid,dev,exec,atime,sync,dirsync,async"; do
+		"-o rw,nosuid,nodev,noexec,noatime" "-o suid,dev,exec,atime,sync,dirsync,async" \
+		"-o base_check=full" "-o base_check=quick"; do
 		# shellcheck disable=SC2086
 		mounts_with $o
 		grep -q " fuse\.[a-z]* ro," "$TMP/mounted" || fail "$o: not mounted read-only: $(cat "$TMP/mounted")"
@@ -628,6 +644,9 @@ options() {
 	-o readahead=x|readahead=x: a whole number
 	-o readahead=-1|readahead=-1: a whole number
 	-o prefetch=bogus|prefetch=bogus: none, sequential or all
+	-o base_check=bogus|base_check=bogus: full or quick
+	-o base_check|-o base_check: takes a value
+	-o cache_size|-o cache_size: takes a value
 	-o blkdev|blkdev: for a file system on a block device
 	-o blksize=4096|blksize=4096: for a file system on a block device
 	-o foo|unknown option(s): \`-o foo'

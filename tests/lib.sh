@@ -2,13 +2,14 @@
 # What the shell tests share: sourced as `. lib.sh NAME` by mount_test.sh, fault_test.sh and
 # eco_test.sh. Sets MKSPARSE, SPARSEFS and TMP (a fresh folder, sparse-NAME.XXXXXX); every
 # mount listed in MOUNTS is unmounted and every pid in PIDS ended when the script exits, whether
-# it passed or not.
+# it passed or not. Remembered base checks go to TMP/cache, never the user's cache.
 set -euo pipefail
 
 : "${BUILD:?set BUILD to the build directory}"
 MKSPARSE=$BUILD/mksparse
 SPARSEFS=$BUILD/sparsefs
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sparse-$1.XXXXXX")
+export XDG_CACHE_HOME=$TMP/cache
 MOUNTS=()
 PIDS=()
 

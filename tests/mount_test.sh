@@ -21,7 +21,10 @@
 #                                                       under several concurrent readers
 #   mount_test.sh splice                                -o splice over a pair with frozen layers:
 #                                                       byte-identical, really spliced, and EIO
-#                                                       once the base file changes under it
+#                                                       once the base file changes under it or
+#                                                       where a byte of it changed before
+#   mount_test.sh base_check                            the base checked whole at mount once,
+#                                                       then trusted while its files are unchanged
 #   mount_test.sh fixture SUBCOMMAND NAME ARGS...       any of these over ../shared/fixtures
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every daemon ended by
@@ -423,6 +426,99 @@ splice() {
 	same_sums "$TMP/ft" "$mnt"
 	unmount "$mnt"
 	echo "ok: -o splice ($n replies spliced)"
+	splice_flipped
+}
+
+# A byte flipped in a frozen tensor of the base before the mount, where the quick check does not
+# look: spliced or copied, its chunk is EIO, logged once naming the base file, every other byte
+# is right and the daemon goes on.
+splice_flipped() {
+	local mnt=$TMP/mnt-flip c at opts
+	c=$(chunk_of "$TMP/delta" base model.safetensors)
+	at=$(python3 -c '
+import json, sys
+c, size = json.loads(sys.argv[1]), int(sys.argv[2])
+step = (size - 4096) // 15  # past the 16 blocks the quick check samples
+at = c["base_off"] + c["out_len"] // 2
+while any(i * step <= at < i * step + 4096 for i in range(16)):
+    at += 4096
+assert at < c["base_off"] + c["out_len"]
+print(at)' "$c" "$(stat -c %s "$TMP/base/model.safetensors")")
+	cp "$TMP/base/model.safetensors" "$TMP/model.orig"
+	flip_byte "$TMP/base/model.safetensors" "$at"
+	for opts in splice,base_check=quick base_check=quick; do
+		mount_fg "$TMP/delta" "$mnt" -o "$opts"
+		python3 -c '
+import errno, json, os, sys
+mnt, ft, c = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+a, b = os.open(mnt + "/model.safetensors", os.O_RDONLY), os.open(ft + "/model.safetensors", os.O_RDONLY)
+lo, hi = c["out_off"], c["out_off"] + c["out_len"]
+for o in range(0, os.fstat(b).st_size, 4096):  # pages: a longer read may end short at EIO
+    try:
+        got = os.pread(a, 4096, o)
+    except OSError as e:
+        assert e.errno == errno.EIO and lo < o + 4096 and o < hi, (o, e)
+        continue
+    assert not (lo < o + 4096 and o < hi), f"bytes {o}.. read over a flipped base byte"
+    assert got == os.pread(b, 4096, o), f"wrong bytes at {o}"' "$mnt" "$TMP/ft" "$c" ||
+			fail "-o $opts over a flipped base byte"
+		grep -q "base file $TMP/base/model.safetensors, bytes .*checksum mismatch" "$mnt.log" ||
+			fail "-o $opts, flipped base byte: log: $(cat "$mnt.log")"
+		kill -0 "${PIDS[-1]}" || fail "sparsefs -o $opts died over a flipped base byte"
+		unmount "$mnt"
+	done
+	mv "$TMP/model.orig" "$TMP/base/model.safetensors"
+	echo "ok: a flipped byte in a frozen tensor of the base: EIO there, spliced or not"
+}
+
+# ---- the whole base checked at mount, the verdict remembered by the files' identity ----
+# Bytes the daemon of the last mount_fg has read so far (read and pread, page cache or not).
+daemon_read() {
+	awk '$1 == "rchar:" {print $2}' "/proc/${PIDS[-1]}/io"
+}
+
+# Mounts with ARGS and says whether the daemon read the base whole (checked) or not (trusted).
+mount_says() {
+	local mnt=$1 size
+	shift
+	size=$(stat -c %s "$TMP/base/model.safetensors")
+	mount_fg "$TMP/delta" "$mnt" "$@"
+	if [ "$(daemon_read)" -ge "$size" ]; then echo checked; else echo trusted; fi
+	unmount "$mnt"
+}
+
+base_check() {
+	local mnt=$TMP/mnt-check verdicts=$XDG_CACHE_HOME/sparse/base-verified got
+	"$BUILD/sparse-genmodel" demo "$TMP/base" "$TMP/ft" 8 256 4
+	"$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$TMP/delta"
+	sleep 2 # a file changed in the last 2 s is not remembered: a write could leave its times
+	[ "$(mount_says "$mnt")" = checked ] || fail "the first mount did not check the base whole"
+	[ "$(ls "$verdicts" | wc -l)" = 4 ] || fail "verdicts: $(ls -l "$verdicts")"
+	[ "$(mount_says "$mnt")" = trusted ] || fail "a second mount of an unchanged base read it again"
+	[ "$(mount_says "$mnt" -o base_check=quick)" = trusted ] || fail "base_check=quick read the base"
+	mount_fg "$TMP/delta" "$mnt" -o splice
+	same_sums "$TMP/ft" "$mnt"
+	unmount "$mnt"
+	echo "ok: the base checked whole once, then trusted while unchanged"
+
+	touch "$TMP/base/model.safetensors"
+	[ "$(mount_says "$mnt" -o base_check=quick)" = trusted ] || fail "base_check=quick read the base"
+	[ "$(mount_says "$mnt")" = checked ] || fail "a touched base was not checked again"
+	sleep 2 # remembered by the check above if it began 2 s after the touch, else by this one
+	mount_says "$mnt" >/dev/null
+	[ "$(mount_says "$mnt")" = trusted ] || fail "the check of a touched base was not remembered"
+	echo "ok: a touched base checked again"
+
+	for got in "$verdicts"/*; do printf 'sparse base verified 1: garbage\n' >"$got"; done
+	[ "$(mount_says "$mnt")" = checked ] || fail "a corrupt verdict was trusted"
+	[ "$(mount_says "$mnt")" = trusted ] || fail "a corrupt verdict was not replaced"
+	rm -rf "$XDG_CACHE_HOME"
+	"$SPARSEFS" --check "$TMP/delta" >/dev/null || fail "--check"
+	[ "$(mount_says "$mnt")" = trusted ] || fail "--check did not remember its verdict"
+	XDG_CACHE_HOME=$TMP/base/config.json # not a folder: nothing can be remembered there
+	[ "$(mount_says "$mnt")" = checked ] || fail "a mount with no cache did not check"
+	[ "$(mount_says "$mnt")" = checked ] || fail "a mount with no cache remembered"
+	echo "ok: a corrupt verdict ignored, --check remembers, no cache folder is no error"
 }
 
 cmd=$1

@@ -153,9 +153,17 @@ int sp_is_delta_dir(const char *dir);
 
 /* Do not open the base: the manifest and chunk table only (for --info); reads fail. */
 #define SP_OPEN_NO_BASE 1u
+/* Check each base file whole against the content hash recorded at write time, unless such a
+ * check is remembered for it: a file that differs is refused, naming it. A match is remembered
+ * by the file's identity (device, inode, size, mtime, ctime) and that hash, under
+ * $XDG_CACHE_HOME/sparse (else ~/.cache/sparse), so that the next open of the unchanged file
+ * costs nothing; one that cannot be written is just not remembered. */
+#define SP_OPEN_CHECK_BASE 2u
 
 /* Opens a delta and its base: base_dir overrides where the base lives (NULL: as recorded). The
- * base is checked cheaply (sizes, header hashes, sampled content); reading decodes nothing yet. */
+ * base is checked cheaply (sizes, header hashes, sampled content), or whole with
+ * SP_OPEN_CHECK_BASE; reading decodes nothing yet. A base file whose full check is remembered
+ * counts as verified either way. */
 struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned flags,
 			       struct sp_err *err);
 void sp_delta_close(struct sp_delta *d);
@@ -187,13 +195,16 @@ struct sp_base_range {
 
 /* When every chunk that [off, off + len) of file overlaps (to the end of the file) is stored as
  * base bytes (SP_CODEC_BASE), fills r with the base ranges that make it, in order, and returns
- * how many: the caller may send them as they are (splice), without the hash check that a read
- * makes. 0 when some chunk is not, or more than max ranges would be needed. -EIO, with one log
- * line, when a base file changed (fstat: size, times, inode) since the delta was opened. */
+ * how many: the caller may send them as they are (splice). 0 when some chunk is not, or more
+ * than max ranges would be needed. Each chunk's base bytes are hashed on its first use (or
+ * not, when its base file was verified whole): one whose hash differs gives -EIO, with one log
+ * line naming the base file. -EIO too, with one log line, when a base file changed (fstat:
+ * size, times, inode) since the delta was opened. Thread-safe. */
 int sp_delta_base_ranges(struct sp_delta *d, size_t file, size_t len, uint64_t off,
 			 struct sp_base_range *r, size_t max);
 
-/* Verifies the whole base content against the hashes recorded at write time. */
+/* Verifies the whole base content against the hashes recorded at write time, always reading
+ * it, and remembers a match as SP_OPEN_CHECK_BASE does. */
 int sp_delta_check_base(struct sp_delta *d, struct sp_err *err);
 
 /* ---- the chunk cache, shared by any number of deltas and threads ---- */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -19,6 +20,9 @@
 
 /* Decoded auxiliary chunks (low-rank factors shared by a tensor's chunks) kept per delta. */
 #define AUX_CACHE (64u << 20)
+/* A full check of a base file this big takes long enough (from a disk, a tenth of a second and
+ * more) to say why the mount waits. */
+#define SAY_CHECK (256u << 20)
 
 int sp_is_delta_dir(const char *dir)
 {
@@ -43,30 +47,70 @@ static void close_base(struct sp_delta *d)
 	d->base_dir = NULL;
 }
 
-/* Opens every base file under dir and checks its fingerprint. */
-static int open_base_in(struct sp_delta *d, const char *dir, struct sp_err *err)
+/* Has base file b changed since it was opened? Its size, times or inode say so. */
+static int base_changed(const struct sp_base_file *b)
+{
+	struct stat st;
+	const struct stat *o = &b->seen;
+	return fstat(b->fd, &st) || st.st_size != o->st_size || st.st_ino != o->st_ino ||
+	       st.st_dev != o->st_dev || st.st_mtim.tv_sec != o->st_mtim.tv_sec ||
+	       st.st_mtim.tv_nsec != o->st_mtim.tv_nsec || st.st_ctim.tv_sec != o->st_ctim.tv_sec ||
+	       st.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
+}
+
+/* Hashes base file i whole against the delta's record; a match is remembered by the file's
+ * identity as it was opened, when it did not change meanwhile. */
+static int check_base_file(struct sp_delta *d, size_t i, struct sp_err *err)
+{
+	struct sp_base_file *b = &d->base[i];
+	time_t began = time(NULL);
+	if (sp_fp_check_content(b->fd, &d->m.base[i], b->path, err))
+		return -1;
+	if (base_changed(b)) {
+		sp_err_set(err, "%s: changed while it was being checked", b->path);
+		return -1;
+	}
+	sp_fp_verdict_remember(&b->seen, d->m.base[i].content_hash, began);
+	b->verified = 1;
+	return 0;
+}
+
+/* Opens base file i under dir and checks its fingerprint; a remembered full check of it
+ * stands, else SP_OPEN_CHECK_BASE makes one. */
+static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigned flags,
+			  struct sp_err *err)
+{
+	struct sp_base_file *b = &d->base[i];
+	if (asprintf(&b->path, "%s/%s", dir, d->m.base[i].name) < 0)
+		return -1;
+	b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
+	if (b->fd < 0 || fstat(b->fd, &b->seen)) {
+		sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
+		return -1;
+	}
+	if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
+		return -1;
+	b->verified = sp_fp_verdict_known(&b->seen, d->m.base[i].content_hash);
+	if (b->verified || !(flags & SP_OPEN_CHECK_BASE))
+		return 0;
+	if (d->m.base[i].size >= SAY_CHECK)
+		sp_log("%s: hashing the whole base file (%llu MiB) against the delta's record, "
+		       "once while it stays unchanged", b->path,
+		       (unsigned long long)(d->m.base[i].size >> 20));
+	return check_base_file(d, i, err);
+}
+
+/* Opens every base file under dir and checks it. */
+static int open_base_in(struct sp_delta *d, const char *dir, unsigned flags, struct sp_err *err)
 {
 	d->base = calloc(d->m.nbase + 1, sizeof(*d->base));
 	if (!d->base || !(d->base_dir = strdup(dir)))
 		return -1;
 	for (size_t i = 0; i < d->m.nbase; i++)
 		d->base[i].fd = -1;
-	for (size_t i = 0; i < d->m.nbase; i++) {
-		struct sp_base_file *b = &d->base[i];
-		if (asprintf(&b->path, "%s/%s", dir, d->m.base[i].name) < 0)
+	for (size_t i = 0; i < d->m.nbase; i++)
+		if (open_base_file(d, i, dir, flags, err))
 			return -1;
-		b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
-		if (b->fd < 0) {
-			sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
-			return -1;
-		}
-		if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
-			return -1;
-		if (fstat(b->fd, &b->seen)) {
-			sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
-			return -1;
-		}
-	}
 	return 0;
 }
 
@@ -90,7 +134,8 @@ static char *hub_base(const struct sp_delta *d, struct sp_err *err)
 /* The base is where -o base= says (a folder or a hub id), else the recorded hub id in the local
  * cache, else where it was (absolute path), else where it is relative to the delta (both moved
  * together). */
-static int open_base(struct sp_delta *d, const char *override, struct sp_err *err)
+static int open_base(struct sp_delta *d, const char *override, unsigned flags,
+		     struct sp_err *err)
 {
 	struct sp_hub_ref given = {0};
 	struct sp_err hub_err = {{0}};
@@ -108,7 +153,7 @@ static int open_base(struct sp_delta *d, const char *override, struct sp_err *er
 		if (!cands[i] || (i > 0 && access(cands[i], F_OK)))
 			continue;
 		close_base(d);
-		rc = open_base_in(d, cands[i], err);
+		rc = open_base_in(d, cands[i], flags, err);
 		if (rc && !first.msg[0])
 			first = *err;
 	}
@@ -155,9 +200,10 @@ struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const cha
 		goto fail;
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
+	    !(d->base_ok = calloc(d->sb.chunk_count / 64 + 1, sizeof(*d->base_ok))) ||
 	    !(d->aux_cache = sp_cache_new(AUX_CACHE)))
 		goto fail;
-	if (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, err))
+	if (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, flags, err))
 		goto fail;
 	return d;
 fail:
@@ -175,6 +221,7 @@ void sp_delta_close(struct sp_delta *d)
 	sp_manifest_free(&d->m);
 	free(d->chunks);
 	free(d->reported);
+	free(d->base_ok);
 	sp_cache_free(d->aux_cache);
 	free(d->path);
 	free(d->dir);
@@ -367,6 +414,44 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s,
 	return rc ? chunk_failed(d, idx, "does not decode (damaged delta)") : 0;
 }
 
+/* Base chunk k's bytes, read since its base file was opened, matched its hash. */
+static void base_chunk_matched(struct sp_delta *d, uint64_t k)
+{
+	__atomic_fetch_or(&d->base_ok[k / 64], 1ull << (k % 64), __ATOMIC_RELAXED);
+}
+
+/* Were base chunk k's bytes verified while its base file was as it was opened (its whole
+ * content at open, or the chunk since)? */
+static int base_chunk_trusted(const struct sp_delta *d, uint64_t k)
+{
+	return d->base[d->chunks[k].base_file].verified ||
+	       (__atomic_load_n(&d->base_ok[k / 64], __ATOMIC_RELAXED) >> (k % 64) & 1);
+}
+
+/* Base chunk k's base bytes do not hash to what the delta recorded. */
+static int base_mismatch(struct sp_delta *d, uint64_t k)
+{
+	const struct sp_chunk *c = &d->chunks[k];
+	char why[4352];
+	snprintf(why, sizeof(why),
+		 "base file %s, bytes %llu..%llu: checksum mismatch (the base changed since the "
+		 "delta was written)",
+		 d->base[c->base_file].path, (unsigned long long)c->base_off,
+		 (unsigned long long)(c->base_off + c->out_len));
+	return chunk_failed(d, k, why);
+}
+
+static int decode_base(struct sp_delta *d, uint64_t idx, void *out)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	if (sp_pread_full(d->base[c->base_file].fd, out, c->out_len, c->base_off))
+		return chunk_failed(d, idx, "cannot read the base");
+	if (XXH3_64bits(out, c->out_len) != c->out_hash)
+		return base_mismatch(d, idx);
+	base_chunk_matched(d, idx);
+	return 0;
+}
+
 int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
@@ -377,16 +462,14 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 		return chunk_failed(d, idx, "out of memory");
 	if (c->base_file != SP_NO_BASE && !d->base)
 		return chunk_failed(d, idx, "the base is not open");
-	if (c->codec == SP_CODEC_BASE) {
-		if (sp_pread_full(d->base[c->base_file].fd, out, c->out_len, c->base_off))
-			return chunk_failed(d, idx, "cannot read the base");
-	} else if ((why = read_inputs(d, c, s, &in))) {
+	if (c->codec == SP_CODEC_BASE)
+		return decode_base(d, idx, out);
+	if ((why = read_inputs(d, c, s, &in)))
 		return chunk_failed(d, idx, why);
-	} else if (c->codec == SP_CODEC_LOSSY) {
+	if (c->codec == SP_CODEC_LOSSY)
 		return decode_lossy(d, idx, s, &in, out);
-	} else if (sp_chunk_decode(&s->cs, c, &in, out)) {
+	if (sp_chunk_decode(&s->cs, c, &in, out))
 		return chunk_failed(d, idx, "does not decode (damaged delta, or the base changed)");
-	}
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
 	return 0;
@@ -461,17 +544,6 @@ ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, v
 	return (ssize_t)len;
 }
 
-/* Has base file b changed since it was opened? Its size, times or inode say so. */
-static int base_changed(const struct sp_base_file *b)
-{
-	struct stat st;
-	const struct stat *o = &b->seen;
-	return fstat(b->fd, &st) || st.st_size != o->st_size || st.st_ino != o->st_ino ||
-	       st.st_dev != o->st_dev || st.st_mtim.tv_sec != o->st_mtim.tv_sec ||
-	       st.st_mtim.tv_nsec != o->st_mtim.tv_nsec || st.st_ctim.tv_sec != o->st_ctim.tv_sec ||
-	       st.st_ctim.tv_nsec != o->st_ctim.tv_nsec;
-}
-
 /* Appends chunk c's base bytes in [from, to) to r, joined to the last range where they go on
  * from it; 0, or -1 when r is full. */
 static int add_range(const struct sp_delta *d, const struct sp_chunk *c, uint64_t from,
@@ -489,34 +561,65 @@ static int add_range(const struct sp_delta *d, const struct sp_chunk *c, uint64_
 	return 0;
 }
 
+/* Base chunk k's bytes hashed as the delta recorded, now or earlier while its base file was as
+ * it was opened; else -EIO and a log line naming the base file. */
+static int check_base_chunk(struct sp_delta *d, uint64_t k)
+{
+	const struct sp_chunk *c = &d->chunks[k];
+	uint64_t h;
+	if (base_chunk_trusted(d, k))
+		return 0;
+	if (sp_fp_hash_range(d->base[c->base_file].fd, c->base_off, c->out_len, &h))
+		return chunk_failed(d, k, "cannot read the base");
+	if (h != c->out_hash)
+		return base_mismatch(d, k);
+	base_chunk_matched(d, k);
+	return 0;
+}
+
+/* Chunks first..last, all base chunks, may be spliced: each verified, and no base file
+ * changed since it was opened (checked after the hashes, which it then covers). */
+static int check_spliced(struct sp_delta *d, uint64_t first, uint64_t last)
+{
+	uint32_t checked = SP_NO_BASE;
+	for (uint64_t k = first; k <= last; k++) {
+		int rc = check_base_chunk(d, k);
+		if (rc)
+			return rc;
+	}
+	for (uint64_t k = first; k <= last; k++) {
+		const struct sp_chunk *c = &d->chunks[k];
+		if (c->base_file != checked && base_changed(&d->base[checked = c->base_file]))
+			return chunk_failed(d, k, "its base file changed since it was opened "
+						  "(size, times or inode): not spliced");
+	}
+	return 0;
+}
+
 int sp_delta_base_ranges(struct sp_delta *d, size_t file, size_t len, uint64_t off,
 			 struct sp_base_range *r, size_t max)
 {
 	const struct sp_file_info *f = &d->m.files[file];
 	size_t n = 0;
-	uint32_t checked = SP_NO_BASE;
 	if (f->link || off >= f->size || !d->base)
 		return 0;
 	uint64_t end = len > f->size - off ? f->size : off + len;
-	for (uint64_t k = sp_delta_find_chunk(d, f, off); k < f->first_chunk + f->chunk_count; k++) {
+	uint64_t first = sp_delta_find_chunk(d, f, off), k = first;
+	for (; k < f->first_chunk + f->chunk_count && d->chunks[k].out_off < end; k++) {
 		const struct sp_chunk *c = &d->chunks[k];
-		if (c->out_off >= end)
-			break;
 		uint64_t from = off > c->out_off ? off : c->out_off;
 		uint64_t to = end < c->out_off + c->out_len ? end : c->out_off + c->out_len;
 		if (c->codec != SP_CODEC_BASE || add_range(d, c, from, to, r, &n, max))
 			return 0;
-		if (c->base_file != checked && base_changed(&d->base[checked = c->base_file]))
-			return chunk_failed(d, k, "its base file changed since it was opened "
-						  "(size, times or inode): not spliced");
 	}
-	return (int)n;
+	int rc = check_spliced(d, first, k - 1);
+	return rc ? rc : (int)n;
 }
 
 int sp_delta_check_base(struct sp_delta *d, struct sp_err *err)
 {
 	for (size_t i = 0; i < d->m.nbase; i++)
-		if (sp_fp_check_content(d->base[i].fd, &d->m.base[i], d->base[i].path, err))
+		if (check_base_file(d, i, err))
 			return -1;
 	return 0;
 }

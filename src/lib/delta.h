@@ -10,7 +10,8 @@
 struct sp_base_file {
 	char *path;
 	int fd;
-	struct stat seen; /* at open, after its check: a spliced read compares it with fstat */
+	struct stat seen; /* at open, before its check: a spliced read compares it with fstat */
+	int verified;     /* its whole content matched the delta's record, while it was as seen */
 };
 
 struct sp_delta {
@@ -23,6 +24,8 @@ struct sp_delta {
 	char *base_dir;
 	struct sp_base_file *base; /* m.nbase of them */
 	uint8_t *reported;         /* per chunk: its failure was logged (once is enough) */
+	uint64_t *base_ok;         /* a bit per chunk: its base bytes matched its hash since the
+				    * base file was opened (atomic: reads run on many threads) */
 	struct sp_cache *aux_cache;
 };
 

@@ -28,6 +28,7 @@ struct mount_opts {
 	unsigned decoders;
 	unsigned max_read;
 	int splice;
+	char *base_check;
 	char *delta;
 };
 
@@ -46,8 +47,10 @@ static void usage(FILE *out)
 		"                       the default) or all (each opened file from its start)\n"
 		"  -o decoders=N        decoding threads (default: one per CPU)\n"
 		"  -o splice            send chunks stored as base bytes from the base files\n"
-		"                       without copying them (nor hashing them: an fstat of\n"
-		"                       the base file stands for the check)\n"
+		"                       without copying them (each hashed on first use)\n"
+		"  -o base_check=HOW    full: hash each base file whole at mount, once while\n"
+		"                       it stays unchanged (the default); quick: size, header\n"
+		"                       and 16 sampled blocks\n"
 		"  -f                   stay in the foreground\n"
 		"  -d                   debug: foreground, log every request\n"
 		"  -s                   single-threaded\n"
@@ -65,6 +68,7 @@ static const struct fuse_opt opt_spec[] = {
 	OPT("decoders=%u", decoders),
 	OPT("max_read=%u", max_read), /* passed on by mount_main, within what splice allows */
 	{"splice", offsetof(struct mount_opts, splice), 1},
+	OPT("base_check=%s", base_check),
 	FUSE_OPT_END,
 };
 
@@ -98,6 +102,12 @@ static const struct num_opt {
 /* One -o option: 0, or -1 with a message. */
 static int check_opt(const char *opt)
 {
+	static const char *const valued[] = {"base", "base_check", "cache_size", "prefetch"};
+	for (size_t i = 0; i < sizeof(valued) / sizeof(*valued); i++)
+		if (!strcmp(opt, valued[i])) {
+			fprintf(stderr, "sparsefs: -o %s: takes a value (%s=...)\n", opt, opt);
+			return -1;
+		}
 	if (!strcmp(opt, "blkdev") || !strncmp(opt, "blksize=", 8)) {
 		fprintf(stderr, "sparsefs: %s: for a file system on a block device, not sparsefs\n", opt);
 		return -1;
@@ -285,6 +295,10 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: prefetch=%s: none, sequential or all\n", o.prefetch);
 		goto out;
 	}
+	if (o.base_check && strcmp(o.base_check, "full") && strcmp(o.base_check, "quick")) {
+		fprintf(stderr, "sparsefs: base_check=%s: full or quick\n", o.base_check);
+		goto out;
+	}
 	/* The user's max_read and splice's cap, the smaller: op_init must tell libfuse the same. */
 	unsigned cap = o.splice ? splice_max_read() : 0;
 	unsigned max_read = cap && (!o.max_read || cap < o.max_read) ? cap : o.max_read;
@@ -303,7 +317,8 @@ static int mount_main(int argc, char **argv)
 	fs.readahead_kb = (unsigned)o.readahead_kb;
 	fs.splice = o.splice;
 	fs.max_read = max_read;
-	if (tree_build(&fs.tree, o.delta, o.base, &err)) {
+	unsigned open_flags = o.base_check && !strcmp(o.base_check, "quick") ? 0 : SP_OPEN_CHECK_BASE;
+	if (tree_build(&fs.tree, o.delta, o.base, open_flags, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
 	}
@@ -318,6 +333,7 @@ out:
 	free(o.base);
 	free(o.cache_size);
 	free(o.prefetch);
+	free(o.base_check);
 	free(o.delta);
 	free(co.mountpoint);
 	fuse_opt_free_args(&args);

@@ -352,10 +352,10 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 	return rc;
 }
 
-static int do_extract(const char *path, const char *base, const char *out)
+static int do_extract(const char *path, const char *base, unsigned flags, const char *out)
 {
 	struct sp_err err;
-	struct sp_delta *d = sp_delta_open(path, base, 0, &err);
+	struct sp_delta *d = sp_delta_open(path, base, flags, &err);
 	if (!d) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
@@ -373,12 +373,22 @@ static int do_extract(const char *path, const char *base, const char *out)
 	return rc ? 1 : 0;
 }
 
-/* -o base=DIR, possibly among other comma-separated options that only the mount uses. */
-static void parse_o(char *arg, const char **base)
+/* -o base=DIR and base_check=full|quick (as the mount takes them), possibly among other
+ * comma-separated options that only the mount uses; -1 for a base_check it does not know. */
+static int parse_o(char *arg, const char **base, unsigned *flags)
 {
-	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ","))
+	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ",")) {
 		if (!strncmp(opt, "base=", 5))
 			*base = opt + 5;
+		else if (!strncmp(opt, "base_check=", 11) && strcmp(opt + 11, "full") &&
+			 strcmp(opt + 11, "quick")) {
+			fprintf(stderr, "sparsefs: %s: full or quick\n", opt);
+			return -1;
+		} else if (!strncmp(opt, "base_check=", 11)) {
+			*flags = opt[11] == 'f' ? SP_OPEN_CHECK_BASE : 0;
+		}
+	}
+	return 0;
 }
 
 int tools_main(int argc, char **argv)
@@ -391,11 +401,13 @@ int tools_main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *base = NULL;
+	unsigned flags = SP_OPEN_CHECK_BASE;
 	int mode = 0, json = 0, c;
 	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
-		if (c == 'o')
-			parse_o(optarg, &base);
-		else if (c == 'I' || c == 'C' || c == 'E')
+		if (c == 'o') {
+			if (parse_o(optarg, &base, &flags))
+				return 2;
+		} else if (c == 'I' || c == 'C' || c == 'E')
 			mode = c;
 		else if (c == 'J')
 			json = 1;
@@ -412,7 +424,7 @@ int tools_main(int argc, char **argv)
 		return close_stdout(json ? do_info_json(argv[optind]) : do_info(argv[optind]));
 	if (mode == 'C')
 		return close_stdout(do_check(argv[optind], base));
-	return close_stdout(do_extract(argv[optind], base, argv[optind + 1]));
+	return close_stdout(do_extract(argv[optind], base, flags, argv[optind + 1]));
 }
 
 int close_stdout(int rc)

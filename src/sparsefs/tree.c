@@ -93,9 +93,9 @@ clash:
 }
 
 static int add_delta(struct tree *t, uint64_t dir, const char *path, const char *base,
-		     struct sp_err *err)
+		     unsigned flags, struct sp_err *err)
 {
-	struct sp_delta *d = sp_delta_open(path, base, 0, err);
+	struct sp_delta *d = sp_delta_open(path, base, flags, err);
 	if (!d)
 		return -1;
 	struct sp_delta **p = realloc(t->deltas, (t->ndeltas + 1) * sizeof(*p));
@@ -117,7 +117,8 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 }
 
 /* Every sub-folder of path that holds a delta becomes a folder of the mount. */
-static int add_deltas_in(struct tree *t, const char *path, const char *base, struct sp_err *err)
+static int add_deltas_in(struct tree *t, const char *path, const char *base, unsigned flags,
+			 struct sp_err *err)
 {
 	struct dirent **ents;
 	int n = scandir(path, &ents, NULL, by_name), rc = 0, found = 0;
@@ -131,7 +132,7 @@ static int add_deltas_in(struct tree *t, const char *path, const char *base, str
 		    asprintf(&sub, "%s/%s", path, ents[i]->d_name) > 0 && sp_is_delta_dir(sub)) {
 			const char *name = ents[i]->d_name;
 			uint64_t dir = add_node(t, 1, name, strlen(name), 1);
-			rc = dir ? add_delta(t, dir, sub, base, err) : -1;
+			rc = dir ? add_delta(t, dir, sub, base, flags, err) : -1;
 			found++;
 		}
 		free(sub);
@@ -146,14 +147,15 @@ static int add_deltas_in(struct tree *t, const char *path, const char *base, str
 	return rc;
 }
 
-int tree_build(struct tree *t, const char *path, const char *base, struct sp_err *err)
+int tree_build(struct tree *t, const char *path, const char *base, unsigned flags,
+	       struct sp_err *err)
 {
 	memset(t, 0, sizeof(*t));
 	err->msg[0] = 0;
 	int rc = add_node(t, 0, "", 0, 1) ? 0 : -1;
 	if (rc == 0)
-		rc = sp_is_delta_dir(path) ? add_delta(t, 1, path, base, err)
-					   : add_deltas_in(t, path, base, err);
+		rc = sp_is_delta_dir(path) ? add_delta(t, 1, path, base, flags, err)
+					   : add_deltas_in(t, path, base, flags, err);
 	if (rc) {
 		if (!err->msg[0])
 			sp_err_set(err, "%s: out of memory", path);

@@ -35,8 +35,10 @@ struct tree {
 	size_t ndeltas;
 };
 
-/* Opens path: a delta directory, or a directory of them. base overrides every delta's base. */
-int tree_build(struct tree *t, const char *path, const char *base, struct sp_err *err);
+/* Opens path: a delta directory, or a directory of them. base overrides every delta's base;
+ * flags go to sp_delta_open. */
+int tree_build(struct tree *t, const char *path, const char *base, unsigned flags,
+	       struct sp_err *err);
 void tree_free(struct tree *t);
 struct node *tree_node(struct tree *t, uint64_t ino);
 struct node *tree_lookup(struct tree *t, uint64_t parent, const char *name);
