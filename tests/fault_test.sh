@@ -362,6 +362,15 @@ no_delta_left() { # DIR: neither delta.sparse nor a temporary file in it
 	! ls -A "$1" 2>/dev/null | grep -q '^\.delta\.sparse\.' || fail "a temporary file was left in $1: $(ls -A "$1")"
 }
 
+wait_temp() { # DIR N: until DIR holds N entries, one a temporary file
+	for _ in $(seq 200); do
+		[ "$(ls -A "$1" 2>/dev/null | wc -l)" -ge "$2" ] &&
+			ls -A "$1" | grep -q '^\.delta\.sparse\.' && return 0
+		sleep 0.05
+	done
+	fail "mksparse wrote no temporary file in $1"
+}
+
 mksparse() {
 	pair
 	local o=$TMP/out sig
@@ -398,6 +407,67 @@ mksparse() {
 		no_delta_left "$o"
 		ok "mksparse: SIG$sig half-way: exit $rc, no delta, no temporary file"
 	done
+
+	# Killed outright: the temporary file stays, and the next run to that output removes it,
+	# saying so; the temporary file of a writer still running is never removed.
+	rm -rf "$o"
+	"$MKSPARSE" -q -j1 -l 19 "$TMP/big-base" "$TMP/big-ft" -o "$o" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_temp "$o" 1
+	kill -s KILL "$pid"
+	wait "$pid" || true
+	local left
+	left=$(ls -A "$o")
+	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
+	grep -qF "$o/$left: removed: a temporary file of" "$TMP/kill.err" ||
+		fail "the killed writer's $left: not said removed: $(cat "$TMP/kill.err")"
+	[ "$(ls -A "$o")" = delta.sparse ] || fail "after a killed writer, the next run left: $(ls -A "$o")"
+	"$MKSPARSE" -q --force -j1 -l 19 "$TMP/big-base" "$TMP/big-ft" -o "$o" 2>/dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	wait_temp "$o" 2
+	left=$(ls -A "$o" | grep '^\.delta\.sparse\.')
+	"$MKSPARSE" --force "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
+	[ -e "$o/$left" ] || fail "a running writer's temporary file $left was removed"
+	! grep -q removed "$TMP/kill.err" || fail "a running writer's temporary: $(cat "$TMP/kill.err")"
+	kill -0 "$pid" || fail "the writer still running was meant to outlast the second run"
+	kill -s TERM "$pid"
+	wait "$pid" || true
+	ok "mksparse: SIGKILL half-way: the next run removes its temporary file, says so; a running writer's is kept"
+
+	# A call on the temporary file failing (tests/failcall.c, preloaded): the message names the
+	# file, the call and its errno, and nothing is left; short writes are retried.
+	local case call want rc
+	for case in "close:close: Input/output error" "fsync:fsync: Input/output error" \
+		"pwrite0:Input/output error"; do
+		call=${case%%:*} want=${case#*:} rc=0
+		rm -rf "$o"
+		FAILCALL=$call LD_PRELOAD=$BUILD/tests/libfailcall.so "$MKSPARSE" -q "$TMP/base" "$TMP/ft" \
+			-o "$o" 2>"$TMP/err" || rc=$?
+		if ! grep -q "failcall: acted" "$TMP/err"; then
+			echo "skip: mksparse: a failing $call: the preloaded failcall cannot reach it here"
+			continue
+		fi
+		[ "$rc" = 1 ] && grep -qE "^mksparse: $o/\.delta\.sparse\.[A-Za-z0-9]{6}: $want\$" "$TMP/err" ||
+			fail "a failing $call: exit $rc, wanted 1 and '$want': $(cat "$TMP/err")"
+		no_delta_left "$o"
+		ok "mksparse: a failing $call on the temporary file: $want, named; nothing left"
+	done
+	rm -rf "$o"
+	FAILCALL=pwrite_short LD_PRELOAD=$BUILD/tests/libfailcall.so "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$o" 2>/dev/null
+	cp "$o/delta.sparse" "$TMP/short"
+	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$o"
+	cmp -s "$o/delta.sparse" "$TMP/short" || fail "a delta written 4 KiB a call differs"
+	ok "mksparse: short writes: retried, the same delta"
+
+	# Standard output that cannot be written: said, exit 1 (the delta is written).
+	rm -rf "$o"
+	rc=0
+	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" >/dev/full 2>"$TMP/err" || rc=$?
+	[ "$rc" = 1 ] && grep -qx "mksparse: standard output: No space left on device" "$TMP/err" ||
+		fail "stdout on /dev/full: exit $rc: $(cat "$TMP/err")"
+	ok "mksparse: standard output full: said, exit 1"
 
 	# An output that already holds a delta: refused and untouched, unless --force.
 	rm -rf "$o"

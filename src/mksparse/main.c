@@ -152,14 +152,29 @@ static void print_report(const cJSON *report)
 static int write_report(const char *path, const cJSON *report)
 {
 	char *json = cJSON_Print(report);
-	FILE *f = fopen(path, "w");
-	int rc = json && f && fputs(json, f) >= 0 && fputc('\n', f) != EOF ? 0 : -1;
-	if (f && fclose(f))
-		rc = -1;
+	FILE *f = json ? fopen(path, "w") : NULL;
+	int e = 0; /* the errno of the first call that failed */
+	if (!json)
+		e = ENOMEM;
+	else if (!f || fputs(json, f) < 0 || fputc('\n', f) == EOF)
+		e = errno;
+	if (f && fclose(f) && !e)
+		e = errno;
 	free(json);
-	if (rc)
-		fprintf(stderr, "mksparse: %s: %s\n", path, strerror(errno));
-	return rc;
+	if (e)
+		fprintf(stderr, "mksparse: %s: %s\n", path, strerror(e));
+	return e ? -1 : 0;
+}
+
+/* What was printed reached standard output: a full disk says so only when it is flushed. */
+static int stdout_ok(void)
+{
+	int flushed = fflush(stdout) == 0;
+	if (flushed && !ferror(stdout))
+		return 1;
+	fprintf(stderr, "mksparse: standard output: %s\n",
+		flushed ? "an earlier write failed" : strerror(errno));
+	return 0;
 }
 
 enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP, OPT_NO_VERIFY };
@@ -331,5 +346,5 @@ int main(int argc, char **argv)
 	if (!c.quiet)
 		summary(c.out, &c.o, &st);
 	cJSON_Delete(st.report);
-	return rc ? 1 : 0;
+	return rc || !stdout_ok() ? 1 : 0;
 }
