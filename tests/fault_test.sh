@@ -371,6 +371,15 @@ wait_temp() { # DIR N: until DIR holds N entries, one a temporary file
 	fail "mksparse wrote no temporary file in $1"
 }
 
+# The arguments to mksparse are a usage error (exit 2) that says WANT.
+out_refused() {
+	local want=$1 rc=0
+	shift
+	"$MKSPARSE" -q "$@" 2>"$TMP/err" >/dev/null || rc=$?
+	[ "$rc" = 2 ] || fail "mksparse $*: exit $rc, wanted 2 ($(cat "$TMP/err"))"
+	grep -qF -- "$want" "$TMP/err" || fail "mksparse $*: wanted '$want', got: $(cat "$TMP/err")"
+}
+
 mksparse() {
 	pair
 	local o=$TMP/out sig
@@ -435,6 +444,21 @@ mksparse() {
 	kill -s TERM "$pid"
 	wait "$pid" || true
 	ok "mksparse: SIGKILL half-way: the next run removes its temporary file, says so; a running writer's is kept"
+
+	# An output inside an input, or around one: a usage error, nothing written.
+	"$BUILD/sparse-genmodel" demo "$TMP/nest/base" "$TMP/nest/ft" 1
+	ln -s "$TMP/nest/ft" "$TMP/nest/ft-link"
+	local before out
+	before=$(ls -AR "$TMP/nest")
+	for out in ft ft/d ft/x/../d base base/d . ft-link/d; do
+		out_refused "write the delta outside its inputs" "$TMP/nest/base" "$TMP/nest/ft" -o "$TMP/nest/$out"
+	done
+	out_refused "the output is inside the fine-tune $TMP/nest/ft-link ($TMP/nest/ft)" "$TMP/nest/base" "$TMP/nest/ft-link" -o "$TMP/nest/ft/d"
+	out_refused "the output holds the base" "$TMP/nest/base" "$TMP/ft" -o "$TMP/nest"
+	out_refused "the output is inside the adapter" --adapter "$TMP/nest/ft" "$TMP/nest/base" -o "$TMP/nest/ft/d"
+	[ "$(ls -AR "$TMP/nest")" = "$before" ] || fail "a refused output changed the inputs: $(ls -AR "$TMP/nest")"
+	"$MKSPARSE" -q -n "$TMP/nest/base" "$TMP/nest/ft" -o "$TMP/nest/ft" || fail "a dry run into the fine-tune was refused"
+	ok "mksparse: an output inside an input, equal to one, holding one or through a link: exit 2, nothing written"
 
 	# A call on the temporary file failing (tests/failcall.c, preloaded): the message names the
 	# file, the call and its errno, and nothing is left; short writes are retried.

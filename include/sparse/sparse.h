@@ -122,6 +122,14 @@ struct sp_write_stats {
 int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
 		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
 
+/* Refuses an output where the delta would become part of an input, or hold one: out_dir
+ * equal to or inside inputs[i] (a folder or a hub id, whose role, such as "the base", says
+ * what it is), or an input inside out_dir. Compared by real paths; out_dir need not exist (its
+ * nearest existing parent is resolved), and inputs that do not exist are not compared. -1,
+ * with the error set, when they overlap. */
+int sp_write_check_output(const char *out_dir, const char *const *inputs,
+			  const char *const *roles, size_t n, struct sp_err *err);
+
 /* For a SIGINT or SIGTERM handler: removes the temporary file of the write in progress, if
  * any (async-signal-safe). The handler then ends the process. */
 void sp_write_remove_temp(void);

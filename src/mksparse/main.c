@@ -285,6 +285,19 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
+/* An output inside an input (or around one): the next run would read the delta as one of the
+ * model's files. A dry run writes nothing and is not refused. */
+static int output_overlaps(const struct cli *c, char **argv)
+{
+	const char *inputs[2] = {argv[0], c->adapter ? c->adapter : argv[1]};
+	const char *roles[2] = {"the base", c->adapter ? "the adapter" : "the fine-tune"};
+	struct sp_err err;
+	if (c->o.dry_run || sp_write_check_output(c->out, inputs, roles, 2, &err) == 0)
+		return 0;
+	fprintf(stderr, "mksparse: %s\n", err.msg);
+	return 1;
+}
+
 /* A delta already there is replaced only when asked (it stays as it was if writing fails). */
 static int output_taken(const struct cli *c)
 {
@@ -323,6 +336,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mksparse: --report: only lossy modes have a quality report\n");
 		return 2;
 	}
+	if (output_overlaps(&c, argv + optind))
+		return 2;
 	if (output_taken(&c))
 		return 1;
 	c.o.verify = !c.no_verify;
