@@ -460,6 +460,35 @@ mksparse() {
 	"$MKSPARSE" -q -n "$TMP/nest/base" "$TMP/nest/ft" -o "$TMP/nest/ft" || fail "a dry run into the fine-tune was refused"
 	ok "mksparse: an output inside an input, equal to one, holding one or through a link: exit 2, nothing written"
 
+	# An unrelated base (another width: no tensor shares a shape): written, with a warning that
+	# says how little matched, also with -q; --info shows the share, and older deltas without it
+	# read as before.
+	"$BUILD/sparse-genmodel" demo "$TMP/narrow-base" "$TMP/narrow-ft" 2 128
+	rm -rf "$TMP/unrel"
+	"$MKSPARSE" -q "$TMP/narrow-base" "$TMP/ft" -o "$TMP/unrel" 2>"$TMP/unrel.err" ||
+		fail "an unrelated base: $(cat "$TMP/unrel.err")"
+	grep -qE "warning: .*narrow-base matches little of .*/ft: 0 of [0-9]+ tensors, 0\.0[0-9]* of their" "$TMP/unrel.err" ||
+		fail "an unrelated base: no warning: $(cat "$TMP/unrel.err")"
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info"
+	grep -qE "^matched +0 of [0-9]+ tensors by name and shape, 0\.0" "$TMP/info" ||
+		fail "--info does not show the share matched: $(head -5 "$TMP/info")"
+	"$SPARSEFS" --info --json "$TMP/unrel" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["base"]["matched"]
+assert m["tensors"] == 0 and m["of_tensors"] > 0 and m["bytes"] * 2 < m["of_bytes"], m'
+	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$TMP/unrel" 2>"$TMP/unrel.err"
+	[ ! -s "$TMP/unrel.err" ] || fail "a related base: $(cat "$TMP/unrel.err")"
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info"
+	grep -qE "^matched +([0-9]+) of \1 tensors by name and shape, 1\.0000" "$TMP/info" ||
+		fail "a related base: $(head -5 "$TMP/info")"
+	edit_manifest "$TMP/unrel" 'del m["base"]["matched"]'
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info" && ! grep -q "^matched" "$TMP/info" ||
+		fail "a delta without the share: --info: $(head -5 "$TMP/info")"
+	"$SPARSEFS" --check "$TMP/unrel" >/dev/null || fail "a delta without the share does not check"
+	edit_manifest "$TMP/unrel" 'm["base"]["matched"] = {"tensors": 9, "of_tensors": 2, "bytes": 0, "of_bytes": 1}'
+	delta_refused "$TMP/unrel" "a malformed share of tensors matched" "more tensors matched than there are"
+	ok "mksparse: an unrelated base: a warning with the share matched, also with -q; --info shows it"
+
 	# A call on the temporary file failing (tests/failcall.c, preloaded): the message names the
 	# file, the call and its errno, and nothing is left; short writes are retried.
 	local case call want rc

@@ -106,12 +106,22 @@ struct sp_write_opts {
 	void *progress_arg;
 };
 
+/* How much of the fine-tune's tensors is coded against a base tensor of the same name: the
+ * tensors that are over all their elements (a shape or dtype that cannot be matched is stored
+ * whole; a grown first dimension, in part), and the bytes that are. A small fraction says the
+ * base is likely not the model the fine-tune came from. */
+struct sp_base_match {
+	uint64_t tensors, of_tensors;
+	uint64_t bytes, of_bytes;
+};
+
 struct sp_write_stats {
 	uint64_t ft_bytes;     /* total size of the fine-tune's files */
 	uint64_t delta_bytes;  /* size of delta.sparse (that it would have, in a dry run) */
 	uint64_t tensors;
 	uint64_t chunks;
 	double seconds;
+	struct sp_base_match match;
 	/* The quality report (a cJSON object: per tensor and total relative errors), owned by the
 	 * caller (cJSON_Delete); lossy modes only, else NULL. */
 	void *report;

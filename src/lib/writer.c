@@ -629,6 +629,8 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		w->progress.files_done++;
 		sp_writer_progress(w, 0);
 	}
+	if (w->match.of_tensors)
+		cJSON_AddItemToObject(base, "matched", sp_manifest_base_match(&w->match));
 	if (finish(w, base_dir, adapter_dir ? NULL : ft_dir, out_dir))
 		return -1;
 	sp_writer_progress(w, 1);
@@ -665,6 +667,7 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 		}
 		stats->delta_bytes = w.pos;
 		stats->chunks = w.nchunks;
+		stats->match = w.match;
 		if (w.report) {
 			cJSON_AddItemToObject(w.report, "total", sp_plan_report_totals(&w));
 			stats->report = w.report;

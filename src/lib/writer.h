@@ -61,6 +61,7 @@ struct writer {
 	struct sp_progress progress;       /* for o->progress, in runs with notes */
 	double progress_last;              /* progress.seconds at the last report */
 	struct timespec t0;
+	struct sp_base_match match;        /* the fine-tune's tensors coded against the base */
 };
 
 /* Adds a chunk to the queue; encodes and writes the queue when full. */

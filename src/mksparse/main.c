@@ -177,6 +177,25 @@ static int stdout_ok(void)
 	return 0;
 }
 
+/* Below this share of the fine-tune's tensor bytes coded against the base, the base is most
+ * likely not the one it was fine-tuned from (a fine-tune shares every shape with its base). */
+#define MATCH_WARN 0.5
+
+/* Said even with -q: a script that asks for quiet is where a wrong base would go unseen. */
+static void warn_unmatched(const char *base, const char *ft, const struct sp_base_match *m)
+{
+	double share = m->of_bytes ? (double)m->bytes / (double)m->of_bytes : 1;
+	if (share >= MATCH_WARN)
+		return;
+	progress_break();
+	fprintf(stderr,
+		"mksparse: warning: %s matches little of %s: %llu of %llu tensors, %.4f of their "
+		"%llu bytes, are coded against a base tensor of the same name and shape; the rest "
+		"is stored whole. Is %s the model %s was fine-tuned from?\n",
+		base, ft, (unsigned long long)m->tensors, (unsigned long long)m->of_tensors, share,
+		(unsigned long long)m->of_bytes, base, ft);
+}
+
 enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP, OPT_NO_VERIFY };
 
 #define MAX_MAPS 1024
@@ -360,6 +379,8 @@ int main(int argc, char **argv)
 		print_report(st.report);
 	if (!c.quiet)
 		summary(c.out, &c.o, &st);
+	if (!c.adapter)
+		warn_unmatched(argv[optind], argv[optind + 1], &st.match);
 	cJSON_Delete(st.report);
 	return rc || !stdout_ok() ? 1 : 0;
 }
