@@ -425,7 +425,7 @@ mksparse() {
 	PIDS+=("$pid")
 	wait_temp "$o" 1
 	kill -s KILL "$pid"
-	wait "$pid" || true
+	wait "$pid" 2>/dev/null || true # no "Killed" line
 	local left
 	left=$(ls -A "$o")
 	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
