@@ -363,9 +363,10 @@ no_delta_left() { # DIR: neither delta.sparse nor a temporary file in it
 }
 
 wait_temp() { # DIR N: until DIR holds N entries, one a temporary file
+	local t
 	for _ in $(seq 200); do
-		[ "$(ls -A "$1" 2>/dev/null | wc -l)" -ge "$2" ] &&
-			ls -A "$1" | grep -q '^\.delta\.sparse\.' && return 0
+		t=("$1"/.delta.sparse.??????)
+		[ -e "${t[0]}" ] && [ "$(find "$1" -mindepth 1 -maxdepth 1 | wc -l)" -ge "$2" ] && return 0
 		sleep 0.05
 	done
 	fail "mksparse wrote no temporary file in $1"
@@ -426,8 +427,9 @@ mksparse() {
 	wait_temp "$o" 1
 	kill -s KILL "$pid"
 	wait "$pid" 2>/dev/null || true # no "Killed" line
-	local left
-	left=$(ls -A "$o")
+	local left t
+	t=("$o"/.delta.sparse.??????)
+	left=${t[0]##*/}
 	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
 	grep -qF "$o/$left: removed: a temporary file of" "$TMP/kill.err" ||
 		fail "the killed writer's $left: not said removed: $(cat "$TMP/kill.err")"
@@ -436,7 +438,8 @@ mksparse() {
 	pid=$!
 	PIDS+=("$pid")
 	wait_temp "$o" 2
-	left=$(ls -A "$o" | grep '^\.delta\.sparse\.')
+	t=("$o"/.delta.sparse.??????)
+	left=${t[0]##*/}
 	"$MKSPARSE" --force "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
 	[ -e "$o/$left" ] || fail "a running writer's temporary file $left was removed"
 	! grep -q removed "$TMP/kill.err" || fail "a running writer's temporary: $(cat "$TMP/kill.err")"
