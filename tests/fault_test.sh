@@ -377,6 +377,25 @@ no_delta_left() { # DIR: neither delta.sparse nor a temporary file in it
 	! ls -A "$1" 2>/dev/null | grep -q '^\.delta\.sparse\.' || fail "a temporary file was left in $1: $(ls -A "$1")"
 }
 
+wait_temp() { # DIR N: until DIR holds N entries, one a temporary file
+	local t
+	for _ in $(seq 200); do
+		t=("$1"/.delta.sparse.??????)
+		[ -e "${t[0]}" ] && [ "$(find "$1" -mindepth 1 -maxdepth 1 | wc -l)" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	fail "mksparse wrote no temporary file in $1"
+}
+
+# The arguments to mksparse are a usage error (exit 2) that says WANT.
+out_refused() {
+	local want=$1 rc=0
+	shift
+	"$MKSPARSE" -q "$@" 2>"$TMP/err" >/dev/null || rc=$?
+	[ "$rc" = 2 ] || fail "mksparse $*: exit $rc, wanted 2 ($(cat "$TMP/err"))"
+	grep -qF -- "$want" "$TMP/err" || fail "mksparse $*: wanted '$want', got: $(cat "$TMP/err")"
+}
+
 mksparse() {
 	pair
 	local o=$TMP/out sig
@@ -413,6 +432,113 @@ mksparse() {
 		no_delta_left "$o"
 		ok "mksparse: SIG$sig half-way: exit $rc, no delta, no temporary file"
 	done
+
+	# Killed outright: the temporary file stays, and the next run to that output removes it,
+	# saying so; the temporary file of a writer still running is never removed.
+	rm -rf "$o"
+	"$MKSPARSE" -q -j1 -l 19 "$TMP/big-base" "$TMP/big-ft" -o "$o" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_temp "$o" 1
+	kill -s KILL "$pid"
+	wait "$pid" 2>/dev/null || true # no "Killed" line
+	local left t
+	t=("$o"/.delta.sparse.??????)
+	left=${t[0]##*/}
+	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
+	grep -qF "$o/$left: removed: a temporary file of" "$TMP/kill.err" ||
+		fail "the killed writer's $left: not said removed: $(cat "$TMP/kill.err")"
+	[ "$(ls -A "$o")" = delta.sparse ] || fail "after a killed writer, the next run left: $(ls -A "$o")"
+	"$MKSPARSE" -q --force -j1 -l 19 "$TMP/big-base" "$TMP/big-ft" -o "$o" 2>/dev/null &
+	pid=$!
+	PIDS+=("$pid")
+	wait_temp "$o" 2
+	t=("$o"/.delta.sparse.??????)
+	left=${t[0]##*/}
+	"$MKSPARSE" --force "$TMP/base" "$TMP/ft" -o "$o" 2>"$TMP/kill.err" >/dev/null
+	[ -e "$o/$left" ] || fail "a running writer's temporary file $left was removed"
+	! grep -q removed "$TMP/kill.err" || fail "a running writer's temporary: $(cat "$TMP/kill.err")"
+	kill -0 "$pid" || fail "the writer still running was meant to outlast the second run"
+	kill -s TERM "$pid"
+	wait "$pid" || true
+	ok "mksparse: SIGKILL half-way: the next run removes its temporary file, says so; a running writer's is kept"
+
+	# An output inside an input, or around one: a usage error, nothing written.
+	"$BUILD/sparse-genmodel" demo "$TMP/nest/base" "$TMP/nest/ft" 1
+	ln -s "$TMP/nest/ft" "$TMP/nest/ft-link"
+	local before out
+	before=$(ls -AR "$TMP/nest")
+	for out in ft ft/d ft/x/../d base base/d . ft-link/d; do
+		out_refused "write the delta outside its inputs" "$TMP/nest/base" "$TMP/nest/ft" -o "$TMP/nest/$out"
+	done
+	out_refused "the output is inside the fine-tune $TMP/nest/ft-link ($TMP/nest/ft)" "$TMP/nest/base" "$TMP/nest/ft-link" -o "$TMP/nest/ft/d"
+	out_refused "the output holds the base" "$TMP/nest/base" "$TMP/ft" -o "$TMP/nest"
+	out_refused "the output is inside the adapter" --adapter "$TMP/nest/ft" "$TMP/nest/base" -o "$TMP/nest/ft/d"
+	[ "$(ls -AR "$TMP/nest")" = "$before" ] || fail "a refused output changed the inputs: $(ls -AR "$TMP/nest")"
+	"$MKSPARSE" -q -n "$TMP/nest/base" "$TMP/nest/ft" -o "$TMP/nest/ft" || fail "a dry run into the fine-tune was refused"
+	ok "mksparse: an output inside an input, equal to one, holding one or through a link: exit 2, nothing written"
+
+	# An unrelated base (another width: no tensor shares a shape): written, with a warning that
+	# says how little matched, also with -q; --info shows the share, and older deltas without it
+	# read as before.
+	"$BUILD/sparse-genmodel" demo "$TMP/narrow-base" "$TMP/narrow-ft" 2 128
+	rm -rf "$TMP/unrel"
+	"$MKSPARSE" -q "$TMP/narrow-base" "$TMP/ft" -o "$TMP/unrel" 2>"$TMP/unrel.err" ||
+		fail "an unrelated base: $(cat "$TMP/unrel.err")"
+	grep -qE "warning: .*narrow-base matches little of .*/ft: 0 of [0-9]+ tensors, 0\.0[0-9]* of their" "$TMP/unrel.err" ||
+		fail "an unrelated base: no warning: $(cat "$TMP/unrel.err")"
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info"
+	grep -qE "^matched +0 of [0-9]+ tensors by name and shape, 0\.0" "$TMP/info" ||
+		fail "--info does not show the share matched: $(head -5 "$TMP/info")"
+	"$SPARSEFS" --info --json "$TMP/unrel" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)["base"]["matched"]
+assert m["tensors"] == 0 and m["of_tensors"] > 0 and m["bytes"] * 2 < m["of_bytes"], m'
+	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$TMP/unrel" 2>"$TMP/unrel.err"
+	[ ! -s "$TMP/unrel.err" ] || fail "a related base: $(cat "$TMP/unrel.err")"
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info"
+	grep -qE "^matched +([0-9]+) of \1 tensors by name and shape, 1\.0000" "$TMP/info" ||
+		fail "a related base: $(head -5 "$TMP/info")"
+	edit_manifest "$TMP/unrel" 'del m["base"]["matched"]'
+	"$SPARSEFS" --info "$TMP/unrel" >"$TMP/info" && ! grep -q "^matched" "$TMP/info" ||
+		fail "a delta without the share: --info: $(head -5 "$TMP/info")"
+	"$SPARSEFS" --check "$TMP/unrel" >/dev/null || fail "a delta without the share does not check"
+	edit_manifest "$TMP/unrel" 'm["base"]["matched"] = {"tensors": 9, "of_tensors": 2, "bytes": 0, "of_bytes": 1}'
+	delta_refused "$TMP/unrel" "a malformed share of tensors matched" "more tensors matched than there are"
+	ok "mksparse: an unrelated base: a warning with the share matched, also with -q; --info shows it"
+
+	# A call on the temporary file failing (tests/failcall.c, preloaded): the message names the
+	# file, the call and its errno, and nothing is left; short writes are retried.
+	local case call want rc
+	for case in "close:close: Input/output error" "fsync:fsync: Input/output error" \
+		"pwrite0:Input/output error"; do
+		call=${case%%:*} want=${case#*:} rc=0
+		rm -rf "$o"
+		FAILCALL=$call LD_PRELOAD=$BUILD/tests/libfailcall.so "$MKSPARSE" -q "$TMP/base" "$TMP/ft" \
+			-o "$o" 2>"$TMP/err" || rc=$?
+		if ! grep -q "failcall: acted" "$TMP/err"; then
+			echo "skip: mksparse: a failing $call: the preloaded failcall cannot reach it here"
+			continue
+		fi
+		[ "$rc" = 1 ] && grep -qE "^mksparse: $o/\.delta\.sparse\.[A-Za-z0-9]{6}: $want\$" "$TMP/err" ||
+			fail "a failing $call: exit $rc, wanted 1 and '$want': $(cat "$TMP/err")"
+		no_delta_left "$o"
+		ok "mksparse: a failing $call on the temporary file: $want, named; nothing left"
+	done
+	rm -rf "$o"
+	FAILCALL=pwrite_short LD_PRELOAD=$BUILD/tests/libfailcall.so "$MKSPARSE" -q "$TMP/base" "$TMP/ft" -o "$o" 2>/dev/null
+	cp "$o/delta.sparse" "$TMP/short"
+	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$o"
+	cmp -s "$o/delta.sparse" "$TMP/short" || fail "a delta written 4 KiB a call differs"
+	ok "mksparse: short writes: retried, the same delta"
+
+	# Standard output that cannot be written: said, exit 1 (the delta is written).
+	rm -rf "$o"
+	rc=0
+	"$MKSPARSE" "$TMP/base" "$TMP/ft" -o "$o" >/dev/full 2>"$TMP/err" || rc=$?
+	[ "$rc" = 1 ] && grep -qx "mksparse: standard output: No space left on device" "$TMP/err" ||
+		fail "stdout on /dev/full: exit $rc: $(cat "$TMP/err")"
+	ok "mksparse: standard output full: said, exit 1"
 
 	# An output that already holds a delta: refused and untouched, unless --force.
 	rm -rf "$o"

@@ -106,12 +106,22 @@ struct sp_write_opts {
 	void *progress_arg;
 };
 
+/* How much of the fine-tune's tensors is coded against a base tensor of the same name: the
+ * tensors that are over all their elements (a shape or dtype that cannot be matched is stored
+ * whole; a grown first dimension, in part), and the bytes that are. A small fraction says the
+ * base is likely not the model the fine-tune came from. */
+struct sp_base_match {
+	uint64_t tensors, of_tensors;
+	uint64_t bytes, of_bytes;
+};
+
 struct sp_write_stats {
 	uint64_t ft_bytes;     /* total size of the fine-tune's files */
 	uint64_t delta_bytes;  /* size of delta.sparse (that it would have, in a dry run) */
 	uint64_t tensors;
 	uint64_t chunks;
 	double seconds;
+	struct sp_base_match match;
 	/* The quality report (a cJSON object: per tensor and total relative errors), owned by the
 	 * caller (cJSON_Delete); lossy modes only, else NULL. */
 	void *report;
@@ -121,6 +131,14 @@ struct sp_write_stats {
  * nothing that looks like a delta is left behind. */
 int sp_write_delta(const char *base_dir, const char *ft_dir, const char *out_dir,
 		   const struct sp_write_opts *opts, struct sp_write_stats *stats, struct sp_err *err);
+
+/* Refuses an output where the delta would become part of an input, or hold one: out_dir
+ * equal to or inside inputs[i] (a folder or a hub id, whose role, such as "the base", says
+ * what it is), or an input inside out_dir. Compared by real paths; out_dir need not exist (its
+ * nearest existing parent is resolved), and inputs that do not exist are not compared. -1,
+ * with the error set, when they overlap. */
+int sp_write_check_output(const char *out_dir, const char *const *inputs,
+			  const char *const *roles, size_t n, struct sp_err *err);
 
 /* For a SIGINT or SIGTERM handler: removes the temporary file of the write in progress, if
  * any (async-signal-safe). The handler then ends the process. */

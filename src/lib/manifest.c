@@ -77,6 +77,16 @@ cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *bas
 	return js;
 }
 
+cJSON *sp_manifest_base_match(const struct sp_base_match *m)
+{
+	cJSON *js = cJSON_CreateObject();
+	add_u64(js, "tensors", m->tensors);
+	add_u64(js, "of_tensors", m->of_tensors);
+	add_u64(js, "bytes", m->bytes);
+	add_u64(js, "of_bytes", m->of_bytes);
+	return js;
+}
+
 /* A non-negative integer below 2^53 (where doubles stop being exact). */
 static int get_u64(const cJSON *obj, const char *key, uint64_t *v)
 {
@@ -219,6 +229,19 @@ static int parse_hub(const cJSON *hub, struct sp_manifest *m)
 	return ok ? 0 : -1;
 }
 
+/* The optional share of the fine-tune's tensors coded against the base (older deltas have
+ * none): --info shows it. */
+static int parse_match(const cJSON *js)
+{
+	struct sp_base_match mt;
+	if (!js)
+		return 0;
+	if (get_u64(js, "tensors", &mt.tensors) || get_u64(js, "of_tensors", &mt.of_tensors) ||
+	    get_u64(js, "bytes", &mt.bytes) || get_u64(js, "of_bytes", &mt.of_bytes))
+		return -1;
+	return mt.tensors > mt.of_tensors || mt.bytes > mt.of_bytes ? -1 : 0;
+}
+
 static const char *parse_base(const cJSON *base, struct sp_manifest *m)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
@@ -228,6 +251,8 @@ static const char *parse_base(const cJSON *base, struct sp_manifest *m)
 		return "no base";
 	if (parse_hub(cJSON_GetObjectItemCaseSensitive(base, "hub"), m))
 		return "a malformed hub id";
+	if (parse_match(cJSON_GetObjectItemCaseSensitive(base, "matched")))
+		return "a malformed share of tensors matched";
 	m->base = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->base));
 	if (!m->base)
 		return "out of memory";

@@ -39,6 +39,7 @@ struct sp_manifest {
 cJSON *sp_manifest_base_fp(const struct sp_base_fp *fp);
 cJSON *sp_manifest_file(const struct sp_file_info *f);
 cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *base);
+cJSON *sp_manifest_base_match(const struct sp_base_match *m);
 
 /* ---- reader side ---- */
 /* Parses and validates json; chunk_count bounds the files' chunk ranges. */

@@ -265,6 +265,10 @@ static int plan_tensor(struct writer *w, const uint8_t *map, const struct sp_ten
 	size_t first = w->nchunks + w->njobs, first_aux = w->naux;
 	const uint8_t *base = NULL;
 	cJSON_AddItemToArray(tensors, sp_manifest_tensor(t, r ? r->t : NULL));
+	w->match.of_tensors++;
+	w->match.tensors += r && bytes == t->size;
+	w->match.of_bytes += t->size;
+	w->match.bytes += bytes;
 	if (n) {
 		uint32_t bi = sp_writer_base_index(w, r->file);
 		if (bi == SP_NO_BASE || sp_model_map(&w->base, r->file, w->err))

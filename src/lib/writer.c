@@ -88,7 +88,7 @@ static int append(struct sp_chunk **v, size_t *n, size_t *cap, const struct sp_c
 static int write_data(struct writer *w, struct sp_chunk *c, const uint8_t *data)
 {
 	c->data_off = c->data_len ? w->pos : 0;
-	if (w->fd >= 0 && sp_pwrite_full(w->fd, data, c->data_len, w->pos))
+	if (w->tmp.fd >= 0 && sp_pwrite_full(w->tmp.fd, data, c->data_len, w->pos))
 		return -1;
 	w->pos += c->data_len;
 	return 0;
@@ -142,7 +142,7 @@ int sp_writer_flush(struct writer *w)
 		struct job *j = &w->jobs[i];
 		if (j->rc || write_data(w, &j->c, j->dst) ||
 		    append(&w->chunks, &w->nchunks, &w->cap, &j->c)) {
-			sp_err_set(w->err, "%s: %s", w->tmp_path ? w->tmp_path : "delta",
+			sp_err_set(w->err, "%s: %s", w->tmp.path ? w->tmp.path : "delta",
 				   j->rc ? "a chunk failed to encode" : strerror(errno));
 			return -1;
 		}
@@ -169,8 +169,11 @@ int sp_writer_queue(struct writer *w, const struct job *j)
 	}
 	if (need > cap) {
 		uint8_t *p = realloc(dst, need);
-		if (!p)
+		if (!p) {
+			sp_err_set(w->err, "%s: out of memory for a chunk of %u bytes", w->ft.dir,
+				   j->c.out_len);
 			return -1;
+		}
 		dst = p;
 		cap = need;
 	}
@@ -283,6 +286,14 @@ static cJSON *base_json(const char *base_dir, const char *out_dir, const struct 
 
 /* ---- the output file ---- */
 
+/* The temporary file's error, errno as the failing call (named by call, if not a write) left
+ * it. */
+static int tmp_error(struct writer *w, const char *call)
+{
+	sp_err_set(w->err, "%s: %s%s%s", w->tmp.path, call, *call ? ": " : "", strerror(errno));
+	return -1;
+}
+
 static int write_tail(struct writer *w, struct sp_super *sb)
 {
 	for (size_t i = 0; i < w->naux; i++)
@@ -296,11 +307,15 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 		cJSON_AddNumberToObject(w->manifest, "aux_chunks", (double)w->naux);
 	char *json = cJSON_PrintUnformatted(w->manifest);
 	size_t raw = json ? strlen(json) : 0, cap = ZSTD_compressBound(raw);
-	uint8_t *z = malloc(cap);
+	uint8_t *z = json ? malloc(cap) : NULL;
 	size_t zlen = z ? ZSTD_compress(z, cap, json, raw, META_LEVEL) : 0;
 	uint64_t table = w->nchunks * sizeof(struct sp_chunk);
 	int rc = -1;
-	if (json && z && !ZSTD_isError(zlen)) {
+	if (!z)
+		sp_err_set(w->err, "%s: out of memory for the manifest", w->ft.dir);
+	else if (ZSTD_isError(zlen))
+		sp_err_set(w->err, "%s: the manifest: %s", w->ft.dir, ZSTD_getErrorName(zlen));
+	else {
 		sb->chunk_table_off = w->pos;
 		sb->chunk_count = w->nchunks;
 		sb->chunk_table_hash = XXH3_64bits(w->chunks, table);
@@ -309,8 +324,10 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 		sb->manifest_raw_len = raw;
 		sb->manifest_hash = XXH3_64bits(z, zlen);
 		sb->file_size = sb->manifest_off + zlen;
-		rc = w->fd >= 0 && (sp_pwrite_full(w->fd, w->chunks, table, w->pos) ||
-				    sp_pwrite_full(w->fd, z, zlen, sb->manifest_off));
+		rc = w->tmp.fd >= 0 && (sp_pwrite_full(w->tmp.fd, w->chunks, table, w->pos) ||
+					sp_pwrite_full(w->tmp.fd, z, zlen, sb->manifest_off))
+			     ? tmp_error(w, "")
+			     : 0;
 	}
 	free(json);
 	free(z);
@@ -328,11 +345,11 @@ void sp_write_remove_temp(void)
 		unlink(signal_tmp);
 }
 
+/* Closes the temporary file, which has its name or is gone, and drops its lock. */
 static void forget_temp(struct writer *w)
 {
 	signal_tmp_set = 0;
-	free(w->tmp_path);
-	w->tmp_path = NULL;
+	sp_temp_close(&w->tmp);
 }
 
 /* The finished temporary file, read back through the reader (opts.verify): decoded, checked
@@ -342,10 +359,52 @@ static int verify(struct writer *w, const char *base_dir, const char *ft_dir, co
 	int exact = w->o->mode == SP_MODE_LOSSLESS && !w->o->size && !w->lora;
 	if (!w->o->verify)
 		return 0;
-	if (sp_verify_written(out_dir, w->tmp_path, base_dir, exact ? ft_dir : NULL, w->err) == 0)
-		return 0;
-	errno = 0; /* the message says what failed */
-	return -1;
+	return sp_verify_written(out_dir, w->tmp.path, base_dir, exact ? ft_dir : NULL, w->err);
+}
+
+/* The superblock, synced, and the file closed: close is where some file systems (NFS) report
+ * a failed write. */
+static int seal(struct writer *w, struct sp_super *sb)
+{
+	sb->super_hash = XXH3_64bits(sb, offsetof(struct sp_super, super_hash));
+	if (sp_pwrite_full(w->tmp.fd, sb, sizeof(*sb), 0))
+		return tmp_error(w, "");
+	if (fsync(w->tmp.fd))
+		return tmp_error(w, "fsync");
+	int rc = close(w->tmp.fd);
+	w->tmp.fd = -1;
+	return rc ? tmp_error(w, "close") : 0;
+}
+
+static int publish(struct writer *w, const char *out_dir)
+{
+	char *final = NULL;
+	if (asprintf(&final, "%s/%s", out_dir, SP_DELTA_FILE) < 0) {
+		sp_err_set(w->err, "%s: out of memory", out_dir);
+		return -1;
+	}
+	int rc = rename(w->tmp.path, final);
+	if (rc)
+		sp_err_set(w->err, "%s: cannot rename it to %s: %s", w->tmp.path, final,
+			   strerror(errno));
+	else
+		forget_temp(w);
+	free(final);
+	return rc;
+}
+
+/* The new name made durable. File systems that cannot sync a folder say EINVAL. */
+static int sync_dir(struct writer *w, const char *out_dir)
+{
+	int dfd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = dfd < 0 || (fsync(dfd) && errno != EINVAL) ? -1 : 0;
+	if (rc)
+		sp_err_set(w->err, "%s: %s: %s (the delta is complete, but its name may not "
+				   "survive a crash)",
+			   out_dir, dfd < 0 ? "open" : "fsync", strerror(errno));
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
 }
 
 /* Chunk table, manifest, and last the superblock: until it is written, verified and the file
@@ -353,56 +412,28 @@ static int verify(struct writer *w, const char *base_dir, const char *ft_dir, co
 static int finish(struct writer *w, const char *base_dir, const char *ft_dir, const char *out_dir)
 {
 	struct sp_super sb = {.version = SP_VERSION, .super_size = sizeof(sb)};
-	char *final = NULL;
 	memcpy(sb.magic, SP_MAGIC, SP_MAGIC_LEN);
-	if (sp_writer_flush(w))
+	if (sp_writer_flush(w) || write_tail(w, &sb))
 		return -1;
-	if (w->o->dry_run) {
-		int rc = write_tail(w, &sb);
-		w->pos = sb.file_size;
-		return rc;
-	}
-	if (write_tail(w, &sb) == 0) {
-		sb.super_hash = XXH3_64bits(&sb, offsetof(struct sp_super, super_hash));
-		if (sp_pwrite_full(w->fd, &sb, sizeof(sb), 0) == 0 && fsync(w->fd) == 0 &&
-		    verify(w, base_dir, ft_dir, out_dir) == 0 &&
-		    asprintf(&final, "%s/%s", out_dir, SP_DELTA_FILE) > 0 &&
-		    rename(w->tmp_path, final) == 0) {
-			free(final);
-			int dfd = open(out_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-			if (dfd >= 0) {
-				fsync(dfd);
-				close(dfd);
-			}
-			forget_temp(w);
-			w->pos = sb.file_size;
-			return 0;
-		}
-	}
-	free(final);
-	if (errno || !w->err->msg[0])
-		sp_err_set(w->err, "%s: cannot write: %s", out_dir, strerror(errno ? errno : EIO));
-	return -1;
+	w->pos = sb.file_size;
+	if (w->o->dry_run)
+		return 0;
+	return seal(w, &sb) || verify(w, base_dir, ft_dir, out_dir) || publish(w, out_dir) ||
+	       sync_dir(w, out_dir);
 }
 
+/* Creates the temporary file, after removing those whose writers are gone. */
 static int open_output(struct writer *w, const char *out_dir)
 {
 	if (sp_mkdir_p(out_dir)) {
 		sp_err_set(w->err, "%s: %s", out_dir, strerror(errno));
 		return -1;
 	}
-	if (asprintf(&w->tmp_path, "%s/.%s.XXXXXX", out_dir, SP_DELTA_FILE) < 0)
+	sp_temp_sweep(out_dir, SP_DELTA_FILE);
+	if (sp_temp_open(out_dir, SP_DELTA_FILE, &w->tmp, w->err))
 		return -1;
-	w->fd = mkstemp(w->tmp_path);
-	if (w->fd < 0) {
-		sp_err_set(w->err, "%s: %s", w->tmp_path, strerror(errno));
-		free(w->tmp_path);
-		w->tmp_path = NULL;
-		return -1;
-	}
-	fchmod(w->fd, 0644);
-	if (strlen(w->tmp_path) < sizeof(signal_tmp)) {
-		memcpy(signal_tmp, w->tmp_path, strlen(w->tmp_path) + 1);
+	if (strlen(w->tmp.path) < sizeof(signal_tmp)) {
+		memcpy(signal_tmp, w->tmp.path, strlen(w->tmp.path) + 1);
 		signal_tmp_set = 1;
 	}
 	w->pos = sizeof(struct sp_super);
@@ -447,12 +478,9 @@ static int setup(struct writer *w)
 
 static void teardown(struct writer *w)
 {
-	if (w->tmp_path) {
-		unlink(w->tmp_path);
-		forget_temp(w);
-	}
-	if (w->fd >= 0)
-		close(w->fd);
+	if (w->tmp.path)
+		unlink(w->tmp.path);
+	forget_temp(w);
 	for (size_t i = 0; w->jobs && i < w->batch; i++)
 		free(w->jobs[i].dst);
 	for (int t = 0; w->codecs && t < w->threads; t++)
@@ -574,7 +602,11 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	if (adapter_dir && load_adapter(w, adapter_dir))
 		return -1;
-	if (setup(w) || (!w->o->dry_run && open_output(w, out_dir)))
+	if (setup(w)) {
+		sp_err_set(w->err, "%s: out of memory", out_dir);
+		return -1;
+	}
+	if (!w->o->dry_run && open_output(w, out_dir))
 		return -1;
 	if (w->o->dry_run)
 		w->pos = sizeof(struct sp_super);
@@ -597,6 +629,8 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		w->progress.files_done++;
 		sp_writer_progress(w, 0);
 	}
+	if (w->match.of_tensors)
+		cJSON_AddItemToObject(base, "matched", sp_manifest_base_match(&w->match));
 	if (finish(w, base_dir, adapter_dir ? NULL : ft_dir, out_dir))
 		return -1;
 	sp_writer_progress(w, 1);
@@ -615,16 +649,16 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 		      const char *out_dir, const struct sp_write_opts *o, const struct run *r,
 		      struct sp_write_stats *stats, struct sp_err *err)
 {
-	struct writer w = {.o = o, .err = err, .fd = -1, .drop_lossy = r->drop,
-			   .notes = r->notes, .patch_level = r->patch_level,
+	struct writer w = {.o = o, .err = err, .tmp = {.fd = -1, .lock_fd = -1},
+			   .drop_lossy = r->drop, .notes = r->notes, .patch_level = r->patch_level,
 			   .base_hub = r->base_hub};
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	w.t0 = t0;
 	int rc = write_all(&w, base_dir, ft_dir, adapter_dir, out_dir);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (rc && !err->msg[0])
-		sp_err_set(err, "%s: %s", out_dir, strerror(errno ? errno : ENOMEM));
+	if (rc && !err->msg[0]) /* the failures that set no message are allocations' */
+		sp_err_set(err, "%s: %s", out_dir, strerror(ENOMEM));
 	if (rc == 0) {
 		memset(stats, 0, sizeof(*stats));
 		for (size_t i = 0; i < w.ft.nfiles; i++) {
@@ -633,6 +667,7 @@ static int write_once(const char *base_dir, const char *ft_dir, const char *adap
 		}
 		stats->delta_bytes = w.pos;
 		stats->chunks = w.nchunks;
+		stats->match = w.match;
 		if (w.report) {
 			cJSON_AddItemToObject(w.report, "total", sp_plan_report_totals(&w));
 			stats->report = w.report;

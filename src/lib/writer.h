@@ -12,6 +12,7 @@
 #include "lossy.h"
 #include "model.h"
 #include "similar.h"
+#include "tempfile.h"
 
 #define META_LEVEL 19 /* headers and small files: tiny, so spend effort */
 
@@ -37,8 +38,7 @@ struct writer {
 	uint32_t *base_fp_index; /* base model file -> index in the manifest's base files */
 	uint32_t nbase;          /* base files in the manifest so far */
 	cJSON *manifest, *base_files, *files, *report;
-	int fd;                  /* -1 in a dry run */
-	char *tmp_path;
+	struct sp_temp tmp;      /* the file written; fd -1 in a dry run */
 	uint64_t pos;
 	struct sp_chunk *chunks, *aux;
 	size_t nchunks, cap, naux, aux_cap;
@@ -61,6 +61,7 @@ struct writer {
 	struct sp_progress progress;       /* for o->progress, in runs with notes */
 	double progress_last;              /* progress.seconds at the last report */
 	struct timespec t0;
+	struct sp_base_match match;        /* the fine-tune's tensors coded against the base */
 };
 
 /* Adds a chunk to the queue; encodes and writes the queue when full. */

@@ -152,14 +152,48 @@ static void print_report(const cJSON *report)
 static int write_report(const char *path, const cJSON *report)
 {
 	char *json = cJSON_Print(report);
-	FILE *f = fopen(path, "w");
-	int rc = json && f && fputs(json, f) >= 0 && fputc('\n', f) != EOF ? 0 : -1;
-	if (f && fclose(f))
-		rc = -1;
+	FILE *f = json ? fopen(path, "w") : NULL;
+	int e = 0; /* the errno of the first call that failed */
+	if (!json)
+		e = ENOMEM;
+	else if (!f || fputs(json, f) < 0 || fputc('\n', f) == EOF)
+		e = errno;
+	if (f && fclose(f) && !e)
+		e = errno;
 	free(json);
-	if (rc)
-		fprintf(stderr, "mksparse: %s: %s\n", path, strerror(errno));
-	return rc;
+	if (e)
+		fprintf(stderr, "mksparse: %s: %s\n", path, strerror(e));
+	return e ? -1 : 0;
+}
+
+/* What was printed reached standard output: a full disk says so only when it is flushed. */
+static int stdout_ok(void)
+{
+	int flushed = fflush(stdout) == 0;
+	if (flushed && !ferror(stdout))
+		return 1;
+	fprintf(stderr, "mksparse: standard output: %s\n",
+		flushed ? "an earlier write failed" : strerror(errno));
+	return 0;
+}
+
+/* Below this share of the fine-tune's tensor bytes coded against the base, the base is most
+ * likely not the one it was fine-tuned from (a fine-tune shares every shape with its base). */
+#define MATCH_WARN 0.5
+
+/* Said even with -q: a script that asks for quiet is where a wrong base would go unseen. */
+static void warn_unmatched(const char *base, const char *ft, const struct sp_base_match *m)
+{
+	double share = m->of_bytes ? (double)m->bytes / (double)m->of_bytes : 1;
+	if (share >= MATCH_WARN)
+		return;
+	progress_break();
+	fprintf(stderr,
+		"mksparse: warning: %s matches little of %s: %llu of %llu tensors, %.4f of their "
+		"%llu bytes, are coded against a base tensor of the same name and shape; the rest "
+		"is stored whole. Is %s the model %s was fine-tuned from?\n",
+		base, ft, (unsigned long long)m->tensors, (unsigned long long)m->of_tensors, share,
+		(unsigned long long)m->of_bytes, base, ft);
 }
 
 enum { OPT_REPORT = 256, OPT_LOWRANK_EMBEDDINGS, OPT_STEP, OPT_MAP, OPT_NO_VERIFY };
@@ -270,6 +304,19 @@ static void catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
+/* An output inside an input (or around one): the next run would read the delta as one of the
+ * model's files. A dry run writes nothing and is not refused. */
+static int output_overlaps(const struct cli *c, char **argv)
+{
+	const char *inputs[2] = {argv[0], c->adapter ? c->adapter : argv[1]};
+	const char *roles[2] = {"the base", c->adapter ? "the adapter" : "the fine-tune"};
+	struct sp_err err;
+	if (c->o.dry_run || sp_write_check_output(c->out, inputs, roles, 2, &err) == 0)
+		return 0;
+	fprintf(stderr, "mksparse: %s\n", err.msg);
+	return 1;
+}
+
 /* A delta already there is replaced only when asked (it stays as it was if writing fails). */
 static int output_taken(const struct cli *c)
 {
@@ -308,6 +355,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mksparse: --report: only lossy modes have a quality report\n");
 		return 2;
 	}
+	if (output_overlaps(&c, argv + optind))
+		return 2;
 	if (output_taken(&c))
 		return 1;
 	c.o.verify = !c.no_verify;
@@ -330,6 +379,8 @@ int main(int argc, char **argv)
 		print_report(st.report);
 	if (!c.quiet)
 		summary(c.out, &c.o, &st);
+	if (!c.adapter)
+		warn_unmatched(argv[optind], argv[optind + 1], &st.match);
 	cJSON_Delete(st.report);
-	return rc ? 1 : 0;
+	return rc || !stdout_ok() ? 1 : 0;
 }

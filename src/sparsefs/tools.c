@@ -93,6 +93,19 @@ static void info_tensors(const struct sp_delta *d, const struct sp_file_info *f,
 	}
 }
 
+/* How much of the fine-tune's tensors the base matched (deltas before this field: nothing). */
+static void info_matched(const cJSON *mt)
+{
+	if (!mt)
+		return;
+	double b = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "bytes"));
+	double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "of_bytes"));
+	printf("matched    %.0f of %.0f tensors by name and shape, %.4f of their %.0f bytes\n",
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "tensors")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "of_tensors")),
+	       of > 0 ? b / of : 1.0, of);
+}
+
 static int do_info(const char *path)
 {
 	struct sp_err err;
@@ -126,6 +139,7 @@ static int do_info(const char *path)
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "id")),
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "revision")),
 		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "commit")));
+	info_matched(cJSON_GetObjectItemCaseSensitive(base, "matched"));
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
 	       (unsigned long long)all.out, ratio(delta_bytes, all.out));
 	uint64_t in_files = 0;
