@@ -7,9 +7,11 @@
  * the page cache. A watchdog fails the run if the workers do not finish well after SECONDS
  * (a daemon that deadlocks under a saturated request queue).
  *
- * usage: stress MOUNT_DIR ORIG_DIR [SECONDS [PROCS [THREADS [DAEMON_PID [CACHE_BYTES]]]]]
+ * usage: stress MOUNT_DIR ORIG_DIR [SECONDS [PROCS [THREADS [DAEMON_PID [CACHE_BYTES
+ *               [MAX_MIB]]]]]]
  * Prints the operations, the bytes compared and, given DAEMON_PID, the daemon's peak RSS
- * (VmHWM) next to CACHE_BYTES. Exits 1 on any mismatch, error or hang.
+ * (VmHWM) next to CACHE_BYTES. Exits 1 on any mismatch, error or hang, or when the daemon's
+ * peak RSS passed MAX_MIB.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -241,9 +243,9 @@ static int wait_all(pid_t *pids, int procs, double limit)
 
 int main(int argc, char **argv)
 {
-	if (argc < 3 || argc > 8) {
+	if (argc < 3 || argc > 9) {
 		fprintf(stderr, "usage: stress MOUNT_DIR ORIG_DIR [SECONDS [PROCS [THREADS "
-				"[DAEMON_PID [CACHE_BYTES]]]]]\n");
+				"[DAEMON_PID [CACHE_BYTES [MAX_MIB]]]]]]\n");
 		return 2;
 	}
 	mount_dir = argv[1];
@@ -252,6 +254,7 @@ int main(int argc, char **argv)
 	int procs = argc > 4 ? atoi(argv[4]) : 4, threads = argc > 5 ? atoi(argv[5]) : 4;
 	long daemon = argc > 6 ? atol(argv[6]) : 0;
 	unsigned long long cache = argc > 7 ? strtoull(argv[7], NULL, 0) : 0;
+	double max_mib = argc > 8 ? atof(argv[8]) : 0;
 	if (seconds <= 0 || procs < 1 || procs > MAX_PROCS || threads < 1 || threads > 64) {
 		fprintf(stderr, "stress: bad SECONDS, PROCS (1-%d) or THREADS (1-64)\n", MAX_PROCS);
 		return 2;
@@ -280,9 +283,14 @@ int main(int argc, char **argv)
 	printf("\nstress: %llu operations, %llu bytes compared (%.1f MB/s), %llu failures\n", ops,
 	       (unsigned long long)tot->bytes, (double)tot->bytes / took / 1e6,
 	       (unsigned long long)tot->failures);
+	double hwm = daemon > 0 ? status_mib(daemon, "VmHWM") : -1;
 	if (daemon > 0)
 		printf("stress: daemon %ld peak RSS (VmHWM) %.1f MiB (%.1f MiB before the load); "
-		       "cache bound %.1f MiB\n", daemon, status_mib(daemon, "VmHWM"), rss0,
-		       (double)cache / 1048576.0);
+		       "cache bound %.1f MiB\n", daemon, hwm, rss0, (double)cache / 1048576.0);
+	if (max_mib > 0 && hwm > max_mib) {
+		fprintf(stderr, "stress: the daemon's peak RSS, %.1f MiB, passed its bound, %.1f MiB\n",
+			hwm, max_mib);
+		rc = -1;
+	}
 	return rc || tot->failures || ops == 0 ? 1 : 0;
 }

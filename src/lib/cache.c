@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <uthash.h>
 #include <utlist.h>
 
@@ -16,19 +18,29 @@ struct sp_cache_key {
 struct sp_cache_entry {
 	struct sp_cache_key key;
 	uint8_t *data;
-	size_t len;
-	size_t served; /* bytes copied out of it so far */
+	size_t len, cap; /* cap: the bytes mapped for it, whole pages */
+	size_t served;   /* bytes copied out of it so far */
 	int refs;
 	int ready;
-	struct sp_cache_entry *prev, *next; /* LRU list: most recent at the tail */
+	struct sp_cache_entry *prev, *next; /* LRU list: most recent at the tail; or spare list */
 	UT_hash_handle hh;
 };
 
+/* Buffers are mappings the cache keeps, not malloc's: malloc would take them from the arena of
+ * the thread that decodes (glibc keeps one per thread, up to 8 per CPU), and freed there they
+ * would stay there, each arena coming to keep as much as the whole cache. Fresh pages cost more
+ * than decoding into them, so a buffer once mapped is used again: all are a slot's size, the
+ * largest entry's so far, and an evicted entry's buffer is kept as a spare for the next.
+ * Decoded entries take up to max_bytes (more only while readers hold them); with those being
+ * decoded and the spares, up to limit(): a slot more for each entry ever decoded at once. */
 struct sp_cache {
 	pthread_mutex_t lock;
 	pthread_cond_t filled;
-	size_t max_bytes, bytes;
-	struct sp_cache_entry *table, *lru;
+	size_t max_bytes;
+	size_t bytes, busy, spare_bytes; /* buffers of decoded entries, of those being decoded, spare */
+	unsigned filling, filling_peak; /* entries being decoded: now, and at most at once so far */
+	size_t page, slot;
+	struct sp_cache_entry *table, *lru, *spare;
 };
 
 struct sp_cache *sp_cache_new(size_t max_bytes)
@@ -39,16 +51,42 @@ struct sp_cache *sp_cache_new(size_t max_bytes)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->filled, NULL);
 	c->max_bytes = max_bytes;
+	c->page = (size_t)sysconf(_SC_PAGESIZE);
 	return c;
 }
 
-static void entry_free(struct sp_cache *c, struct sp_cache_entry *e)
+static size_t limit(const struct sp_cache *c)
+{
+	return c->max_bytes + c->filling_peak * c->slot;
+}
+
+static void entry_unmap(struct sp_cache_entry *e)
+{
+	if (e->data)
+		munmap(e->data, e->cap);
+	free(e);
+}
+
+/* Takes e out of the table and the LRU list. Called locked. */
+static void entry_unlink(struct sp_cache *c, struct sp_cache_entry *e)
 {
 	HASH_DEL(c->table, e);
 	DL_DELETE(c->lru, e);
-	c->bytes -= e->len;
-	free(e->data);
-	free(e);
+	if (e->ready)
+		c->bytes -= e->cap;
+}
+
+/* Keeps the buffer of an unlinked entry as a spare when it is a slot's size and the limit allows,
+ * else unmaps it. Called locked. */
+static void retire(struct sp_cache *c, struct sp_cache_entry *e)
+{
+	if (!e->data || e->cap != c->slot ||
+	    c->bytes + c->busy + c->spare_bytes + e->cap > limit(c)) {
+		entry_unmap(e);
+		return;
+	}
+	LL_PREPEND(c->spare, e);
+	c->spare_bytes += e->cap;
 }
 
 void sp_cache_free(struct sp_cache *c)
@@ -56,43 +94,103 @@ void sp_cache_free(struct sp_cache *c)
 	if (!c)
 		return;
 	struct sp_cache_entry *e, *tmp;
-	HASH_ITER(hh, c->table, e, tmp)
-		entry_free(c, e);
+	HASH_ITER(hh, c->table, e, tmp) {
+		entry_unlink(c, e);
+		entry_unmap(e);
+	}
+	LL_FOREACH_SAFE(c->spare, e, tmp)
+		entry_unmap(e);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->filled);
 	free(c);
 }
 
-/* Drops least recently used entries nobody holds until the cache fits. Called locked. */
+/* Drops least recently used entries nobody holds until the decoded ones fit. Called locked. */
 static void evict(struct sp_cache *c)
 {
 	struct sp_cache_entry *e = c->lru, *next;
 	while (c->bytes > c->max_bytes && e) {
 		next = e->next;
-		if (e->refs == 0)
-			entry_free(c, e);
+		if (e->refs == 0) {
+			entry_unlink(c, e);
+			retire(c, e);
+		}
 		e = next;
 	}
+}
+
+/* Pages for cap bytes: populated at once, since a fault per page while decoding into them costs
+ * more than the decoding. */
+static uint8_t *map_new(size_t cap)
+{
+	void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+		       -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* Entry e's buffer, unless it is smaller than need: then it is unmapped. Frees e. */
+static uint8_t *take(struct sp_cache_entry *e, size_t need, size_t *got)
+{
+	uint8_t *p = e->data;
+	*got = e->cap;
+	if (e->cap >= need) {
+		free(e);
+		return p;
+	}
+	entry_unmap(e);
+	return NULL;
+}
+
+/* A buffer of need bytes or more (*got is its size) for an entry about to be decoded: a spare,
+ * else a new slot while the limit allows, else the buffer of the least recently used entry
+ * nobody holds, evicted (a new slot when every entry is held). Called locked. */
+static uint8_t *buffer_for(struct sp_cache *c, size_t need, size_t *got)
+{
+	struct sp_cache_entry *e, *next;
+	uint8_t *p = NULL;
+	if (need > c->slot)
+		c->slot = need;
+	while (!p && (e = c->spare)) {
+		LL_DELETE(c->spare, e);
+		c->spare_bytes -= e->cap;
+		p = take(e, need, got);
+	}
+	for (e = c->lru; !p && e && c->bytes + c->busy + c->slot > limit(c); e = next) {
+		next = e->next;
+		if (e->refs == 0) {
+			entry_unlink(c, e);
+			p = take(e, need, got);
+		}
+	}
+	if (p)
+		return p;
+	*got = c->slot;
+	return map_new(c->slot);
 }
 
 /* Decodes a missing entry outside the lock, then publishes it or withdraws it. */
 static int fill_entry(struct sp_cache *c, struct sp_cache_entry *e, sp_cache_fill fill)
 {
 	int rc = -ENOMEM;
-	e->data = malloc(e->len ? e->len : 1);
+	size_t need = e->len ? (e->len - 1) / c->page * c->page + c->page : c->page;
+	if (++c->filling > c->filling_peak)
+		c->filling_peak = c->filling;
+	if (!(e->data = buffer_for(c, need, &e->cap)))
+		e->cap = 0;
+	c->busy += e->cap;
 	pthread_mutex_unlock(&c->lock);
 	if (e->data)
 		rc = fill(e->key.owner, e->key.idx, e->data);
 	pthread_mutex_lock(&c->lock);
+	c->filling--;
+	c->busy -= e->cap;
 	if (rc == 0) {
 		e->ready = 1;
-		c->bytes += e->len;
+		c->bytes += e->cap;
 		evict(c);
 	} else {
-		HASH_DEL(c->table, e);
-		DL_DELETE(c->lru, e);
-		free(e->data);
-		free(e);
+		entry_unlink(c, e);
+		retire(c, e);
 	}
 	pthread_cond_broadcast(&c->filled);
 	return rc;

@@ -31,7 +31,7 @@ void sp_cache_release(struct sp_cache *c, struct sp_cache_entry *held);
  * whole is seldom asked for again, while one served in part is (the rest of it, by the next
  * read of its stream, which may come after many other streams' reads). */
 void sp_cache_release_served(struct sp_cache *c, struct sp_cache_entry *held, size_t n);
-/* Bytes of decoded chunks held now. */
+/* Bytes the entries take now (whole pages, those being decoded included). */
 size_t sp_cache_bytes(struct sp_cache *c);
 
 #endif
