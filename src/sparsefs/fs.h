@@ -20,11 +20,7 @@ struct fs {
 	struct sp_cache *cache;
 	struct sp_pool *pool;    /* decodes ahead of the reads, into cache; NULL: it would not start */
 	unsigned decoders;       /* its threads (0: one per CPU) */
-	/* The most base ranges a spliced read is sent from: where more are needed (a base laid out
- * otherwise), the read is copied. */
-#define SPLICE_RANGES 4
-
-enum prefetch prefetch;
+	enum prefetch prefetch;
 	struct streams_set open;  /* the read streams of the open files */
 	uint64_t max_window;     /* the most a stream decodes ahead: within the cache */
 	const char *mountpoint; /* absolute */
