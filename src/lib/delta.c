@@ -227,6 +227,11 @@ const char *sp_delta_path(const struct sp_delta *d)
 	return d->dir;
 }
 
+uint64_t sp_delta_bytes(const struct sp_delta *d)
+{
+	return sp_source_size(d->src);
+}
+
 const char *sp_delta_base_dir(const struct sp_delta *d)
 {
 	return d->base_dir;
