@@ -21,6 +21,7 @@
 #include "delta.h"
 #include "dtype.h"
 #include "io.h"
+#include "source.h"
 
 #define MAX_SEEDS 6 /* per codec and delta: enough variety, a small corpus */
 
@@ -237,7 +238,7 @@ static void read_inputs(const struct sp_delta *d, const struct sp_chunk *c, stru
 {
 	memset(in, 0, sizeof(*in));
 	in->data = malloc(c->data_len + 1);
-	if (sp_pread_full(d->fd, in->data, c->data_len, c->data_off))
+	if (sp_source_pread(d->src, in->data, c->data_len, c->data_off))
 		die("data");
 	uint64_t blen = sp_chunk_base_len(c);
 	if (c->codec == SP_CODEC_PATCH && sp_chunk_patch_window(c, in->data, &blen))

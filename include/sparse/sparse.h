@@ -187,6 +187,8 @@ struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned f
 void sp_delta_close(struct sp_delta *d);
 
 const char *sp_delta_path(const struct sp_delta *d);
+/* The size of the delta's SP_DELTA_FILE, as it was when the delta was opened. */
+uint64_t sp_delta_bytes(const struct sp_delta *d);
 const char *sp_delta_base_dir(const struct sp_delta *d);
 size_t sp_delta_file_count(const struct sp_delta *d);
 const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i);

@@ -17,6 +17,7 @@
 #include "cache.h"
 #include "chunk.h"
 #include "io.h"
+#include "source.h"
 
 /* Decoded auxiliary chunks (low-rank factors shared by a tensor's chunks) kept per delta. */
 #define AUX_CACHE (64u << 20)
@@ -188,15 +189,9 @@ struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const cha
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!d)
 		return NULL;
-	d->fd = -1;
 	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)))
 		goto fail;
-	d->fd = open(d->path, O_RDONLY | O_CLOEXEC);
-	if (d->fd < 0) {
-		sp_err_set(err, "%s: %s", d->path, strerror(errno));
-		goto fail;
-	}
-	if (sp_delta_load(d, err))
+	if (!(d->src = sp_source_file_open(d->path, err)) || sp_delta_load(d, err))
 		goto fail;
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
@@ -216,8 +211,7 @@ void sp_delta_close(struct sp_delta *d)
 	if (!d)
 		return;
 	close_base(d);
-	if (d->fd >= 0)
-		close(d->fd);
+	sp_source_close(d->src);
 	sp_manifest_free(&d->m);
 	free(d->chunks);
 	free(d->reported);
@@ -231,6 +225,11 @@ void sp_delta_close(struct sp_delta *d)
 const char *sp_delta_path(const struct sp_delta *d)
 {
 	return d->dir;
+}
+
+uint64_t sp_delta_bytes(const struct sp_delta *d)
+{
+	return sp_source_size(d->src);
 }
 
 const char *sp_delta_base_dir(const struct sp_delta *d)
@@ -356,7 +355,7 @@ static const char *read_inputs(struct sp_delta *d, const struct sp_chunk *c, str
 {
 	uint64_t blen = sp_chunk_base_len(c);
 	if (!sp_scratch_get(&s->data, c->data_len) ||
-	    sp_pread_full(d->fd, s->data.p, c->data_len, c->data_off))
+	    sp_source_pread(d->src, s->data.p, c->data_len, c->data_off))
 		return "cannot read the delta";
 	if (c->codec == SP_CODEC_PATCH &&
 	    (sp_chunk_patch_window(c, s->data.p, &blen) ||
@@ -378,7 +377,7 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 	struct scratch *s = scratch_get();
 	uint8_t *data = malloc(c->data_len + 1);
 	struct sp_chunk_in in = {.data = data};
-	int rc = s && data && sp_pread_full(d->fd, data, c->data_len, c->data_off) == 0 &&
+	int rc = s && data && sp_source_pread(d->src, data, c->data_len, c->data_off) == 0 &&
 			 sp_chunk_decode(&s->cs, c, &in, out) == 0 ? 0 : -1;
 	free(data);
 	if (rc)

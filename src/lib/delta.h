@@ -7,6 +7,8 @@
 
 #include "manifest.h"
 
+struct sp_source;
+
 struct sp_base_file {
 	char *path;
 	int fd;
@@ -16,8 +18,8 @@ struct sp_base_file {
 
 struct sp_delta {
 	char *dir;
-	char *path; /* dir/delta.sparse */
-	int fd;
+	char *path;            /* dir/delta.sparse */
+	struct sp_source *src; /* its bytes: every read of them goes through here */
 	struct sp_super sb;
 	struct sp_chunk *chunks;
 	struct sp_manifest m;
@@ -34,7 +36,7 @@ struct sp_delta {
 struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
 				    unsigned flags, struct sp_err *err);
 
-/* Reads and validates the superblock, chunk table and manifest of d->path. */
+/* Reads and validates the superblock, chunk table and manifest of d->path from d->src. */
 int sp_delta_load(struct sp_delta *d, struct sp_err *err);
 
 /* The first chunk of file f that holds offset off (off < size). */

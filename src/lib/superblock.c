@@ -4,14 +4,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <xxhash.h>
 #include <zstd.h>
 
 #include "chunk.h"
 #include "delta.h"
 #include "dtype.h"
-#include "io.h"
+#include "source.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the on-disk structures are read as they lie: this needs a little-endian host"
@@ -20,7 +19,7 @@
 static int load_super(struct sp_delta *d, uint64_t file_size, struct sp_err *err)
 {
 	struct sp_super *sb = &d->sb;
-	if (file_size < sizeof(*sb) || sp_pread_full(d->fd, sb, sizeof(*sb), 0) ||
+	if (file_size < sizeof(*sb) || sp_source_pread(d->src, sb, sizeof(*sb), 0) ||
 	    memcmp(sb->magic, SP_MAGIC, SP_MAGIC_LEN)) {
 		sp_err_set(err, "%s: not a sparse delta (bad magic)", d->path);
 		return -1;
@@ -58,8 +57,10 @@ static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
 		return -1;
 	}
 	d->chunks = malloc(bytes ? bytes : 1);
-	if (!d->chunks || sp_pread_full(d->fd, d->chunks, bytes, sb->chunk_table_off)) {
-		sp_err_set(err, "%s: cannot read the chunk table: %s", d->path, strerror(errno));
+	int rc = d->chunks ? sp_source_pread(d->src, d->chunks, bytes, sb->chunk_table_off)
+			   : -ENOMEM;
+	if (rc) {
+		sp_err_set(err, "%s: cannot read the chunk table: %s", d->path, strerror(-rc));
 		return -1;
 	}
 	if (XXH3_64bits(d->chunks, bytes) != sb->chunk_table_hash) {
@@ -78,9 +79,11 @@ static int load_manifest(struct sp_delta *d, struct sp_err *err)
 		return -1;
 	}
 	char *z = malloc(sb->manifest_len + 1), *json = malloc(sb->manifest_raw_len + 1);
-	int rc = -1;
-	if (!z || !json || sp_pread_full(d->fd, z, sb->manifest_len, sb->manifest_off))
-		sp_err_set(err, "%s: cannot read the manifest: %s", d->path, strerror(errno));
+	int rc = -1, got = -ENOMEM;
+	if (z && json)
+		got = sp_source_pread(d->src, z, sb->manifest_len, sb->manifest_off);
+	if (got)
+		sp_err_set(err, "%s: cannot read the manifest: %s", d->path, strerror(-got));
 	else if (XXH3_64bits(z, sb->manifest_len) != sb->manifest_hash)
 		sp_err_set(err, "%s: manifest checksum mismatch (damaged delta)", d->path);
 	else if (ZSTD_decompress(json, sb->manifest_raw_len, z, sb->manifest_len) !=
@@ -198,12 +201,7 @@ static int check_chunks(struct sp_delta *d, struct sp_err *err)
 
 int sp_delta_load(struct sp_delta *d, struct sp_err *err)
 {
-	struct stat st;
-	if (fstat(d->fd, &st)) {
-		sp_err_set(err, "%s: %s", d->path, strerror(errno));
-		return -1;
-	}
-	if (load_super(d, (uint64_t)st.st_size, err) || load_chunk_table(d, err) ||
+	if (load_super(d, sp_source_size(d->src), err) || load_chunk_table(d, err) ||
 	    load_manifest(d, err) || check_chunks(d, err))
 		return -1;
 	return 0;

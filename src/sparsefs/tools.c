@@ -116,10 +116,9 @@ static int do_info(const char *path)
 	}
 	const cJSON *m = sp_delta_manifest(d), *base = cJSON_GetObjectItemCaseSensitive(m, "base");
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
-	struct stat st;
 	char path_file[4096];
 	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
-	uint64_t delta_bytes = stat(path_file, &st) ? 0 : (uint64_t)st.st_size;
+	uint64_t delta_bytes = sp_delta_bytes(d);
 	struct usage all = {0};
 	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);
@@ -250,7 +249,6 @@ static cJSON *info_json(const struct sp_delta *d, const char *path_file, uint64_
 static int do_info_json(const char *path)
 {
 	struct sp_err err;
-	struct stat st;
 	char path_file[4096];
 	struct sp_delta *d = sp_delta_open(path, NULL, SP_OPEN_NO_BASE, &err);
 	if (!d) {
@@ -258,7 +256,7 @@ static int do_info_json(const char *path)
 		return 1;
 	}
 	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
-	cJSON *js = info_json(d, path_file, stat(path_file, &st) ? 0 : (uint64_t)st.st_size);
+	cJSON *js = info_json(d, path_file, sp_delta_bytes(d));
 	char *text = cJSON_Print(js);
 	/* One large write: when it fails, nothing is left in the buffer for fclose to fail on. */
 	int rc = !text ? -failed(path, "", ENOMEM)
