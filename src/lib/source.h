@@ -9,9 +9,7 @@
  * - pread is safe from many threads at once, on the same source, without locking by the caller;
  * - pread gives exactly len bytes at off, or an error (-errno, EIO for bytes past the end):
  *   never a short read;
- * - size and identity are pinned at open and do not change while the source is open; the
- *   identity names this version of the bytes (a local file's device, inode, size and mtime; an
- *   object's ETag), so that bytes kept under it are never mixed with another version's.
+ * - the size is pinned at open and does not change while the source is open.
  */
 #ifndef SP_SOURCE_H
 #define SP_SOURCE_H
@@ -26,7 +24,6 @@ struct sp_source;
 struct sp_source_ops {
 	int (*pread)(struct sp_source *s, void *buf, size_t len, uint64_t off);
 	uint64_t (*size)(const struct sp_source *s);
-	const char *(*identity)(const struct sp_source *s);
 	void (*close)(struct sp_source *s);
 };
 
@@ -46,11 +43,6 @@ static inline int sp_source_pread(struct sp_source *s, void *buf, size_t len, ui
 static inline uint64_t sp_source_size(const struct sp_source *s)
 {
 	return s->ops->size(s);
-}
-
-static inline const char *sp_source_identity(const struct sp_source *s)
-{
-	return s->ops->identity(s);
 }
 
 static inline void sp_source_close(struct sp_source *s)
