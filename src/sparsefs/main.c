@@ -295,10 +295,9 @@ static int mount_main(int argc, char **argv)
 		fprintf(stderr, "sparsefs: prefetch=%s: none, sequential or all\n", o.prefetch);
 		goto out;
 	}
-	if (o.base_check && strcmp(o.base_check, "full") && strcmp(o.base_check, "quick")) {
-		fprintf(stderr, "sparsefs: base_check=%s: full or quick\n", o.base_check);
+	unsigned open_flags;
+	if (base_check_flags(o.base_check, &open_flags))
 		goto out;
-	}
 	/* The user's max_read and splice's cap, the smaller: op_init must tell libfuse the same. */
 	unsigned cap = o.splice ? splice_max_read() : 0;
 	unsigned max_read = cap && (!o.max_read || cap < o.max_read) ? cap : o.max_read;
@@ -317,7 +316,6 @@ static int mount_main(int argc, char **argv)
 	fs.readahead_kb = (unsigned)o.readahead_kb;
 	fs.splice = o.splice;
 	fs.max_read = max_read;
-	unsigned open_flags = o.base_check && !strcmp(o.base_check, "quick") ? 0 : SP_OPEN_CHECK_BASE;
 	if (tree_build(&fs.tree, o.delta, o.base, open_flags, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;

@@ -385,6 +385,16 @@ static int do_extract(const char *path, const char *base, unsigned flags, const 
 	return rc ? 1 : 0;
 }
 
+int base_check_flags(const char *value, unsigned *flags)
+{
+	if (value && strcmp(value, "full") && strcmp(value, "quick")) {
+		fprintf(stderr, "sparsefs: base_check=%s: full or quick\n", value);
+		return -1;
+	}
+	*flags = value && !strcmp(value, "quick") ? 0 : SP_OPEN_CHECK_BASE;
+	return 0;
+}
+
 /* -o base=DIR and base_check=full|quick (as the mount takes them), possibly among other
  * comma-separated options that only the mount uses; -1 for a base_check it does not know. */
 static int parse_o(char *arg, const char **base, unsigned *flags)
@@ -392,13 +402,8 @@ static int parse_o(char *arg, const char **base, unsigned *flags)
 	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ",")) {
 		if (!strncmp(opt, "base=", 5))
 			*base = opt + 5;
-		else if (!strncmp(opt, "base_check=", 11) && strcmp(opt + 11, "full") &&
-			 strcmp(opt + 11, "quick")) {
-			fprintf(stderr, "sparsefs: %s: full or quick\n", opt);
+		else if (!strncmp(opt, "base_check=", 11) && base_check_flags(opt + 11, flags))
 			return -1;
-		} else if (!strncmp(opt, "base_check=", 11)) {
-			*flags = opt[11] == 'f' ? SP_OPEN_CHECK_BASE : 0;
-		}
 	}
 	return 0;
 }
