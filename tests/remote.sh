@@ -23,10 +23,16 @@
 #   proxy_stop
 REMOTE_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-# Ends PID (one of PIDS) and forgets it.
+# Ends PID (one of PIDS) and forgets it; SIGKILL after 5 s, so that a server that does not end
+# cannot hang the test.
 stop_pid() {
 	local pid=$1 i
 	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	for i in "${!PIDS[@]}"; do
 		[ "${PIDS[$i]}" = "$pid" ] && unset "PIDS[$i]"
@@ -164,6 +170,7 @@ s3rver_stop() {
 
 s3_put() {
 	local bucket=$1 key=$2 file=$3
+	key=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$key")
 	curl -sf -o /dev/null -X PUT --data-binary "@$file" "http://127.0.0.1:$S3_PORT/$bucket/$key" ||
 		fail "upload of $file to s3rver $bucket/$key"
 }
