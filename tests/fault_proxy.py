@@ -22,8 +22,9 @@ a remote mount must survive, set at run time through its control URL, /_proxy/..
 
 With --sigv4 KEY:SECRET[:REGION] every request must carry an AWS SigV4 signature (header form)
 made with that key, which is recomputed here; a mismatch or none answers 403. Each request is
-one line in --log: METHOD PATH STATUS range=RANGE fault=KIND host=HOST auth=yes|no (never the
-credential itself).
+one line in --log: SECONDS METHOD PATH STATUS range=RANGE fault=KIND host=HOST auth=yes|no
+ifmatch=yes|no (seconds since the proxy started; whether Authorization and If-Match came, never
+their values).
 """
 import argparse
 import hashlib
@@ -267,9 +268,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         st = self.server.state
         st.count("requests")
         st.count("status", str(status))
-        auth = "yes" if "Authorization" in self.headers else "no"
-        line = (f"{self.command} {self.path} {status} range={self.headers.get('Range', '-')} "
-                f"fault={kind} host={self.headers.get('Host', '-')} auth={auth}\n")
+        has = lambda h: "yes" if h in self.headers else "no"
+        line = (f"{time.monotonic() - self.server.started:.3f} {self.command} {self.path} {status} "
+                f"range={self.headers.get('Range', '-')} fault={kind} "
+                f"host={self.headers.get('Host', '-')} auth={has('Authorization')} "
+                f"ifmatch={has('If-Match')}\n")
         with st.lock, open(self.server.opts.log, "a") as f:
             f.write(line)
 
@@ -332,6 +335,7 @@ def main():
     srv.upstream = (host, int(port))
     srv.opts = opts
     srv.state = State(opts.seed)
+    srv.started = time.monotonic()
     if opts.port_file:
         tmp = opts.port_file + ".tmp"
         with open(tmp, "w") as f:

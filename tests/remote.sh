@@ -6,7 +6,8 @@
 #   nginx_start ROOT        serves ROOT over HTTP and HTTPS (a self-signed certificate made
 #                           here); sets NGINX_PORT, NGINX_TLS_PORT, NGINX_CA (the certificate,
 #                           for -o cafile=), NGINX_LOG (its access log: one line a request,
-#                           "METHOD URI STATUS range=RANGE sent=BYTES auth=yes|no")
+#                           "METHOD URI STATUS range=RANGE sent=BYTES auth=yes|no
+#                           ifmatch=yes|no": whether Authorization or If-Match came)
 #   nginx_stop
 #   nginx_requests          how many requests NGINX_LOG holds
 #   s3rver_start DIR BUCKET s3rver (npm, pinned in tests/npm, installed into BUILD/npm on first
@@ -84,7 +85,8 @@ http {
 	types { application/json json; text/plain txt; }
 	default_type application/octet-stream;
 	map \$http_authorization \$auth_sent { "" no; default yes; }
-	log_format tests '\$request_method \$request_uri \$status range=\$http_range sent=\$body_bytes_sent auth=\$auth_sent';
+	map \$http_if_match \$if_match_sent { "" no; default yes; }
+	log_format tests '\$request_method \$request_uri \$status range=\$http_range sent=\$body_bytes_sent auth=\$auth_sent ifmatch=\$if_match_sent';
 	access_log $NGINX_LOG tests;
 	client_body_temp_path $dir/tmp/body;
 	proxy_temp_path $dir/tmp/proxy;
@@ -136,7 +138,7 @@ npm_tools() {
 		if ! cmp -s "$REMOTE_HERE/npm/package-lock.json" "$dst/package-lock.json" ||
 			[ ! -x "$dst/node_modules/.bin/s3rver" ]; then
 			cp "$REMOTE_HERE/npm/package.json" "$REMOTE_HERE/npm/package-lock.json" "$dst/"
-			npm ci --prefix "$dst" --no-audit --no-fund --ignore-scripts >"$dst/npm.log" 2>&1 || {
+			npm ci --prefix "$dst" --prefer-offline --no-audit --no-fund --ignore-scripts >"$dst/npm.log" 2>&1 || {
 				rm -f "$dst/package-lock.json"
 				echo "npm ci in $dst failed: $(tail -5 "$dst/npm.log")" >&2
 				exit 1

@@ -44,7 +44,7 @@ harness() {
 	etag=$(curl -sI "$u" | sed -n 's/^ETag: //Ip' | tr -d '\r')
 	expect "nginx If-Match, same ETag" "206 10" "$(fetch -r 0-9 -H "If-Match: $etag" "$u")"
 	expect "nginx If-Match, other ETag" 412 "$(fetch -r 0-9 -H 'If-Match: "x"' "$u" | cut -d' ' -f1)"
-	grep -q '^GET /d/f.bin 206 range=bytes=0-9 sent=10 auth=no$' "$NGINX_LOG" ||
+	grep -q '^GET /d/f.bin 206 range=bytes=0-9 sent=10 auth=no ifmatch=yes$' "$NGINX_LOG" ||
 		fail "access log: $(cat "$NGINX_LOG")"
 
 	proxy_start "$NGINX_PORT"
