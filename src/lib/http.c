@@ -90,9 +90,10 @@ static int number(const char **p, const char *end, uint64_t *v)
 	const char *s = *p;
 	*v = 0;
 	for (; s < end && *s >= '0' && *s <= '9'; s++) {
-		if (*v > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*s - '0');
+		if (*v > (UINT64_MAX - d) / 10)
 			return -1;
-		*v = *v * 10 + (uint64_t)(*s - '0');
+		*v = *v * 10 + d;
 	}
 	if (s == *p)
 		return -1;
