@@ -32,10 +32,6 @@ struct sp_remote_mem {
 	pthread_cond_t cond; /* a fetch ended */
 	uint64_t max, blocks;
 	struct block lru; /* lru.next: the least recently used */
-	/* Buffers of blocks gone, kept (blocks + spare <= max) for the next: a new one is a fresh
-	 * mapping whose every page faults in as it is filled. */
-	uint8_t **spare;
-	uint64_t nspare;
 };
 
 struct source_remote {
@@ -71,10 +67,6 @@ struct sp_remote_mem *sp_remote_mem_new(uint64_t max_bytes)
 	pthread_cond_init(&m->cond, NULL);
 	m->max = (max_bytes ? max_bytes : SP_REMOTE_MEM_DEFAULT) >> SP_BLOCK_SHIFT;
 	m->lru.prev = m->lru.next = &m->lru;
-	if (!(m->spare = calloc(m->max + 1, sizeof(*m->spare)))) {
-		free(m);
-		return NULL;
-	}
 	return m;
 }
 
@@ -84,9 +76,6 @@ void sp_remote_mem_free(struct sp_remote_mem *m)
 		return;
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
-	while (m->nspare)
-		free(m->spare[--m->nspare]);
-	free(m->spare);
 	free(m);
 }
 
@@ -126,13 +115,9 @@ static void lru_push(struct sp_remote_mem *m, struct block *b)
 	m->lru.prev = b;
 }
 
-/* After m->blocks no longer counts b. */
-static void block_free(struct sp_remote_mem *m, struct block *b)
+static void block_free(struct block *b)
 {
-	if (m->nspare + m->blocks < m->max)
-		m->spare[m->nspare++] = b->data;
-	else
-		free(b->data);
+	free(b->data);
 	free(b);
 }
 
@@ -146,7 +131,7 @@ static int evict(struct sp_remote_mem *m, int read_only)
 		lru_unlink(b);
 		b->src->blocks[b->index] = NULL;
 		m->blocks--;
-		block_free(m, b);
+		block_free(b);
 		return 1;
 	}
 	return 0;
@@ -167,11 +152,7 @@ static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
 	if (ahead && m->blocks >= m->max)
 		return NULL;
 	struct block *b = calloc(1, sizeof(*b));
-	if (b && m->nspare)
-		b->data = m->spare[--m->nspare];
-	else if (b)
-		b->data = malloc(SP_BLOCK);
-	if (!b || !b->data) {
+	if (!b || !(b->data = malloc(block_len(s, i)))) {
 		free(b);
 		return NULL;
 	}
@@ -201,7 +182,7 @@ static void ended(struct source_remote *s, struct block **blocks, size_t n, int 
 		s->blocks[b->index] = NULL;
 		m->blocks--;
 		if (!b->refs)
-			block_free(m, b);
+			block_free(b);
 	}
 	s->inflight--;
 	pthread_cond_broadcast(&m->cond);
@@ -437,7 +418,7 @@ static int remote_pread(struct sp_source *src, void *buf, size_t len, uint64_t o
 		k->refs--;
 		k->used = 1;
 		if (k->state == FAILED && !k->refs) {
-			block_free(m, k);
+			block_free(k);
 		} else if (k->state == READY) {
 			lru_unlink(k);
 			lru_push(m, k);
@@ -467,7 +448,7 @@ static void remote_close(struct sp_source *src)
 			continue;
 		lru_unlink(b);
 		m->blocks--;
-		block_free(m, b);
+		block_free(b);
 	}
 	pthread_mutex_unlock(&m->lock);
 	sp_http_object_close(s->obj);
