@@ -59,6 +59,7 @@ struct sp_blockcache {
 	char *dir;
 	uint64_t max;
 	int usage_fd; /* -1: a read-only cache, which serves what it has */
+	pid_t pid;    /* the process that opened usage_fd */
 	pthread_mutex_t mu; /* flock excludes other processes, not this one's threads */
 };
 
@@ -94,11 +95,28 @@ static void key_of(const struct sp_blockcache *c, const char *object, uint64_t b
 		 (unsigned long long)block);
 }
 
+static int open_usage(struct sp_blockcache *c)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/usage", c->dir);
+	c->pid = getpid();
+	return c->usage_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
 static int lock(struct sp_blockcache *c)
 {
 	if (c->usage_fd < 0)
 		return -1;
 	pthread_mutex_lock(&c->mu);
+	/* An flock belongs to an open file, which fork shares: a child (sparsefs going to the
+	 * background) opens its own, or it and its parent would not exclude each other. */
+	if (c->pid != getpid()) {
+		close(c->usage_fd);
+		if (open_usage(c) < 0) {
+			pthread_mutex_unlock(&c->mu);
+			return -1;
+		}
+	}
 	while (flock(c->usage_fd, LOCK_EX))
 		if (errno != EINTR) {
 			pthread_mutex_unlock(&c->mu);
@@ -291,7 +309,8 @@ static int make_room(struct sp_blockcache *c, uint64_t size, uint64_t *usage)
 	for (unsigned sub = 0; sub < FANOUT; sub++)
 		if (scan_sub(c, sub, &l))
 			goto out;
-	qsort(l.v, l.n, sizeof(*l.v), older_first);
+	if (l.n) /* qsort wants a non-null array even when empty */
+		qsort(l.v, l.n, sizeof(*l.v), older_first);
 	evict(c, &l, size, usage, &avail, floor);
 	rc = *usage + size <= c->max && avail >= floor + size ? 0 : -1;
 out:
@@ -368,7 +387,6 @@ static int make_dir(const char *dir)
 
 struct sp_blockcache *sp_blockcache_open(const char *dir, uint64_t max_bytes, struct sp_err *err)
 {
-	char path[PATH_MAX];
 	if (strlen(dir) + sizeof("/xx/") + NAME_LEN >= PATH_MAX) {
 		sp_err_set(err, "%s: cannot use as the chunk cache folder: %s", dir,
 			   strerror(ENAMETOOLONG));
@@ -386,11 +404,9 @@ struct sp_blockcache *sp_blockcache_open(const char *dir, uint64_t max_bytes, st
 	}
 	c->max = max_bytes ? max_bytes : SP_BLOCKCACHE_DEFAULT_MAX;
 	pthread_mutex_init(&c->mu, NULL);
-	snprintf(path, sizeof(path), "%s/usage", dir);
-	c->usage_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->usage_fd < 0)
-		sp_log("%s: cannot write the chunk cache (%s): blocks in it are used, none added",
-		       path, strerror(errno));
+	if (open_usage(c) < 0)
+		sp_log("%s/usage: cannot write the chunk cache (%s): blocks in it are used, none "
+		       "added", dir, strerror(errno));
 	return c;
 }
 
