@@ -103,26 +103,29 @@ static int open_usage(struct sp_blockcache *c)
 	return c->usage_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 }
 
-static int lock(struct sp_blockcache *c)
+/* Under the mutex. An flock belongs to an open file, which fork shares: a child (sparsefs going
+ * to the background) opens its own, or it and its parent would not exclude each other. */
+static int take_flock(struct sp_blockcache *c)
 {
+	if (c->usage_fd >= 0 && c->pid != getpid()) {
+		close(c->usage_fd);
+		open_usage(c);
+	}
 	if (c->usage_fd < 0)
 		return -1;
-	pthread_mutex_lock(&c->mu);
-	/* An flock belongs to an open file, which fork shares: a child (sparsefs going to the
-	 * background) opens its own, or it and its parent would not exclude each other. */
-	if (c->pid != getpid()) {
-		close(c->usage_fd);
-		if (open_usage(c) < 0) {
-			pthread_mutex_unlock(&c->mu);
-			return -1;
-		}
-	}
 	while (flock(c->usage_fd, LOCK_EX))
-		if (errno != EINTR) {
-			pthread_mutex_unlock(&c->mu);
+		if (errno != EINTR)
 			return -1;
-		}
 	return 0;
+}
+
+static int lock(struct sp_blockcache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (take_flock(c) == 0)
+		return 0;
+	pthread_mutex_unlock(&c->mu);
+	return -1;
 }
 
 static void unlock(struct sp_blockcache *c)
