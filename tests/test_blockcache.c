@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The chunk cache on disk: blocks back as they were put, also after a reopen; a damaged file is
- * a miss and is removed; the bound kept by evicting the least recently used first; two
- * processes (two threads each) sharing one folder; folders that cannot be made or written. */
+ * a miss and is removed; the bound kept by evicting the least recently used first; three
+ * processes (two threads each) sharing one folder; the free-space floor (root only); folders
+ * that cannot be made or written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
 #include <limits.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -325,6 +328,42 @@ static void fork_excludes(void)
 	free(dir);
 }
 
+/* In a child: a tmpfs of 1100 MiB mounted on a folder in a mount namespace of its own, gone
+ * with the child. The floor there is 1 GiB (5% is less): the cache keeps what fits above it,
+ * evicting as it goes, and keeps serving what it just put. 77 where it cannot mount. */
+static int floor_child(void)
+{
+	char *mnt = subdir("floor"), *dir = subdir("floor/cache");
+	const size_t len = 1 << 20;
+	struct statvfs s;
+	if (mkdir(mnt, 0700) || unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", mnt, "tmpfs", 0, "size=1100m")) {
+		fprintf(stderr, "free-space floor: skipped (%s: cannot mount a tmpfs there: %s)\n",
+			mnt, strerror(errno));
+		return 77;
+	}
+	struct sp_blockcache *c = open_ok(dir, 0);
+	for (uint64_t b = 0; b < 120; b++) {
+		put(c, "floor", b, len);
+		CHECK(statvfs(mnt, &s) == 0 && (uint64_t)s.f_bavail * s.f_frsize >= 1ull << 30);
+		CHECK(hit(c, "floor", b, len));
+	}
+	CHECK(!hit(c, "floor", 0, len)); /* evicted: 1100 - 1024 MiB hold fewer than 120 */
+	sp_blockcache_close(c);
+	return test_failures != 0;
+}
+
+static void free_space_floor(void)
+{
+	int status;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(floor_child());
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 77));
+}
+
 /* A folder that cannot be made; one whose count cannot be written; one where no file can. */
 static void unwritable(void)
 {
@@ -381,6 +420,7 @@ int main(void)
 	eviction();
 	processes();
 	fork_excludes();
+	free_space_floor();
 	unwritable();
 	return test_done();
 }
