@@ -307,8 +307,12 @@ static int make_room(struct sp_blockcache *c, uint64_t size, uint64_t *usage)
 	int rc = -1;
 	if (space(c, &avail, &floor))
 		return -1;
-	if (read_usage(c, usage) == 0 && *usage + size <= c->max && avail >= floor + size)
-		return 0;
+	if (read_usage(c, usage) == 0) {
+		if (*usage + size <= c->max && avail >= floor + size)
+			return 0;
+		if (avail + *usage < floor + size) /* a disk others filled: no scan on every put */
+			return -1;
+	}
 	for (unsigned sub = 0; sub < FANOUT; sub++)
 		if (scan_sub(c, sub, &l))
 			goto out;
