@@ -7,7 +7,8 @@
  *               BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
- * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
+ * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading.
+ * Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
 #include <fcntl.h>
