@@ -8,12 +8,15 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "blockcache.h"
 
-/* A read is sequential when it starts within this many blocks of the last block read (readers
- * on several threads take a file's chunks a little out of order). */
+/* A read is sequential when it starts within this many blocks of the last block a stream read
+ * (readers on several threads take a file's chunks a little out of order). */
 #define SEQ_SLACK 2
+/* Sequential streams followed at once per object: a loader reads several files on threads. */
+#define STREAMS 8
 
 enum { FETCHING, READY, FAILED };
 
@@ -27,15 +30,20 @@ struct block {
 	unsigned refs; /* readers copying it or waiting for it */
 };
 
+/* Block buffers come from one mapping of the bound, in huge pages where the kernel has them:
+ * a buffer of its own per block (malloc) faulted in 256 small pages each time, which cost a
+ * reader as much as decoding (see the commit). Pages once touched stay until the end. */
+#define HUGE (2u << 20)
+
 struct sp_remote_mem {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a fetch ended */
 	uint64_t max, blocks;
 	struct block lru; /* lru.next: the least recently used */
-	/* Buffers of blocks gone, kept (blocks + spare <= max) for the next: a new one is a fresh
-	 * mapping whose every page faults in as it is filled. */
-	uint8_t **spare;
-	uint64_t nspare;
+	uint8_t *map, *slab; /* the mapping, and its first huge page boundary */
+	size_t map_len;
+	uint32_t *free_slots; /* the slab's unused block buffers, a stack */
+	uint64_t nfree;
 };
 
 struct source_remote {
@@ -48,8 +56,12 @@ struct source_remote {
 	uint64_t size, nblocks;
 	struct block **blocks; /* NULL: not in memory */
 	int opened;
-	uint64_t last;   /* the last block read */
-	unsigned window; /* blocks read ahead of it; 0 for a reader at random */
+	struct stream {
+		uint64_t last;   /* the last block it read */
+		unsigned window; /* blocks read ahead of it; 0 until it goes on */
+		uint64_t seen;   /* when it last read (s->tick): the oldest is replaced */
+	} streams[STREAMS];
+	uint64_t tick;
 	unsigned inflight;
 };
 
@@ -71,11 +83,33 @@ struct sp_remote_mem *sp_remote_mem_new(uint64_t max_bytes)
 	pthread_cond_init(&m->cond, NULL);
 	m->max = (max_bytes ? max_bytes : SP_REMOTE_MEM_DEFAULT) >> SP_BLOCK_SHIFT;
 	m->lru.prev = m->lru.next = &m->lru;
-	if (!(m->spare = calloc(m->max + 1, sizeof(*m->spare)))) {
-		free(m);
+	m->map_len = (m->max << SP_BLOCK_SHIFT) + HUGE;
+	m->map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->map == MAP_FAILED || !(m->free_slots = calloc(m->max, sizeof(*m->free_slots)))) {
+		sp_remote_mem_free(m);
 		return NULL;
 	}
+	m->slab = (uint8_t *)(((uintptr_t)m->map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+	madvise(m->slab, m->max << SP_BLOCK_SHIFT, MADV_HUGEPAGE); /* a hint: none is fine */
+	while (m->nfree < m->max) /* the first slot on top */
+		m->free_slots[m->nfree] = (uint32_t)(m->max - 1 - m->nfree), m->nfree++;
 	return m;
+}
+
+/* A block's buffer: a slot of the slab, else (readers above the bound) malloc'd. */
+static uint8_t *buf_get(struct sp_remote_mem *m)
+{
+	return m->nfree ? m->slab + ((uint64_t)m->free_slots[--m->nfree] << SP_BLOCK_SHIFT)
+			: malloc(SP_BLOCK);
+}
+
+static void buf_put(struct sp_remote_mem *m, uint8_t *p)
+{
+	if (p >= m->slab && p < m->slab + (m->max << SP_BLOCK_SHIFT))
+		m->free_slots[m->nfree++] = (uint32_t)((uint64_t)(p - m->slab) >> SP_BLOCK_SHIFT);
+	else
+		free(p);
 }
 
 void sp_remote_mem_free(struct sp_remote_mem *m)
@@ -84,9 +118,9 @@ void sp_remote_mem_free(struct sp_remote_mem *m)
 		return;
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
-	while (m->nspare)
-		free(m->spare[--m->nspare]);
-	free(m->spare);
+	if (m->map && m->map != MAP_FAILED)
+		munmap(m->map, m->map_len);
+	free(m->free_slots);
 	free(m);
 }
 
@@ -126,18 +160,14 @@ static void lru_push(struct sp_remote_mem *m, struct block *b)
 	m->lru.prev = b;
 }
 
-/* After m->blocks no longer counts b. */
 static void block_free(struct sp_remote_mem *m, struct block *b)
 {
-	if (m->nspare + m->blocks < m->max)
-		m->spare[m->nspare++] = b->data;
-	else
-		free(b->data);
+	buf_put(m, b->data);
 	free(b);
 }
 
-/* Drops the least recently used block that no reader holds (only one already read, for
- * read-ahead): 1, or 0 when there is none. */
+/* Drops the least recently used block that no reader holds (read_only: one already read):
+ * 1, or 0 when there is none. */
 static int evict(struct sp_remote_mem *m, int read_only)
 {
 	for (struct block *b = m->lru.next; b != &m->lru; b = b->next) {
@@ -162,16 +192,12 @@ static size_t block_len(const struct source_remote *s, uint64_t i)
 static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
 {
 	struct sp_remote_mem *m = s->mem;
-	while (m->blocks >= m->max && evict(m, ahead))
+	while (m->blocks >= m->max && (evict(m, 1) || (!ahead && evict(m, 0))))
 		;
 	if (ahead && m->blocks >= m->max)
 		return NULL;
 	struct block *b = calloc(1, sizeof(*b));
-	if (b && m->nspare)
-		b->data = m->spare[--m->nspare];
-	else if (b)
-		b->data = malloc(SP_BLOCK);
-	if (!b || !b->data) {
+	if (!b || !(b->data = buf_get(m))) {
 		free(b);
 		return NULL;
 	}
@@ -247,21 +273,29 @@ static int plan_run(uint64_t first, uint64_t n, void *arg)
 	return f->n < n;
 }
 
-/* Where read-ahead ends for a read of blocks [b0, b1]: the window grows while the reader goes
- * on from where it was, and closes when it jumps. */
+/* Where read-ahead ends for a read of blocks [b0, b1]: the read goes on from where one of the
+ * streams was, whose window then grows, or starts a stream in place of the one idle longest. */
 static uint64_t ahead_end(struct source_remote *s, uint64_t b0, uint64_t b1)
 {
-	if (b0 + SEQ_SLACK < s->last || b0 > s->last + SEQ_SLACK) {
-		s->window = 0;
-		s->last = b1;
+	struct stream *st = NULL, *idle = &s->streams[0];
+	for (int i = 0; i < STREAMS && !st; i++) {
+		struct stream *k = &s->streams[i];
+		if (b0 + SEQ_SLACK >= k->last && b0 <= k->last + SEQ_SLACK)
+			st = k;
+		else if (k->seen < idle->seen)
+			idle = k;
+	}
+	if (!st) {
+		*idle = (struct stream){.last = b1, .seen = ++s->tick};
 		return b1 + 1;
 	}
-	if (b1 > s->last) {
-		s->window = !s->window ? SP_WINDOW_FIRST
-				       : s->window * 2 > SP_WINDOW_MAX ? SP_WINDOW_MAX : s->window * 2;
-		s->last = b1;
+	st->seen = ++s->tick;
+	if (b1 > st->last) {
+		st->window = !st->window ? SP_WINDOW_FIRST
+		: st->window * 2 > SP_WINDOW_MAX ? SP_WINDOW_MAX : st->window * 2;
+		st->last = b1;
 	}
-	uint64_t end = s->last + 1 + s->window;
+	uint64_t end = st->last + 1 + st->window;
 	return end < s->nblocks ? end : s->nblocks;
 }
 
@@ -483,8 +517,9 @@ static const struct sp_source_ops remote_ops = {
 };
 
 struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
-					struct sp_blockcache *cache, const char *url, sp_http_sign_fn sign, void *sign_state,
-					long *status, struct sp_err *err)
+					struct sp_blockcache *cache, const char *url,
+					sp_http_sign_fn sign, void *sign_state, long *status,
+					struct sp_err *err)
 {
 	struct source_remote *s = calloc(1, sizeof(*s));
 	struct block *b = calloc(1, sizeof(*b));
