@@ -202,7 +202,7 @@ injected() {
 }
 
 # SPEC (a fault?kind=... query): a fresh mount without a disk cache, reading every block in a
-# random order (one range each) while the fault is on: every byte right, the fault injected.
+# random order (no read-ahead) while the fault is on: every byte right, the fault injected.
 transient() {
 	local spec=$1 m=$TMP/mnt-fault kind=${1%%&*} before after t0
 	mount_url "$PROXY_URL" "$m" -o cache_dir=,timeout=2
