@@ -3,10 +3,11 @@
  * Reads a delta by URL through the library as sparsefs does (open, fork, then read on many
  * threads) and compares every byte of every file with the fine-tune's.
  *
- *   remote_read [-c CAFILE] [-b BEARER_FILE] [-j THREADS] [-r READ] [-W] URL BASE_DIR FT_DIR
+ *   remote_read [-c CAFILE] [-b BEARER_FILE] [-C CACHE_DIR] [-j THREADS] [-r READ] [-W] URL
+ *               BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
- * -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
+ * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
 #include <fcntl.h>
@@ -112,21 +113,45 @@ static int list(struct sp_remote *r, const char *where)
 	return 0;
 }
 
+/* args: URL BASE_DIR FT_DIR */
+static int open_and_read(struct sp_remote *r, char **args, int threads, int pause_first)
+{
+	struct sp_err err;
+	char line[16];
+	ft_dir = args[2];
+	double t0 = now();
+	if (!(delta = sp_delta_open_at(r, args[0], args[1], 0, &err)))
+		return fprintf(stderr, "%s\n", err.msg), 1;
+	printf("opened in %.3f s\n", now() - t0);
+	fflush(stdout);
+	int st = 1;
+	if (!pause_first || fgets(line, sizeof(line), stdin)) {
+		pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
+		if (pid == 0)
+			_exit(read_all(threads) | fflush(stdout));
+		waitpid(pid, &st, 0);
+	}
+	sp_delta_close(delta);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct sp_remote_opts o = {0};
 	struct sp_err err;
-	int threads = 8, c, wait = 0, listing = argc > 1 && !strcmp(argv[1], "list");
+	int threads = 8, c, pause_first = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
-	while ((c = getopt(argc, argv, "c:b:j:r:W")) != -1) {
+	while ((c = getopt(argc, argv, "c:b:C:j:r:W")) != -1) {
 		if (c == 'c')
 			o.cafile = optarg;
 		else if (c == 'b')
 			o.bearer_file = optarg;
+		else if (c == 'C')
+			o.cache_dir = optarg;
 		else if (c == 'j')
 			threads = atoi(optarg) < 1 ? 1 : atoi(optarg) > 64 ? 64 : atoi(optarg);
 		else if (c == 'W')
-			wait = 1;
+			pause_first = 1;
 		else if (c == 'r')
 			read_len = (size_t)strtoul(optarg, NULL, 0);
 		else
@@ -137,23 +162,7 @@ int main(int argc, char **argv)
 	struct sp_remote *r = sp_remote_new(&o, &err);
 	if (!r)
 		return fprintf(stderr, "%s\n", err.msg), 1;
-	if (listing)
-		return list(r, argv[optind]);
-	ft_dir = argv[optind + 2];
-	double t0 = now();
-	if (!(delta = sp_delta_open_at(r, argv[optind], argv[optind + 1], 0, &err)))
-		return fprintf(stderr, "%s\n", err.msg), 1;
-	printf("opened in %.3f s\n", now() - t0);
-	fflush(stdout);
-	char line[16];
-	if (wait && !fgets(line, sizeof(line), stdin))
-		return 1;
-	pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
-	if (pid == 0)
-		_exit(read_all(threads) | fflush(stdout));
-	int st = 1;
-	waitpid(pid, &st, 0);
-	sp_delta_close(delta);
+	int rc = listing ? list(r, argv[optind]) : open_and_read(r, argv + optind, threads, pause_first);
 	sp_remote_free(r);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	return rc;
 }

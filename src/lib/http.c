@@ -351,7 +351,9 @@ static enum verdict judge(struct sp_http_req *r, CURLcode rc)
 static double next_try(struct sp_http_req *r)
 {
 	double b = BACKOFF_FIRST * (double)(1u << (r->tries < 8 ? r->tries - 1 : 7));
-	unsigned seed = (unsigned)(now_s() * 1e9) ^ (unsigned)(uintptr_t)r;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned seed = (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)r;
 	if (b > BACKOFF_MAX)
 		b = BACKOFF_MAX;
 	b = b / 2 + b / 2 * ((double)rand_r(&seed) / RAND_MAX);
