@@ -21,6 +21,10 @@
 #                            and serves, and with nginx stopped a warm cache still serves
 #   remote_test.sh secrets   -o bearer_file: the token goes to its host, never to a redirect's
 #                            other host, nor into logs, --info or the cache
+#   remote_test.sh fixture   gpt2-small's ft_sft over HTTPS, mounted by the Python helper
+#                            (contrib/python) and read by the safetensors reader and a GPT-2
+#                            forward pass: the same logits as the fine-tune (skipped, 77, when
+#                            ../shared/fixtures is absent; FIXTURES overrides where it is)
 #
 # BUILD (the build directory) must be set. Every mount is unmounted and every server and daemon
 # ended by its pid when the script exits, whether it passed or not.
@@ -363,6 +367,33 @@ assert s["target_auth"] == 0, "the token reached the redirect target: %s" % s' "
 	grep -rqF "$token" "$TMP/rc" "$m.log" "$TMP/info" "$PROXY_LOG" "$NGINX_LOG" &&
 		fail "the token was written: $(grep -rlF "$token" "$TMP/rc" "$m.log" "$TMP/info")"
 	echo "ok: the bearer token went to its host only: $st"
+}
+
+# ---- a real model through the Python path ----
+fixture() {
+	local dir=${FIXTURES:-$HERE/../../shared/fixtures/gpt2-small}
+	if [ ! -d "$dir" ]; then
+		echo "SKIP: fixtures $dir not found (../shared is absent on this machine)"
+		exit 77
+	fi
+	dir=$(cd "$dir" && pwd)
+	"$MKSPARSE" -q "$dir/base_bf16" "$dir/ft_sft" -o "$TMP/www/ft_sft"
+	mkdir "$TMP/mnt-py"
+	MOUNTS+=("$TMP/mnt-py")
+	nginx_start "$TMP/www"
+	# numpy is the system's (as for mount_test.sh's logits).
+	PYTHONPATH=$HERE/../contrib/python SPARSEFS=$SPARSEFS /usr/bin/python3 -c '
+import json, subprocess, sys, sparsefs
+url, mnt, ca, cache, ft, here, evalbin = sys.argv[1:]
+with sparsefs.mount(url, mountpoint=mnt, options={"cafile": ca, "cache_dir": cache}) as path:
+    subprocess.run([sys.executable, here + "/st_reader.py", path, ft, "--procs", "2"], check=True)
+    out = subprocess.run([sys.executable, here + "/../bench/gpt2_eval.py", path, evalbin, ft],
+                         check=True, capture_output=True, text=True).stdout
+r = json.loads(out)
+assert r["max_abs_logit_diff"] == 0.0 and r["top1_agree"] == 1.0, r
+print("ok: ft_sft over https, through sparsefs.mount: the same logits,", out.strip())' \
+		"https://127.0.0.1:$NGINX_TLS_PORT/ft_sft" "$TMP/mnt-py" "$NGINX_CA" "$TMP/rc" "$dir/ft_sft" "$HERE" \
+		"$dir/eval/A_eval.bin" || fail "ft_sft over https through the Python helper"
 }
 
 cmd=$1
