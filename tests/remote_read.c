@@ -7,7 +7,8 @@
  *               BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
- * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
+ * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading.
+ * Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
 #include <fcntl.h>
@@ -127,8 +128,10 @@ static int open_and_read(struct sp_remote *r, char **args, int threads, int paus
 	int st = 1;
 	if (!pause_first || fgets(line, sizeof(line), stdin)) {
 		pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
-		if (pid == 0)
+		if (pid == 0) {
+			alarm(240); /* a reader that hangs ends before ctest's timeout, not never */
 			_exit(read_all(threads) | fflush(stdout));
+		}
 		waitpid(pid, &st, 0);
 	}
 	sp_delta_close(delta);

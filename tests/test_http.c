@@ -11,7 +11,8 @@ static void headers(void)
 {
 	const char *v;
 	size_t n;
-	CHECK(sp_http_header(S("ETag: \"abc\"\r\n"), "etag", &v, &n) && n == 5 && !memcmp(v, "\"abc\"", 5));
+	CHECK(sp_http_header(S("ETag: \"abc\"\r\n"), "etag", &v, &n) && n == 5 &&
+	      !memcmp(v, "\"abc\"", 5));
 	CHECK(sp_http_header(S("content-RANGE:bytes 0-1/2"), "content-range", &v, &n) && n == 11);
 	CHECK(sp_http_header(S("Retry-After: \t \r\n"), "retry-after", &v, &n) && n == 0);
 	CHECK(!sp_http_header(S("ETagX: 1\r\n"), "etag", &v, &n));

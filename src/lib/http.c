@@ -417,7 +417,6 @@ static void start(struct sp_http *h, struct sp_http_req *r, struct sp_http_req *
 	end_try(r);
 	if (!r->why[0])
 		snprintf(r->why, sizeof(r->why), "out of memory");
-	r->tries = -1;
 	r->next = *ended;
 	*ended = r;
 }

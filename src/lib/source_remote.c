@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "blockcache.h"
 
@@ -29,11 +30,20 @@ struct block {
 	unsigned refs; /* readers copying it or waiting for it */
 };
 
+/* Block buffers come from one mapping of the bound, in huge pages where the kernel has them:
+ * a buffer of its own per block (malloc) faulted in 256 small pages each time, which cost a
+ * reader as much as decoding (see the commit). Pages once touched stay until the end. */
+#define HUGE (2u << 20)
+
 struct sp_remote_mem {
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a fetch ended */
 	uint64_t max, blocks;
 	struct block lru; /* lru.next: the least recently used */
+	uint8_t *map, *slab; /* the mapping, and its first huge page boundary */
+	size_t map_len;
+	uint32_t *free_slots; /* the slab's unused block buffers, a stack */
+	uint64_t nfree;
 };
 
 struct source_remote {
@@ -73,7 +83,33 @@ struct sp_remote_mem *sp_remote_mem_new(uint64_t max_bytes)
 	pthread_cond_init(&m->cond, NULL);
 	m->max = (max_bytes ? max_bytes : SP_REMOTE_MEM_DEFAULT) >> SP_BLOCK_SHIFT;
 	m->lru.prev = m->lru.next = &m->lru;
+	m->map_len = (m->max << SP_BLOCK_SHIFT) + HUGE;
+	m->map = mmap(NULL, m->map_len, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->map == MAP_FAILED || !(m->free_slots = calloc(m->max, sizeof(*m->free_slots)))) {
+		sp_remote_mem_free(m);
+		return NULL;
+	}
+	m->slab = (uint8_t *)(((uintptr_t)m->map + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+	madvise(m->slab, m->max << SP_BLOCK_SHIFT, MADV_HUGEPAGE); /* a hint: none is fine */
+	while (m->nfree < m->max) /* the first slot on top */
+		m->free_slots[m->nfree] = (uint32_t)(m->max - 1 - m->nfree), m->nfree++;
 	return m;
+}
+
+/* A block's buffer: a slot of the slab, else (readers above the bound) malloc'd. */
+static uint8_t *buf_get(struct sp_remote_mem *m)
+{
+	return m->nfree ? m->slab + ((uint64_t)m->free_slots[--m->nfree] << SP_BLOCK_SHIFT)
+			: malloc(SP_BLOCK);
+}
+
+static void buf_put(struct sp_remote_mem *m, uint8_t *p)
+{
+	if (p >= m->slab && p < m->slab + (m->max << SP_BLOCK_SHIFT))
+		m->free_slots[m->nfree++] = (uint32_t)((uint64_t)(p - m->slab) >> SP_BLOCK_SHIFT);
+	else
+		free(p);
 }
 
 void sp_remote_mem_free(struct sp_remote_mem *m)
@@ -82,6 +118,9 @@ void sp_remote_mem_free(struct sp_remote_mem *m)
 		return;
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->cond);
+	if (m->map && m->map != MAP_FAILED)
+		munmap(m->map, m->map_len);
+	free(m->free_slots);
 	free(m);
 }
 
@@ -121,9 +160,9 @@ static void lru_push(struct sp_remote_mem *m, struct block *b)
 	m->lru.prev = b;
 }
 
-static void block_free(struct block *b)
+static void block_free(struct sp_remote_mem *m, struct block *b)
 {
-	free(b->data);
+	buf_put(m, b->data);
 	free(b);
 }
 
@@ -137,7 +176,7 @@ static int evict(struct sp_remote_mem *m, int read_only)
 		lru_unlink(b);
 		b->src->blocks[b->index] = NULL;
 		m->blocks--;
-		block_free(b);
+		block_free(m, b);
 		return 1;
 	}
 	return 0;
@@ -158,7 +197,7 @@ static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
 	if (ahead && m->blocks >= m->max)
 		return NULL;
 	struct block *b = calloc(1, sizeof(*b));
-	if (!b || !(b->data = malloc(block_len(s, i)))) {
+	if (!b || !(b->data = buf_get(m))) {
 		free(b);
 		return NULL;
 	}
@@ -188,7 +227,7 @@ static void ended(struct source_remote *s, struct block **blocks, size_t n, int 
 		s->blocks[b->index] = NULL;
 		m->blocks--;
 		if (!b->refs)
-			block_free(b);
+			block_free(m, b);
 	}
 	s->inflight--;
 	pthread_cond_broadcast(&m->cond);
@@ -432,7 +471,7 @@ static int remote_pread(struct sp_source *src, void *buf, size_t len, uint64_t o
 		k->refs--;
 		k->used = 1;
 		if (k->state == FAILED && !k->refs) {
-			block_free(k);
+			block_free(m, k);
 		} else if (k->state == READY) {
 			lru_unlink(k);
 			lru_push(m, k);
@@ -462,7 +501,7 @@ static void remote_close(struct sp_source *src)
 			continue;
 		lru_unlink(b);
 		m->blocks--;
-		block_free(b);
+		block_free(m, b);
 	}
 	pthread_mutex_unlock(&m->lock);
 	sp_http_object_close(s->obj);
@@ -478,8 +517,9 @@ static const struct sp_source_ops remote_ops = {
 };
 
 struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
-					struct sp_blockcache *cache, const char *url, sp_http_sign_fn sign, void *sign_state,
-					long *status, struct sp_err *err)
+					struct sp_blockcache *cache, const char *url,
+					sp_http_sign_fn sign, void *sign_state, long *status,
+					struct sp_err *err)
 {
 	struct source_remote *s = calloc(1, sizeof(*s));
 	struct block *b = calloc(1, sizeof(*b));

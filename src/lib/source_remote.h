@@ -38,8 +38,9 @@ void sp_remote_mem_free(struct sp_remote_mem *m);
  * looked for in cache (NULL: none) before they are fetched, and put there once read, under
  * the object's URL (as shown), ETag and size. */
 struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
-					struct sp_blockcache *cache, const char *url, sp_http_sign_fn sign, void *sign_state,
-					long *status, struct sp_err *err);
+					struct sp_blockcache *cache, const char *url,
+					sp_http_sign_fn sign, void *sign_state, long *status,
+					struct sp_err *err);
 void sp_source_remote_opened(struct sp_source *s);
 
 /* Splits the missing blocks among [first, end) into runs of adjacent ones, at most
