@@ -8,7 +8,8 @@ PACKAGES=(cmake gcc make pkg-config libfuse3-dev fuse3 libzstd-dev zstd libcjson
 	libxxhash-dev uthash-dev libopenblas-dev python3 python3-numpy procps util-linux
 	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev libcurl4-openssl-dev)
 missing=()
-# The remote tests' servers (their pinned npm tools they install themselves: tests/remote.sh).
+# The remote tests' servers (nginx, openssl for its certificate, node for s3rver, which they
+# install themselves from tests/npm's lock file: tests/remote.sh) and curl, which checks them.
 PACKAGES+=(nginx openssl curl nodejs)
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
