@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(cmake gcc make pkg-config libfuse3-dev fuse3 libzstd-dev zstd libcjson-dev
 	libxxhash-dev uthash-dev libopenblas-dev python3 python3-numpy procps util-linux
-	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev)
+	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev libcurl4-openssl-dev libexpat1-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
