@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A byte source over a remote object: blocks fetched by coalesced range requests, a read-ahead
+ * window for sequential readers, a bounded memory set (source_remote.h). */
+#include "source_remote.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A read is sequential when it starts within this many blocks of the last block read (readers
+ * on several threads take a file's chunks a little out of order). */
+#define SEQ_SLACK 2
+
+enum { FETCHING, READY, FAILED };
+
+struct block {
+	struct block *prev, *next; /* in the memory set's LRU list while READY */
+	struct source_remote *src;
+	uint64_t index;
+	uint8_t *data;
+	int state, used;
+	unsigned refs; /* readers copying it or waiting for it */
+};
+
+struct sp_remote_mem {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a fetch ended */
+	uint64_t max, blocks;
+	struct block lru; /* lru.next: the least recently used */
+};
+
+struct source_remote {
+	struct sp_source base;
+	struct sp_remote_mem *mem;
+	struct sp_http *h;
+	struct sp_http_object *obj;
+	uint64_t size, nblocks;
+	struct block **blocks; /* NULL: not in memory */
+	int opened;
+	uint64_t last;   /* the last block read */
+	unsigned window; /* blocks read ahead of it; 0 for a reader at random */
+	unsigned inflight;
+};
+
+struct fetch {
+	struct sp_http_req req;
+	struct source_remote *src;
+	struct block *b[SP_RUN_BLOCKS];
+	uint8_t *segs[SP_RUN_BLOCKS];
+	size_t n;
+	struct fetch *next;
+};
+
+struct sp_remote_mem *sp_remote_mem_new(uint64_t max_bytes)
+{
+	struct sp_remote_mem *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->max = (max_bytes ? max_bytes : SP_REMOTE_MEM_DEFAULT) >> SP_BLOCK_SHIFT;
+	m->lru.prev = m->lru.next = &m->lru;
+	return m;
+}
+
+void sp_remote_mem_free(struct sp_remote_mem *m)
+{
+	if (!m)
+		return;
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m);
+}
+
+int sp_block_runs(uint64_t first, uint64_t end, int (*have)(uint64_t b, void *arg),
+		  int (*run)(uint64_t first, uint64_t n, void *arg), void *arg)
+{
+	for (uint64_t b = first; b < end;) {
+		if (have(b, arg)) {
+			b++;
+			continue;
+		}
+		uint64_t n = 1;
+		while (n < SP_RUN_BLOCKS && b + n < end && !have(b + n, arg))
+			n++;
+		int rc = run(b, n, arg);
+		if (rc)
+			return rc;
+		b += n;
+	}
+	return 0;
+}
+
+/* ---- the memory set (under mem->lock) ---- */
+
+static void lru_unlink(struct block *b)
+{
+	b->prev->next = b->next;
+	b->next->prev = b->prev;
+	b->prev = b->next = NULL;
+}
+
+static void lru_push(struct sp_remote_mem *m, struct block *b)
+{
+	b->prev = m->lru.prev;
+	b->next = &m->lru;
+	m->lru.prev->next = b;
+	m->lru.prev = b;
+}
+
+static void block_free(struct block *b)
+{
+	free(b->data);
+	free(b);
+}
+
+/* Drops the least recently used block that no reader holds (only one already read, for
+ * read-ahead): 1, or 0 when there is none. */
+static int evict(struct sp_remote_mem *m, int read_only)
+{
+	for (struct block *b = m->lru.next; b != &m->lru; b = b->next) {
+		if (b->refs || (read_only && !b->used))
+			continue;
+		lru_unlink(b);
+		b->src->blocks[b->index] = NULL;
+		m->blocks--;
+		block_free(b);
+		return 1;
+	}
+	return 0;
+}
+
+static size_t block_len(const struct source_remote *s, uint64_t i)
+{
+	uint64_t left = s->size - (i << SP_BLOCK_SHIFT);
+	return left < SP_BLOCK ? (size_t)left : SP_BLOCK;
+}
+
+/* A block about to be fetched, or NULL: out of memory, or no room for read-ahead. */
+static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
+{
+	struct sp_remote_mem *m = s->mem;
+	while (m->blocks >= m->max && evict(m, ahead))
+		;
+	if (ahead && m->blocks >= m->max)
+		return NULL;
+	struct block *b = calloc(1, sizeof(*b));
+	if (!b || !(b->data = malloc(block_len(s, i)))) {
+		free(b);
+		return NULL;
+	}
+	b->src = s;
+	b->index = i;
+	b->state = FETCHING;
+	s->blocks[i] = b;
+	m->blocks++;
+	return b;
+}
+
+/* ---- fetching ---- */
+
+static void fetched(struct sp_http_req *r, int rc)
+{
+	struct fetch *f = r->arg;
+	struct source_remote *s = f->src;
+	struct sp_remote_mem *m = s->mem;
+	pthread_mutex_lock(&m->lock);
+	for (size_t i = 0; i < f->n; i++) {
+		struct block *b = f->b[i];
+		if (rc == 0) {
+			b->state = READY;
+			lru_push(m, b);
+			continue;
+		}
+		b->state = FAILED;
+		s->blocks[b->index] = NULL;
+		m->blocks--;
+		if (!b->refs)
+			block_free(b);
+	}
+	s->inflight--;
+	pthread_cond_broadcast(&m->cond);
+	pthread_mutex_unlock(&m->lock);
+	free(f);
+}
+
+struct plan {
+	struct source_remote *s;
+	int ahead;
+	struct fetch *list;
+};
+
+static int have(uint64_t b, void *arg)
+{
+	return ((struct plan *)arg)->s->blocks[b] != NULL;
+}
+
+/* One request for blocks [first, first + n), as many of them as there is room for. */
+static int plan_run(uint64_t first, uint64_t n, void *arg)
+{
+	struct plan *p = arg;
+	struct source_remote *s = p->s;
+	struct fetch *f = calloc(1, sizeof(*f));
+	while (f && f->n < n && (f->b[f->n] = block_new(s, first + f->n, p->ahead))) {
+		f->segs[f->n] = f->b[f->n]->data;
+		f->n++;
+	}
+	if (!f || !f->n) {
+		free(f);
+		return 1;
+	}
+	f->src = s;
+	f->req = (struct sp_http_req){.obj = s->obj, .segs = f->segs, .seg_len = SP_BLOCK,
+				      .off = first << SP_BLOCK_SHIFT, .done = fetched, .arg = f};
+	f->req.len = (f->n - 1) * (size_t)SP_BLOCK + block_len(s, first + f->n - 1);
+	s->inflight++;
+	f->next = p->list;
+	p->list = f;
+	return f->n < n;
+}
+
+/* Where read-ahead ends for a read of blocks [b0, b1]: the window grows while the reader goes
+ * on from where it was, and closes when it jumps. */
+static uint64_t ahead_end(struct source_remote *s, uint64_t b0, uint64_t b1)
+{
+	if (b0 + SEQ_SLACK < s->last || b0 > s->last + SEQ_SLACK) {
+		s->window = 0;
+		s->last = b1;
+		return b1 + 1;
+	}
+	if (b1 > s->last) {
+		s->window = !s->window ? SP_WINDOW_FIRST
+				       : s->window * 2 > SP_WINDOW_MAX ? SP_WINDOW_MAX : s->window * 2;
+		s->last = b1;
+	}
+	uint64_t end = s->last + 1 + s->window;
+	return end < s->nblocks ? end : s->nblocks;
+}
+
+static void submit(struct source_remote *s, struct fetch *list)
+{
+	for (struct fetch *f = list, *next; f; f = next) {
+		next = f->next;
+		sp_http_submit(s->h, &f->req);
+	}
+}
+
+/* ---- the source ---- */
+
+/* At open time (no transfer thread): from the memory set, else one request on this thread. */
+static int read_now(struct source_remote *s, void *buf, size_t len, uint64_t off)
+{
+	uint64_t b0 = off >> SP_BLOCK_SHIFT, b1 = (off + len - 1) >> SP_BLOCK_SHIFT;
+	int all = 1;
+	pthread_mutex_lock(&s->mem->lock);
+	for (uint64_t b = b0; b <= b1 && all; b++)
+		all = s->blocks[b] && s->blocks[b]->state == READY;
+	for (uint64_t b = b0; b <= b1 && all; b++) {
+		uint64_t at = b << SP_BLOCK_SHIFT, from = off > at ? off : at;
+		uint64_t to = off + len < at + block_len(s, b) ? off + len : at + block_len(s, b);
+		memcpy((uint8_t *)buf + (from - off), s->blocks[b]->data + (from - at), to - from);
+	}
+	pthread_mutex_unlock(&s->mem->lock);
+	struct sp_err err;
+	if (all)
+		return 0;
+	if (sp_http_get(s->obj, buf, len, off, &err)) {
+		sp_log("%s", err.msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Copies [off, off + len) out of the pinned blocks b0.. (READY). */
+static void copy_out(struct source_remote *s, struct block **pin, void *buf, size_t len,
+		     uint64_t off)
+{
+	uint64_t b0 = off >> SP_BLOCK_SHIFT;
+	for (size_t done = 0; done < len;) {
+		uint64_t at = off + done, b = at >> SP_BLOCK_SHIFT;
+		size_t in = (size_t)(at - (b << SP_BLOCK_SHIFT)), k = block_len(s, b) - in;
+		if (k > len - done)
+			k = len - done;
+		memcpy((uint8_t *)buf + done, pin[b - b0]->data + in, k);
+		done += k;
+	}
+}
+
+static int remote_pread(struct sp_source *src, void *buf, size_t len, uint64_t off)
+{
+	struct source_remote *s = (struct source_remote *)src;
+	if (off > s->size || len > s->size - off)
+		return -EIO;
+	if (!len)
+		return 0;
+	if (!s->opened)
+		return read_now(s, buf, len, off);
+	uint64_t b0 = off >> SP_BLOCK_SHIFT, b1 = (off + len - 1) >> SP_BLOCK_SHIFT, n = b1 - b0 + 1;
+	struct block *stack[4], **pin = n <= 4 ? stack : malloc(n * sizeof(*pin));
+	struct sp_remote_mem *m = s->mem;
+	struct plan p = {.s = s};
+	if (!pin)
+		return -ENOMEM;
+	pthread_mutex_lock(&m->lock);
+	uint64_t end = ahead_end(s, b0, b1);
+	int rc = sp_block_runs(b0, b1 + 1, have, plan_run, &p) ? -ENOMEM : 0;
+	for (uint64_t b = b0; b <= b1; b++)
+		if ((pin[b - b0] = s->blocks[b]))
+			pin[b - b0]->refs++;
+	p.ahead = 1;
+	sp_block_runs(b1 + 1, end, have, plan_run, &p);
+	pthread_mutex_unlock(&m->lock);
+	submit(s, p.list);
+	pthread_mutex_lock(&m->lock);
+	for (uint64_t b = b0; b <= b1; b++) {
+		while (pin[b - b0] && pin[b - b0]->state == FETCHING)
+			pthread_cond_wait(&m->cond, &m->lock);
+		if (!pin[b - b0] || pin[b - b0]->state == FAILED)
+			rc = rc ? rc : -EIO;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (rc == 0)
+		copy_out(s, pin, buf, len, off);
+	pthread_mutex_lock(&m->lock);
+	for (uint64_t b = b0; b <= b1; b++) {
+		struct block *k = pin[b - b0];
+		if (!k)
+			continue;
+		k->refs--;
+		k->used = 1;
+		if (k->state == FAILED && !k->refs) {
+			block_free(k);
+		} else if (k->state == READY) {
+			lru_unlink(k);
+			lru_push(m, k);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (pin != stack)
+		free(pin);
+	return rc;
+}
+
+static uint64_t remote_size(const struct sp_source *src)
+{
+	return ((const struct source_remote *)src)->size;
+}
+
+static void remote_close(struct sp_source *src)
+{
+	struct source_remote *s = (struct source_remote *)src;
+	struct sp_remote_mem *m = s->mem;
+	pthread_mutex_lock(&m->lock);
+	while (s->inflight)
+		pthread_cond_wait(&m->cond, &m->lock);
+	for (uint64_t i = 0; s->blocks && i < s->nblocks; i++) {
+		struct block *b = s->blocks[i];
+		if (!b)
+			continue;
+		lru_unlink(b);
+		m->blocks--;
+		block_free(b);
+	}
+	pthread_mutex_unlock(&m->lock);
+	sp_http_object_close(s->obj);
+	free(s->blocks);
+	free(s);
+}
+
+static const struct sp_source_ops remote_ops = {
+	.pread = remote_pread,
+	.size = remote_size,
+	.close = remote_close,
+};
+
+struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
+					const char *url, sp_http_sign_fn sign, void *sign_state,
+					long *status, struct sp_err *err)
+{
+	struct source_remote *s = calloc(1, sizeof(*s));
+	struct block *b = calloc(1, sizeof(*b));
+	size_t got;
+	*status = 0;
+	if (!s || !b || !(b->data = malloc(SP_BLOCK))) {
+		sp_err_set(err, "%s: out of memory", url);
+		goto fail;
+	}
+	s->base.ops = &remote_ops;
+	s->mem = m;
+	s->h = h;
+	if (!(s->obj = sp_http_object_open(h, url, sign, sign_state, b->data, SP_BLOCK, &got,
+					     status, err)))
+		goto fail;
+	s->size = sp_http_object_size(s->obj);
+	s->nblocks = (s->size + SP_BLOCK - 1) >> SP_BLOCK_SHIFT;
+	if (!(s->blocks = calloc(s->nblocks, sizeof(*s->blocks)))) {
+		sp_err_set(err, "%s: out of memory", sp_http_object_shown(s->obj));
+		sp_http_object_close(s->obj);
+		goto fail;
+	}
+	b->src = s;
+	b->state = READY;
+	pthread_mutex_lock(&m->lock);
+	s->blocks[0] = b;
+	lru_push(m, b);
+	m->blocks++;
+	pthread_mutex_unlock(&m->lock);
+	return &s->base;
+fail:
+	if (b)
+		free(b->data);
+	free(b);
+	free(s);
+	return NULL;
+}
+
+void sp_source_remote_opened(struct sp_source *src)
+{
+	((struct source_remote *)src)->opened = 1;
+}
