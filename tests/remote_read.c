@@ -3,10 +3,10 @@
  * Reads a delta by URL through the library as sparsefs does (open, fork, then read on many
  * threads) and compares every byte of every file with the fine-tune's.
  *
- *   remote_read [-c CAFILE] [-b BEARER_FILE] [-j THREADS] [-r READ] URL BASE_DIR FT_DIR
+ *   remote_read [-c CAFILE] [-b BEARER_FILE] [-j THREADS] [-r READ] [-W] URL BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
- * Prints the open time, the bytes read and the read time; exit 1 at the first difference or
+ * -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
 #include <fcntl.h>
@@ -50,9 +50,11 @@ static int same_file(size_t i, char *got, char *want)
 	}
 	for (uint64_t off = 0; off < f->size;) {
 		ssize_t n = sp_delta_read(delta, cache, i, got, read_len, off);
-		if (n <= 0 || pread(fd, want, (size_t)n, (off_t)off) != n || memcmp(got, want, (size_t)n)) {
-			fprintf(stderr, "%s: differs or fails at %llu (%zd)\n", f->name,
-				(unsigned long long)off, n);
+		int same = n > 0 && pread(fd, want, (size_t)n, (off_t)off) == n &&
+			   !memcmp(got, want, (size_t)n);
+		if (!same) {
+			fprintf(stderr, "%s: %s at %llu\n", f->name, n > 0 ? "differs" : "read fails",
+				(unsigned long long)off);
 			close(fd);
 			return -1;
 		}
@@ -114,15 +116,17 @@ int main(int argc, char **argv)
 {
 	struct sp_remote_opts o = {0};
 	struct sp_err err;
-	int threads = 8, c, listing = argc > 1 && !strcmp(argv[1], "list");
+	int threads = 8, c, wait = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
-	while ((c = getopt(argc, argv, "c:b:j:r:")) != -1) {
+	while ((c = getopt(argc, argv, "c:b:j:r:W")) != -1) {
 		if (c == 'c')
 			o.cafile = optarg;
 		else if (c == 'b')
 			o.bearer_file = optarg;
 		else if (c == 'j')
 			threads = atoi(optarg) < 1 ? 1 : atoi(optarg) > 64 ? 64 : atoi(optarg);
+		else if (c == 'W')
+			wait = 1;
 		else if (c == 'r')
 			read_len = (size_t)strtoul(optarg, NULL, 0);
 		else
@@ -141,6 +145,9 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "%s\n", err.msg), 1;
 	printf("opened in %.3f s\n", now() - t0);
 	fflush(stdout);
+	char line[16];
+	if (wait && !fgets(line, sizeof(line), stdin))
+		return 1;
 	pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
 	if (pid == 0)
 		_exit(read_all(threads) | fflush(stdout));

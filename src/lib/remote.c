@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "blockcache.h"
 #include "delta.h"
 #include "http.h"
 #include "source_remote.h"
@@ -17,6 +18,7 @@
 struct sp_remote {
 	struct sp_http *http;
 	struct sp_remote_mem *mem;
+	struct sp_blockcache *cache; /* NULL: none */
 };
 
 /* What a URL scheme does: open the delta.sparse of the delta at a URL (the object's URL to
@@ -54,6 +56,32 @@ static char *read_token(const char *path, struct sp_err *err)
 	return NULL;
 }
 
+/* The chunk cache where o says, else under XDG_CACHE_HOME or ~/.cache; none for "". One that
+ * cannot be opened is said once and done without. */
+static struct sp_blockcache *open_cache(const struct sp_remote_opts *o)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char *dir = NULL;
+	if (o->cache_dir && !o->cache_dir[0])
+		return NULL;
+	int rc = 0;
+	if (o->cache_dir)
+		dir = strdup(o->cache_dir);
+	else if (xdg && xdg[0] == '/')
+		rc = asprintf(&dir, "%s/sparse/remote", xdg);
+	else if (home && home[0])
+		rc = asprintf(&dir, "%s/.cache/sparse/remote", home);
+	if (rc < 0)
+		dir = NULL;
+	struct sp_err err = {{0}};
+	struct sp_blockcache *c = dir ? sp_blockcache_open(dir, o->cache_max, &err) : NULL;
+	if (!c)
+		sp_log("%s; remote deltas are read without a chunk cache on disk",
+		       err.msg[0] ? err.msg : "no folder for the chunk cache (no HOME)");
+	free(dir);
+	return c;
+}
+
 struct sp_remote *sp_remote_new(const struct sp_remote_opts *o, struct sp_err *err)
 {
 	struct sp_remote *r = calloc(1, sizeof(*r));
@@ -76,6 +104,7 @@ struct sp_remote *sp_remote_new(const struct sp_remote_opts *o, struct sp_err *e
 		sp_err_set(err, "remote deltas: out of memory");
 		goto fail;
 	}
+	r->cache = open_cache(o);
 	return r;
 fail:
 	sp_remote_free(r);
@@ -88,6 +117,7 @@ void sp_remote_free(struct sp_remote *r)
 		return;
 	sp_http_free(r->http);
 	sp_remote_mem_free(r->mem);
+	sp_blockcache_close(r->cache);
 	free(r);
 }
 
@@ -116,7 +146,8 @@ static struct sp_source *http_open(struct sp_remote *r, const char *where, char 
 		sp_err_set(err, "%s: out of memory", where);
 		return NULL;
 	}
-	struct sp_source *src = sp_source_remote_open(r->http, r->mem, url, NULL, NULL, &status, err);
+	struct sp_source *src = sp_source_remote_open(r->http, r->mem, r->cache, url, NULL, NULL,
+							 &status, err);
 	if (!src && status == 404 && strlen(err->msg) + sizeof(NO_LISTING) < sizeof(err->msg))
 		strcat(err->msg, NO_LISTING);
 	free(url);

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A byte source over a remote object: blocks fetched by coalesced range requests, a read-ahead
- * window for sequential readers, a bounded memory set (source_remote.h). */
+ * window for sequential readers, a bounded memory set over the chunk cache on disk
+ * (source_remote.h). */
 #include "source_remote.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "blockcache.h"
 
 /* A read is sequential when it starts within this many blocks of the last block read (readers
  * on several threads take a file's chunks a little out of order). */
@@ -20,6 +23,7 @@ struct block {
 	uint64_t index;
 	uint8_t *data;
 	int state, used;
+	int stored; /* in the disk cache, or being put there by a reader */
 	unsigned refs; /* readers copying it or waiting for it */
 };
 
@@ -35,6 +39,8 @@ struct source_remote {
 	struct sp_remote_mem *mem;
 	struct sp_http *h;
 	struct sp_http_object *obj;
+	struct sp_blockcache *cache;
+	char *key; /* the object's version, for the disk cache: URL, ETag, size */
 	uint64_t size, nblocks;
 	struct block **blocks; /* NULL: not in memory */
 	int opened;
@@ -160,14 +166,13 @@ static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
 
 /* ---- fetching ---- */
 
-static void fetched(struct sp_http_req *r, int rc)
+/* A request for blocks b[0..n) ended (rc 0: they are whole). */
+static void ended(struct source_remote *s, struct block **blocks, size_t n, int rc)
 {
-	struct fetch *f = r->arg;
-	struct source_remote *s = f->src;
 	struct sp_remote_mem *m = s->mem;
 	pthread_mutex_lock(&m->lock);
-	for (size_t i = 0; i < f->n; i++) {
-		struct block *b = f->b[i];
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = blocks[i];
 		if (rc == 0) {
 			b->state = READY;
 			lru_push(m, b);
@@ -182,13 +187,19 @@ static void fetched(struct sp_http_req *r, int rc)
 	s->inflight--;
 	pthread_cond_broadcast(&m->cond);
 	pthread_mutex_unlock(&m->lock);
+}
+
+static void fetched(struct sp_http_req *r, int rc)
+{
+	struct fetch *f = r->arg;
+	ended(f->src, f->b, f->n, rc);
 	free(f);
 }
 
 struct plan {
 	struct source_remote *s;
 	int ahead;
-	struct fetch *list;
+	struct fetch *list, **tail;
 };
 
 static int have(uint64_t b, void *arg)
@@ -211,12 +222,9 @@ static int plan_run(uint64_t first, uint64_t n, void *arg)
 		return 1;
 	}
 	f->src = s;
-	f->req = (struct sp_http_req){.obj = s->obj, .segs = f->segs, .seg_len = SP_BLOCK,
-				      .off = first << SP_BLOCK_SHIFT, .done = fetched, .arg = f};
-	f->req.len = (f->n - 1) * (size_t)SP_BLOCK + block_len(s, first + f->n - 1);
 	s->inflight++;
-	f->next = p->list;
-	p->list = f;
+	*p->tail = f;
+	p->tail = &f->next;
 	return f->n < n;
 }
 
@@ -238,32 +246,105 @@ static uint64_t ahead_end(struct source_remote *s, uint64_t b0, uint64_t b1)
 	return end < s->nblocks ? end : s->nblocks;
 }
 
+/* Requests blocks [i, j) of f. */
+static void request(struct source_remote *s, struct fetch *f, size_t i, size_t j)
+{
+	struct fetch *g = f;
+	if (i > 0 || j < f->n) {
+		if (!(g = calloc(1, sizeof(*g)))) {
+			ended(s, f->b + i, j - i, -ENOMEM);
+			return;
+		}
+		memcpy(g->b, f->b + i, (j - i) * sizeof(*g->b));
+		g->n = j - i;
+		g->src = s;
+	}
+	uint64_t first = g->b[0]->index;
+	for (size_t k = 0; k < g->n; k++)
+		g->segs[k] = g->b[k]->data;
+	g->req = (struct sp_http_req){.obj = s->obj, .segs = g->segs, .seg_len = SP_BLOCK,
+				      .off = first << SP_BLOCK_SHIFT, .done = fetched, .arg = g};
+	g->req.len = (g->n - 1) * (size_t)SP_BLOCK + block_len(s, first + g->n - 1);
+	sp_http_submit(s->h, &g->req);
+}
+
+/* Blocks the disk cache has are read from it; the others are requested, one request per run
+ * of adjacent ones. */
+static void resolve(struct source_remote *s, struct fetch *f)
+{
+	int hit[SP_RUN_BLOCKS] = {0}, hits = 0;
+	for (size_t k = 0; s->cache && k < f->n; k++)
+		hits += hit[k] = !sp_blockcache_get(s->cache, s->key, f->b[k]->index, f->b[k]->data,
+						    block_len(s, f->b[k]->index));
+	if (!hits) {
+		request(s, f, 0, f->n);
+		return;
+	}
+	size_t runs = 0;
+	pthread_mutex_lock(&s->mem->lock);
+	for (size_t k = 0; k < f->n; k++) {
+		runs += !hit[k] && (k == 0 || hit[k - 1]);
+		if (!hit[k])
+			continue;
+		f->b[k]->state = READY;
+		f->b[k]->stored = 1;
+		lru_push(s->mem, f->b[k]);
+	}
+	s->inflight += runs; /* f's one request becomes one per run of misses */
+	s->inflight--;
+	pthread_cond_broadcast(&s->mem->cond);
+	pthread_mutex_unlock(&s->mem->lock);
+	for (size_t k = 0, e; k < f->n; k = e) {
+		for (e = k + 1; e < f->n && hit[e] == hit[k]; e++)
+			;
+		if (!hit[k])
+			request(s, f, k, e);
+	}
+	free(f);
+}
+
 static void submit(struct source_remote *s, struct fetch *list)
 {
 	for (struct fetch *f = list, *next; f; f = next) {
 		next = f->next;
-		sp_http_submit(s->h, &f->req);
+		resolve(s, f);
 	}
 }
 
 /* ---- the source ---- */
 
-/* At open time (no transfer thread): from the memory set, else one request on this thread. */
+/* Copies the part of [off, off + len) that block b (data) holds into buf. */
+static void copy_part(const struct source_remote *s, void *buf, size_t len, uint64_t off,
+		      uint64_t b, const uint8_t *data)
+{
+	uint64_t at = b << SP_BLOCK_SHIFT, from = off > at ? off : at;
+	uint64_t to = off + len < at + block_len(s, b) ? off + len : at + block_len(s, b);
+	memcpy((uint8_t *)buf + (from - off), data + (from - at), to - from);
+}
+
+/* At open time (no transfer thread): from the memory set or the disk cache, else one request
+ * on this thread. */
 static int read_now(struct source_remote *s, void *buf, size_t len, uint64_t off)
 {
 	uint64_t b0 = off >> SP_BLOCK_SHIFT, b1 = (off + len - 1) >> SP_BLOCK_SHIFT;
-	int all = 1;
-	pthread_mutex_lock(&s->mem->lock);
-	for (uint64_t b = b0; b <= b1 && all; b++)
-		all = s->blocks[b] && s->blocks[b]->state == READY;
-	for (uint64_t b = b0; b <= b1 && all; b++) {
-		uint64_t at = b << SP_BLOCK_SHIFT, from = off > at ? off : at;
-		uint64_t to = off + len < at + block_len(s, b) ? off + len : at + block_len(s, b);
-		memcpy((uint8_t *)buf + (from - off), s->blocks[b]->data + (from - at), to - from);
+	uint8_t *tmp = NULL;
+	int whole = 1;
+	for (uint64_t b = b0; b <= b1 && whole; b++) {
+		pthread_mutex_lock(&s->mem->lock);
+		struct block *k = s->blocks[b];
+		int here = k && k->state == READY;
+		if (here)
+			copy_part(s, buf, len, off, b, k->data);
+		pthread_mutex_unlock(&s->mem->lock);
+		if (!here && s->cache && (tmp || (tmp = malloc(SP_BLOCK))) &&
+		    !sp_blockcache_get(s->cache, s->key, b, tmp, block_len(s, b)))
+			copy_part(s, buf, len, off, b, tmp);
+		else
+			whole = here;
 	}
-	pthread_mutex_unlock(&s->mem->lock);
+	free(tmp);
 	struct sp_err err;
-	if (all)
+	if (whole)
 		return 0;
 	if (sp_http_get(s->obj, buf, len, off, &err)) {
 		sp_log("%s", err.msg);
@@ -299,7 +380,7 @@ static int remote_pread(struct sp_source *src, void *buf, size_t len, uint64_t o
 	uint64_t b0 = off >> SP_BLOCK_SHIFT, b1 = (off + len - 1) >> SP_BLOCK_SHIFT, n = b1 - b0 + 1;
 	struct block *stack[4], **pin = n <= 4 ? stack : malloc(n * sizeof(*pin));
 	struct sp_remote_mem *m = s->mem;
-	struct plan p = {.s = s};
+	struct plan p = {.s = s, .tail = &p.list};
 	if (!pin)
 		return -ENOMEM;
 	pthread_mutex_lock(&m->lock);
@@ -313,15 +394,22 @@ static int remote_pread(struct sp_source *src, void *buf, size_t len, uint64_t o
 	pthread_mutex_unlock(&m->lock);
 	submit(s, p.list);
 	pthread_mutex_lock(&m->lock);
+	uint64_t store = 0; /* a bit per block this reader puts into the disk cache */
 	for (uint64_t b = b0; b <= b1; b++) {
-		while (pin[b - b0] && pin[b - b0]->state == FETCHING)
+		struct block *k = pin[b - b0];
+		while (k && k->state == FETCHING)
 			pthread_cond_wait(&m->cond, &m->lock);
-		if (!pin[b - b0] || pin[b - b0]->state == FAILED)
+		if (!k || k->state == FAILED)
 			rc = rc ? rc : -EIO;
+		else if (!k->stored && s->cache && b - b0 < 64 && (k->stored = 1))
+			store |= 1ull << (b - b0);
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (rc == 0)
 		copy_out(s, pin, buf, len, off);
+	for (uint64_t b = b0; b <= b1; b++)
+		if (store >> (b - b0) & 1)
+			sp_blockcache_put(s->cache, s->key, b, pin[b - b0]->data, block_len(s, b));
 	pthread_mutex_lock(&m->lock);
 	for (uint64_t b = b0; b <= b1; b++) {
 		struct block *k = pin[b - b0];
@@ -365,6 +453,7 @@ static void remote_close(struct sp_source *src)
 	pthread_mutex_unlock(&m->lock);
 	sp_http_object_close(s->obj);
 	free(s->blocks);
+	free(s->key);
 	free(s);
 }
 
@@ -375,7 +464,7 @@ static const struct sp_source_ops remote_ops = {
 };
 
 struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
-					const char *url, sp_http_sign_fn sign, void *sign_state,
+					struct sp_blockcache *cache, const char *url, sp_http_sign_fn sign, void *sign_state,
 					long *status, struct sp_err *err)
 {
 	struct source_remote *s = calloc(1, sizeof(*s));
@@ -394,13 +483,19 @@ struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem 
 		goto fail;
 	s->size = sp_http_object_size(s->obj);
 	s->nblocks = (s->size + SP_BLOCK - 1) >> SP_BLOCK_SHIFT;
-	if (!(s->blocks = calloc(s->nblocks, sizeof(*s->blocks)))) {
+	if (!(s->blocks = calloc(s->nblocks, sizeof(*s->blocks))) ||
+	    asprintf(&s->key, "%s\n%s\n%llu", sp_http_object_shown(s->obj),
+		     sp_http_object_etag(s->obj), (unsigned long long)s->size) < 0) {
 		sp_err_set(err, "%s: out of memory", sp_http_object_shown(s->obj));
 		sp_http_object_close(s->obj);
+		free(s->blocks);
 		goto fail;
 	}
+	s->cache = cache;
+	sp_blockcache_put(cache, s->key, 0, b->data, got);
 	b->src = s;
 	b->state = READY;
+	b->stored = 1;
 	pthread_mutex_lock(&m->lock);
 	s->blocks[0] = b;
 	lru_push(m, b);

@@ -8,10 +8,13 @@
  * sp_remote_mem, bounded by its max bytes (the least recently used block read goes first;
  * read-ahead only displaces blocks already read). Readers needing blocks when the set is full
  * of blocks in flight may add their own (at most SP_RUN_BLOCKS + 1 each) above the bound.
+ * Under the memory set, the chunk cache on disk (blockcache.h): a block found there costs no
+ * request.
  */
 #ifndef SP_SOURCE_REMOTE_H
 #define SP_SOURCE_REMOTE_H
 
+#include "blockcache.h"
 #include "http.h"
 #include "source.h"
 
@@ -30,9 +33,11 @@ void sp_remote_mem_free(struct sp_remote_mem *m);
 
 /* The object at url (its first block fetched now, on this thread, pinning its size and ETag;
  * *status: the HTTP status of a failure, as sp_http_object_open). Reads are made on the
- * calling thread until sp_source_remote_opened, through h's transfer thread after. */
+ * calling thread until sp_source_remote_opened, through h's transfer thread after. Blocks are
+ * looked for in cache (NULL: none) before they are fetched, and put there once read, under
+ * the object's URL (as shown), ETag and size. */
 struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem *m,
-					const char *url, sp_http_sign_fn sign, void *sign_state,
+					struct sp_blockcache *cache, const char *url, sp_http_sign_fn sign, void *sign_state,
 					long *status, struct sp_err *err);
 void sp_source_remote_opened(struct sp_source *s);
 
