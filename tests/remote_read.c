@@ -6,6 +6,7 @@
  *   remote_read [-c CAFILE] [-b BEARER_FILE] [-j THREADS] [-r READ] [-W] URL BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
+ * -e ENDPOINT, -g REGION (either form): an S3 store's, as sparsefs -o endpoint=, region=.
  * -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
@@ -118,9 +119,13 @@ int main(int argc, char **argv)
 	struct sp_err err;
 	int threads = 8, c, wait = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
-	while ((c = getopt(argc, argv, "c:b:j:r:W")) != -1) {
+	while ((c = getopt(argc, argv, "c:b:e:g:j:r:W")) != -1) {
 		if (c == 'c')
 			o.cafile = optarg;
+		else if (c == 'e')
+			o.endpoint = optarg;
+		else if (c == 'g')
+			o.region = optarg;
 		else if (c == 'b')
 			o.bearer_file = optarg;
 		else if (c == 'j')

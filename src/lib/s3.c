@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "s3.h"
@@ -253,7 +254,7 @@ int sp_s3_split(const char *s3url, char **bucket, char **key)
 {
 	const char *b = s3url + 5, *slash;
 	size_t n;
-	if (strncmp(s3url, "s3://", 5))
+	if (strncasecmp(s3url, "s3://", 5))
 		return -1;
 	slash = strchr(b, '/');
 	n = slash ? (size_t)(slash - b) : strlen(b);
