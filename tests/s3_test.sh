@@ -11,7 +11,8 @@
 #                       signature with the test's secret: listing and reading pass with keys
 #                       from the environment (with a session token) and from a credentials
 #                       file; a wrong secret and no credentials fail with the URL and the
-#                       status, the secret never shown
+#                       status, the secret never shown; a redirect to another host is not
+#                       followed
 #   s3_test.sh errors   a missing delta, bucket or prefix: errors naming them and the status
 #
 # BUILD must be set. Every server ends by its pid when the script exits, passed or not.
@@ -132,6 +133,19 @@ sigv4() {
 	read -r fails total <<<"$(sig_stats)"
 	[ "$fails" = 3 ] || fail "the proxy refused $fails requests, not 3"
 	echo "ok: a wrong secret and no credentials refused, with the URL and the status"
+
+	# A redirect is not followed: the signature and the token are for the store's host.
+	proxy_ctl "fault?kind=redirect" >/dev/null
+	AWS_SESSION_TOKEN=t0k3n AWS_REGION=eu-west-1 "$READ" -e "$e" "s3://bkt/deltas/ft a" \
+		"$TMP/base1" "$TMP/ft1" >"$TMP/out" 2>&1 && fail "a redirected delta opened"
+	grep -q "^$e/bkt/deltas/ft%20a/delta.sparse: HTTP 302" "$TMP/out" ||
+		fail "redirect: $(cat "$TMP/out")"
+	proxy_ctl stats | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert (s["redirected"], s["target_requests"]) == (1, 0), s' ||
+		fail "a redirect was followed: $(proxy_ctl stats)"
+	echo "ok: a redirect to another host is not followed"
 }
 
 errors() {
