@@ -142,12 +142,18 @@ int main(int argc, char **argv)
 	struct sp_remote *r = sp_remote_new(&o, &err);
 	if (!r)
 		return fprintf(stderr, "%s\n", err.msg), 1;
-	if (listing)
-		return list(r, argv[optind]);
+	if (listing) {
+		int rc = list(r, argv[optind]);
+		sp_remote_free(r);
+		return rc;
+	}
 	ft_dir = argv[optind + 2];
 	double t0 = now();
-	if (!(delta = sp_delta_open_at(r, argv[optind], argv[optind + 1], 0, &err)))
-		return fprintf(stderr, "%s\n", err.msg), 1;
+	if (!(delta = sp_delta_open_at(r, argv[optind], argv[optind + 1], 0, &err))) {
+		fprintf(stderr, "%s\n", err.msg);
+		sp_remote_free(r);
+		return 1;
+	}
 	printf("opened in %.3f s\n", now() - t0);
 	fflush(stdout);
 	char line[16];
