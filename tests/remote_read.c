@@ -113,11 +113,33 @@ static int list(struct sp_remote *r, const char *where)
 	return 0;
 }
 
+/* args: URL BASE_DIR FT_DIR */
+static int open_and_read(struct sp_remote *r, char **args, int threads, int pause_first)
+{
+	struct sp_err err;
+	char line[16];
+	ft_dir = args[2];
+	double t0 = now();
+	if (!(delta = sp_delta_open_at(r, args[0], args[1], 0, &err)))
+		return fprintf(stderr, "%s\n", err.msg), 1;
+	printf("opened in %.3f s\n", now() - t0);
+	fflush(stdout);
+	int st = 1;
+	if (!pause_first || fgets(line, sizeof(line), stdin)) {
+		pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
+		if (pid == 0)
+			_exit(read_all(threads) | fflush(stdout));
+		waitpid(pid, &st, 0);
+	}
+	sp_delta_close(delta);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct sp_remote_opts o = {0};
 	struct sp_err err;
-	int threads = 8, c, wait = 0, listing = argc > 1 && !strcmp(argv[1], "list");
+	int threads = 8, c, pause_first = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
 	while ((c = getopt(argc, argv, "c:b:e:g:j:r:W")) != -1) {
 		if (c == 'c')
@@ -131,7 +153,7 @@ int main(int argc, char **argv)
 		else if (c == 'j')
 			threads = atoi(optarg) < 1 ? 1 : atoi(optarg) > 64 ? 64 : atoi(optarg);
 		else if (c == 'W')
-			wait = 1;
+			pause_first = 1;
 		else if (c == 'r')
 			read_len = (size_t)strtoul(optarg, NULL, 0);
 		else
@@ -142,29 +164,7 @@ int main(int argc, char **argv)
 	struct sp_remote *r = sp_remote_new(&o, &err);
 	if (!r)
 		return fprintf(stderr, "%s\n", err.msg), 1;
-	if (listing) {
-		int rc = list(r, argv[optind]);
-		sp_remote_free(r);
-		return rc;
-	}
-	ft_dir = argv[optind + 2];
-	double t0 = now();
-	if (!(delta = sp_delta_open_at(r, argv[optind], argv[optind + 1], 0, &err))) {
-		fprintf(stderr, "%s\n", err.msg);
-		sp_remote_free(r);
-		return 1;
-	}
-	printf("opened in %.3f s\n", now() - t0);
-	fflush(stdout);
-	char line[16];
-	if (wait && !fgets(line, sizeof(line), stdin))
-		return 1;
-	pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
-	if (pid == 0)
-		_exit(read_all(threads) | fflush(stdout));
-	int st = 1;
-	waitpid(pid, &st, 0);
-	sp_delta_close(delta);
+	int rc = listing ? list(r, argv[optind]) : open_and_read(r, argv + optind, threads, pause_first);
 	sp_remote_free(r);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	return rc;
 }

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The chunk cache on disk: blocks back as they were put, also after a reopen; a damaged file is
- * a miss and is removed; the bound kept by evicting the least recently used first; two
- * processes (two threads each) sharing one folder; folders that cannot be made or written. */
+ * a miss and is removed; the bound kept by evicting the least recently used first; three
+ * processes (two threads each) sharing one folder; the free-space floor (root only); folders
+ * that cannot be made or written. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <signal.h>
+#include <limits.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -234,11 +239,11 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static int child(const char *dir, uint64_t max, int id)
+/* Two threads of work on c; its exit status: 0 when every hit was right and some were hits. */
+static int child(struct sp_blockcache *c, int id)
 {
 	struct worker w[2];
 	pthread_t t[2];
-	struct sp_blockcache *c = open_ok(dir, max);
 	damaged_logs = 0;
 	for (int i = 0; i < 2; i++) {
 		w[i] = (struct worker){.c = c, .seed = (unsigned)(id * 2 + i + 1)};
@@ -252,22 +257,111 @@ static int child(const char *dir, uint64_t max, int id)
 	return test_failures || damaged_logs || !w[0].hits || !w[1].hits;
 }
 
-static void two_processes(void)
+/* Three processes on one folder: two share the cache their parent opened and used before it
+ * forked (as a mount that goes to the background), one opens its own (another mount). After
+ * them, the usage count (a private file: 8 bytes, native order) is the bytes of the blocks. */
+static void processes(void)
 {
 	char *dir = subdir("shared");
-	uint64_t max = 40 * (BLOCK + 4096); /* fewer than the 72 blocks: evictions as they run */
-	pid_t pid[2];
+	uint64_t max = 40 * (BLOCK + 4096); /* far fewer than the 168 blocks: evictions as they run */
+	struct sp_blockcache *c = open_ok(dir, max);
+	pid_t pid[3];
 	int status;
-	for (int i = 0; i < 2; i++)
+	uint64_t usage = 0;
+	put(c, "shared", 0, BLOCK);
+	for (int i = 0; i < 3; i++)
 		if ((pid[i] = fork()) == 0)
-			_exit(child(dir, max, i));
-	for (int i = 0; i < 2; i++) {
+			_exit(child(i < 2 ? c : open_ok(dir, max), i));
+	for (int i = 0; i < 3; i++) {
 		CHECK(waitpid(pid[i], &status, 0) == pid[i]);
 		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
-	CHECK(list_files(dir) <= max);
+	sp_blockcache_close(c);
+	char *path = subdir("shared/usage");
+	FILE *f = fopen(path, "rb");
+	CHECK(f && fread(&usage, sizeof(usage), 1, f) == 1);
+	if (f)
+		fclose(f);
+	CHECK(usage == list_files(dir));
+	CHECK(usage <= max);
 	test_sh("! find '%s' -name '.tmp.*' | grep -q .", dir);
+	free(path);
 	free(dir);
+}
+
+/* The descriptor of this process open on path, or -1. */
+static int find_fd(const char *path)
+{
+	char link[64], target[PATH_MAX], want[PATH_MAX];
+	if (!realpath(path, want))
+		return -1;
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, target, sizeof(target) - 1);
+		if (n > 0 && (target[n] = 0, !strcmp(target, want)))
+			return fd;
+	}
+	return -1;
+}
+
+/* A forked child does not share its parent's lock (an flock belongs to an open file, which
+ * fork shares): while the parent holds it, through the very descriptor the cache opened, the
+ * child's put waits. */
+static void fork_excludes(void)
+{
+	char *dir = subdir("fork"), *usage = subdir("fork/usage");
+	struct sp_blockcache *c = open_ok(dir, 0);
+	int fd = find_fd(usage), status;
+	CHECK(fd >= 0 && flock(fd, LOCK_EX) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		put(c, "fork", 1, BLOCK);
+		_exit(0);
+	}
+	usleep(300 * 1000); /* time enough for a put that did not wait */
+	CHECK(list_files(dir) == 0);
+	CHECK(flock(fd, LOCK_UN) == 0);
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(hit(c, "fork", 1, BLOCK));
+	sp_blockcache_close(c);
+	free(usage);
+	free(dir);
+}
+
+/* In a child: a tmpfs of 1100 MiB mounted on a folder in a mount namespace of its own, gone
+ * with the child. The floor there is 1 GiB (5% is less): the cache keeps what fits above it,
+ * evicting as it goes, and keeps serving what it just put. 77 where it cannot mount. */
+static int floor_child(void)
+{
+	char *mnt = subdir("floor"), *dir = subdir("floor/cache");
+	const size_t len = 1 << 20;
+	struct statvfs s;
+	if (mkdir(mnt, 0700) || unshare(CLONE_NEWNS) ||
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", mnt, "tmpfs", 0, "size=1100m")) {
+		fprintf(stderr, "free-space floor: skipped (%s: cannot mount a tmpfs there: %s)\n",
+			mnt, strerror(errno));
+		return 77;
+	}
+	struct sp_blockcache *c = open_ok(dir, 0);
+	for (uint64_t b = 0; b < 120; b++) {
+		put(c, "floor", b, len);
+		CHECK(statvfs(mnt, &s) == 0 && (uint64_t)s.f_bavail * s.f_frsize >= 1ull << 30);
+		CHECK(hit(c, "floor", b, len));
+	}
+	CHECK(!hit(c, "floor", 0, len)); /* evicted: 1100 - 1024 MiB hold fewer than 120 */
+	sp_blockcache_close(c);
+	return test_failures != 0;
+}
+
+static void free_space_floor(void)
+{
+	int status;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(floor_child());
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+	      (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 77));
 }
 
 /* A folder that cannot be made; one whose count cannot be written; one where no file can. */
@@ -324,7 +418,9 @@ int main(void)
 	round_trip();
 	damaged_is_miss();
 	eviction();
-	two_processes();
+	processes();
+	fork_excludes();
+	free_space_floor();
 	unwritable();
 	return test_done();
 }

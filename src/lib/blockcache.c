@@ -59,6 +59,7 @@ struct sp_blockcache {
 	char *dir;
 	uint64_t max;
 	int usage_fd; /* -1: a read-only cache, which serves what it has */
+	pid_t pid;    /* the process that opened usage_fd */
 	pthread_mutex_t mu; /* flock excludes other processes, not this one's threads */
 };
 
@@ -94,17 +95,37 @@ static void key_of(const struct sp_blockcache *c, const char *object, uint64_t b
 		 (unsigned long long)block);
 }
 
-static int lock(struct sp_blockcache *c)
+static int open_usage(struct sp_blockcache *c)
 {
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/usage", c->dir);
+	c->pid = getpid();
+	return c->usage_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+}
+
+/* Under the mutex. An flock belongs to an open file, which fork shares: a child (sparsefs going
+ * to the background) opens its own, or it and its parent would not exclude each other. */
+static int take_flock(struct sp_blockcache *c)
+{
+	if (c->usage_fd >= 0 && c->pid != getpid()) {
+		close(c->usage_fd);
+		open_usage(c);
+	}
 	if (c->usage_fd < 0)
 		return -1;
-	pthread_mutex_lock(&c->mu);
 	while (flock(c->usage_fd, LOCK_EX))
-		if (errno != EINTR) {
-			pthread_mutex_unlock(&c->mu);
+		if (errno != EINTR)
 			return -1;
-		}
 	return 0;
+}
+
+static int lock(struct sp_blockcache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	if (take_flock(c) == 0)
+		return 0;
+	pthread_mutex_unlock(&c->mu);
+	return -1;
 }
 
 static void unlock(struct sp_blockcache *c)
@@ -286,12 +307,17 @@ static int make_room(struct sp_blockcache *c, uint64_t size, uint64_t *usage)
 	int rc = -1;
 	if (space(c, &avail, &floor))
 		return -1;
-	if (read_usage(c, usage) == 0 && *usage + size <= c->max && avail >= floor + size)
-		return 0;
+	if (read_usage(c, usage) == 0) {
+		if (*usage + size <= c->max && avail >= floor + size)
+			return 0;
+		if (avail + *usage < floor + size) /* a disk others filled: no scan on every put */
+			return -1;
+	}
 	for (unsigned sub = 0; sub < FANOUT; sub++)
 		if (scan_sub(c, sub, &l))
 			goto out;
-	qsort(l.v, l.n, sizeof(*l.v), older_first);
+	if (l.n) /* qsort wants a non-null array even when empty */
+		qsort(l.v, l.n, sizeof(*l.v), older_first);
 	evict(c, &l, size, usage, &avail, floor);
 	rc = *usage + size <= c->max && avail >= floor + size ? 0 : -1;
 out:
@@ -368,7 +394,6 @@ static int make_dir(const char *dir)
 
 struct sp_blockcache *sp_blockcache_open(const char *dir, uint64_t max_bytes, struct sp_err *err)
 {
-	char path[PATH_MAX];
 	if (strlen(dir) + sizeof("/xx/") + NAME_LEN >= PATH_MAX) {
 		sp_err_set(err, "%s: cannot use as the chunk cache folder: %s", dir,
 			   strerror(ENAMETOOLONG));
@@ -386,11 +411,9 @@ struct sp_blockcache *sp_blockcache_open(const char *dir, uint64_t max_bytes, st
 	}
 	c->max = max_bytes ? max_bytes : SP_BLOCKCACHE_DEFAULT_MAX;
 	pthread_mutex_init(&c->mu, NULL);
-	snprintf(path, sizeof(path), "%s/usage", dir);
-	c->usage_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (c->usage_fd < 0)
-		sp_log("%s: cannot write the chunk cache (%s): blocks in it are used, none added",
-		       path, strerror(errno));
+	if (open_usage(c) < 0)
+		sp_log("%s/usage: cannot write the chunk cache (%s): blocks in it are used, none "
+		       "added", dir, strerror(errno));
 	return c;
 }
 

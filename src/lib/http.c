@@ -90,9 +90,10 @@ static int number(const char **p, const char *end, uint64_t *v)
 	const char *s = *p;
 	*v = 0;
 	for (; s < end && *s >= '0' && *s <= '9'; s++) {
-		if (*v > (UINT64_MAX - 9) / 10)
+		uint64_t d = (uint64_t)(*s - '0');
+		if (*v > (UINT64_MAX - d) / 10)
 			return -1;
-		*v = *v * 10 + (uint64_t)(*s - '0');
+		*v = *v * 10 + d;
 	}
 	if (s == *p)
 		return -1;
@@ -355,7 +356,9 @@ static enum verdict judge(struct sp_http_req *r, CURLcode rc)
 static double next_try(struct sp_http_req *r)
 {
 	double b = BACKOFF_FIRST * (double)(1u << (r->tries < 8 ? r->tries - 1 : 7));
-	unsigned seed = (unsigned)(now_s() * 1e9) ^ (unsigned)(uintptr_t)r;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	unsigned seed = (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)r;
 	if (b > BACKOFF_MAX)
 		b = BACKOFF_MAX;
 	b = b / 2 + b / 2 * ((double)rand_r(&seed) / RAND_MAX);
