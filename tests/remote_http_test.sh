@@ -14,6 +14,10 @@
 #                                 naming the change, never other bytes
 #   remote_http_test.sh faults    500, 503, 429 (Retry-After), resets and short bodies through
 #                                 the fault proxy: every byte right after retries
+#   remote_http_test.sh bearer    -o bearer_file: the token goes to the origin, not to where it
+#                                 redirects (another host name), and never into the output
+#   remote_http_test.sh threads   no thread more than for a local delta runs once a remote one
+#                                 is open (sparsefs forks then)
 #
 # BUILD must be set. Every server ends by its pid when the script exits, passed or not.
 . "$(dirname "$0")/lib.sh" remote-http
@@ -133,6 +137,54 @@ faults() {
 	grep -q "HTTP 500" "$TMP/out" || fail "endless 500s: $(cat "$TMP/out")"
 	grep -q "differs" "$TMP/out" && fail "wrong bytes: $(cat "$TMP/out")"
 	echo "ok: endless 500s: EIO after bounded retries"
+}
+
+bearer() {
+	pair
+	nginx_start "$TMP/www"
+	proxy_start "$NGINX_PORT"
+	echo "tok-$RANDOM$RANDOM" >"$TMP/token"
+	"$READ" -C "" -b "$TMP/token" "http://127.0.0.1:$NGINX_PORT/ft1" "$TMP/base" "$TMP/ft" \
+		>"$TMP/out" 2>&1 || fail "with a bearer token: $(cat "$TMP/out")"
+	grep -q "auth=no" "$NGINX_LOG" && fail "a request without the token: $(cat "$NGINX_LOG")"
+	proxy_ctl "fault?kind=redirect&count=1000&match=delta.sparse" >/dev/null
+	"$READ" -C "" -b "$TMP/token" "http://127.0.0.1:$PROXY_PORT/ft1" "$TMP/base" "$TMP/ft" \
+		>"$TMP/out" 2>&1 || fail "through a redirect: $(cat "$TMP/out")"
+	local st
+	st=$(proxy_ctl stats | python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["redirected"], s["target_requests"], s["target_auth"])')
+	[ "${st% *}" != "0 0" ] && [ "${st##* }" = 0 ] || fail "redirected, at the target, with a token: $st"
+	grep -q "$(cat "$TMP/token")" "$TMP/out" "$PROXY_LOG" "$NGINX_LOG" && fail "the token shown"
+	echo "ok: the token to the origin only (redirected, at the target, with a token: $st)"
+}
+
+# The threads of remote_read once WHERE is open: must be WANT (when given) before it may read.
+threads_open() {
+	local pid n
+	rm -f "$TMP/go"
+	mkfifo "$TMP/go"
+	"$READ" -W "$1" "$TMP/base" "$TMP/ft" <"$TMP/go" >"$TMP/out" 2>&1 &
+	pid=$!
+	PIDS+=("$pid")
+	exec 3>"$TMP/go"
+	for _ in $(seq 100); do
+		grep -q "^opened" "$TMP/out" && break
+		sleep 0.1
+	done
+	n=$(ls "/proc/$pid/task" | wc -l)
+	[ -z "${2:-}" ] || [ "$n" = "$2" ] || fail "$n threads once $1 is open, $2 for a local delta"
+	echo go >&3
+	exec 3>&-
+	wait "$pid" || fail "remote_read $1: $(cat "$TMP/out")"
+	echo "$n"
+}
+
+threads() {
+	pair
+	nginx_start "$TMP/www"
+	local here
+	here=$(threads_open "$TMP/www/ft1")
+	threads_open "http://127.0.0.1:$NGINX_PORT/ft1" "$here" >/dev/null
+	echo "ok: $here threads once open, as for a local delta; every byte read after"
 }
 
 "$1"

@@ -3,11 +3,12 @@
  * Reads a delta by URL through the library as sparsefs does (open, fork, then read on many
  * threads) and compares every byte of every file with the fine-tune's.
  *
- *   remote_read [-c CAFILE] [-b BEARER_FILE] [-j THREADS] [-r READ] [-W] URL BASE_DIR FT_DIR
+ *   remote_read [-c CAFILE] [-b BEARER_FILE] [-C CACHE_DIR] [-j THREADS] [-r READ] [-W] URL
+ *               BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
  * -e ENDPOINT, -g REGION (either form): an S3 store's, as sparsefs -o endpoint=, region=.
- * -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
+ * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading. Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
  */
 #include <fcntl.h>
@@ -127,8 +128,10 @@ static int open_and_read(struct sp_remote *r, char **args, int threads, int paus
 	int st = 1;
 	if (!pause_first || fgets(line, sizeof(line), stdin)) {
 		pid_t pid = fork(); /* as sparsefs going to the background: no thread may be lost */
-		if (pid == 0)
+		if (pid == 0) {
+			alarm(240); /* a reader that hangs ends before ctest's timeout, not never */
 			_exit(read_all(threads) | fflush(stdout));
+		}
 		waitpid(pid, &st, 0);
 	}
 	sp_delta_close(delta);
@@ -141,7 +144,7 @@ int main(int argc, char **argv)
 	struct sp_err err;
 	int threads = 8, c, pause_first = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
-	while ((c = getopt(argc, argv, "c:b:e:g:j:r:W")) != -1) {
+	while ((c = getopt(argc, argv, "c:b:C:e:g:j:r:W")) != -1) {
 		if (c == 'c')
 			o.cafile = optarg;
 		else if (c == 'e')
@@ -150,6 +153,8 @@ int main(int argc, char **argv)
 			o.region = optarg;
 		else if (c == 'b')
 			o.bearer_file = optarg;
+		else if (c == 'C')
+			o.cache_dir = optarg;
 		else if (c == 'j')
 			threads = atoi(optarg) < 1 ? 1 : atoi(optarg) > 64 ? 64 : atoi(optarg);
 		else if (c == 'W')

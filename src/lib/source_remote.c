@@ -11,9 +11,11 @@
 
 #include "blockcache.h"
 
-/* A read is sequential when it starts within this many blocks of the last block read (readers
- * on several threads take a file's chunks a little out of order). */
+/* A read is sequential when it starts within this many blocks of the last block a stream read
+ * (readers on several threads take a file's chunks a little out of order). */
 #define SEQ_SLACK 2
+/* Sequential streams followed at once per object: a loader reads several files on threads. */
+#define STREAMS 8
 
 enum { FETCHING, READY, FAILED };
 
@@ -44,8 +46,12 @@ struct source_remote {
 	uint64_t size, nblocks;
 	struct block **blocks; /* NULL: not in memory */
 	int opened;
-	uint64_t last;   /* the last block read */
-	unsigned window; /* blocks read ahead of it; 0 for a reader at random */
+	struct stream {
+		uint64_t last;   /* the last block it read */
+		unsigned window; /* blocks read ahead of it; 0 until it goes on */
+		uint64_t seen;   /* when it last read (s->tick): the oldest is replaced */
+	} streams[STREAMS];
+	uint64_t tick;
 	unsigned inflight;
 };
 
@@ -121,8 +127,8 @@ static void block_free(struct block *b)
 	free(b);
 }
 
-/* Drops the least recently used block that no reader holds (only one already read, for
- * read-ahead): 1, or 0 when there is none. */
+/* Drops the least recently used block that no reader holds (read_only: one already read):
+ * 1, or 0 when there is none. */
 static int evict(struct sp_remote_mem *m, int read_only)
 {
 	for (struct block *b = m->lru.next; b != &m->lru; b = b->next) {
@@ -147,7 +153,7 @@ static size_t block_len(const struct source_remote *s, uint64_t i)
 static struct block *block_new(struct source_remote *s, uint64_t i, int ahead)
 {
 	struct sp_remote_mem *m = s->mem;
-	while (m->blocks >= m->max && evict(m, ahead))
+	while (m->blocks >= m->max && (evict(m, 1) || (!ahead && evict(m, 0))))
 		;
 	if (ahead && m->blocks >= m->max)
 		return NULL;
@@ -228,21 +234,29 @@ static int plan_run(uint64_t first, uint64_t n, void *arg)
 	return f->n < n;
 }
 
-/* Where read-ahead ends for a read of blocks [b0, b1]: the window grows while the reader goes
- * on from where it was, and closes when it jumps. */
+/* Where read-ahead ends for a read of blocks [b0, b1]: the read goes on from where one of the
+ * streams was, whose window then grows, or starts a stream in place of the one idle longest. */
 static uint64_t ahead_end(struct source_remote *s, uint64_t b0, uint64_t b1)
 {
-	if (b0 + SEQ_SLACK < s->last || b0 > s->last + SEQ_SLACK) {
-		s->window = 0;
-		s->last = b1;
+	struct stream *st = NULL, *idle = &s->streams[0];
+	for (int i = 0; i < STREAMS && !st; i++) {
+		struct stream *k = &s->streams[i];
+		if (b0 + SEQ_SLACK >= k->last && b0 <= k->last + SEQ_SLACK)
+			st = k;
+		else if (k->seen < idle->seen)
+			idle = k;
+	}
+	if (!st) {
+		*idle = (struct stream){.last = b1, .seen = ++s->tick};
 		return b1 + 1;
 	}
-	if (b1 > s->last) {
-		s->window = !s->window ? SP_WINDOW_FIRST
-				       : s->window * 2 > SP_WINDOW_MAX ? SP_WINDOW_MAX : s->window * 2;
-		s->last = b1;
+	st->seen = ++s->tick;
+	if (b1 > st->last) {
+		st->window = !st->window ? SP_WINDOW_FIRST
+		: st->window * 2 > SP_WINDOW_MAX ? SP_WINDOW_MAX : st->window * 2;
+		st->last = b1;
 	}
-	uint64_t end = s->last + 1 + s->window;
+	uint64_t end = st->last + 1 + st->window;
 	return end < s->nblocks ? end : s->nblocks;
 }
 

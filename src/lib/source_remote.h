@@ -2,12 +2,13 @@
 /*
  * A byte source over a remote object (source.h), read in blocks of SP_BLOCK bytes through the
  * transfer engine (http.h). Missing adjacent blocks are fetched by one range request (up to
- * SP_RUN_BLOCKS); a sequential reader opens a window of requests ahead of it that doubles from
- * SP_WINDOW_FIRST to SP_WINDOW_MAX blocks; a block in flight is waited for by every reader
- * that needs it. Fetched blocks stay in a memory set shared by the sources of one
- * sp_remote_mem, bounded by its max bytes (the least recently used block read goes first;
- * read-ahead only displaces blocks already read). Readers needing blocks when the set is full
- * of blocks in flight may add their own (at most SP_RUN_BLOCKS + 1 each) above the bound.
+ * SP_RUN_BLOCKS); a sequential reader (up to 8 of them per object) opens a window of requests
+ * ahead of it that doubles from SP_WINDOW_FIRST to SP_WINDOW_MAX blocks; a block in flight is
+ * waited for by every reader that needs it. Fetched blocks stay in a memory set shared by the
+ * sources of one sp_remote_mem, bounded by its max bytes: the least recently used block goes
+ * first, one already read before one read ahead and not read yet, which read-ahead never
+ * displaces (it stops at the bound). A reader whose blocks find the set full of blocks in use
+ * may add them above the bound: the blocks its read spans.
  * Under the memory set, the chunk cache on disk (blockcache.h): a block found there costs no
  * request.
  */
