@@ -3,9 +3,10 @@
 """A loopback HTTP/1.1 proxy in front of one upstream (nginx or s3rver) that injects the faults
 a remote mount must survive, set at run time through its control URL, /_proxy/...:
 
-  fault?kind=K[&count=N|&prob=F][&after=M][&match=S][&secs=T]
+  fault?kind=K[&count=N|&every=E|&prob=F][&after=M][&match=S][&secs=T]
       adds a fault for the next N requests (default 1) whose path contains S, after letting M
-      of them through, or for a fraction F of them (seeded: --seed). K is one of:
+      of them through, or for every E-th of them from then on, or for a fraction F of them
+      (seeded: --seed). K is one of:
         500, 503, 408    that status, no body from upstream
         429              429 with Retry-After: T (default 1)
         reset            the headers and half the body, then a TCP reset
@@ -15,7 +16,8 @@ a remote mount must survive, set at run time through its control URL, /_proxy/..
                          bytes of the same size and another ETag; If-Match with the old ETag
                          answers 412, as nginx does
         redirect         302 to http://localhost:PORT/same path (this proxy under another host
-                         name), which serves it and records whether an Authorization came
+                         name), which serves it without faults and records whether an
+                         Authorization came
   clear              removes every fault (a changed object stays changed)
   stats              JSON: requests forwarded, by status, faults injected, sigv4 failures,
                      requests at the redirect target and how many carried Authorization
@@ -50,6 +52,8 @@ class Fault:
         self.kind = q.get("kind", "500")
         self.count = int(q.get("count", 1))
         self.prob = float(q["prob"]) if "prob" in q else None
+        self.every = int(q["every"]) if "every" in q else None
+        self.seen = 0
         self.after = int(q.get("after", 0))
         self.match = q.get("match", "")
         self.secs = float(q.get("secs", 1 if self.kind == "429" else 5))
@@ -73,7 +77,11 @@ class State:
                 if f.after > 0:
                     f.after -= 1
                     continue
-                if f.prob is not None:
+                if f.every:
+                    f.seen += 1
+                    if f.seen % f.every:
+                        continue
+                elif f.prob is not None:
                     if self.rand.random() >= f.prob:
                         continue
                 elif f.count <= 0:
@@ -178,13 +186,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 st.count("target_auth")
         if opts.sigv4 and self.sigv4_fails(hdrs):
             return
-        fault = st.take(self.path)
+        # The redirect target serves plainly: it stands for another host.
+        fault = None if host.startswith("localhost") else st.take(self.path)
         kind = fault.kind if fault else "-"
         if kind in ("500", "503", "408"):
             return self.answer(int(kind), kind)
         if kind == "429":
             return self.answer(429, kind, {"Retry-After": str(int(fault.secs))})
-        if kind == "redirect" and not host.startswith("localhost"):
+        if kind == "redirect":
             st.count("redirected")
             loc = f"http://localhost:{self.server.server_address[1]}{self.path}"
             return self.answer(302, kind, {"Location": loc})
