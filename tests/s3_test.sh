@@ -14,6 +14,8 @@
 #                       status, the secret never shown; a redirect to another host is not
 #                       followed
 #   s3_test.sh errors   a missing delta, bucket or prefix: errors naming them and the status
+#   s3_test.sh mount    sparsefs: a prefix mounted as one folder per delta, every file's sum
+#                       right; one delta through the SigV4-checking proxy; --info of an s3 URL
 #
 # BUILD must be set. Every server ends by its pid when the script exits, passed or not.
 . "$(dirname "$0")/lib.sh" s3
@@ -177,6 +179,34 @@ errors() {
 	grep -q "^s3://bkt/deltas: AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not" \
 		"$TMP/out" || fail "half a key pair: $(cat "$TMP/out")"
 	echo "ok: missing delta, prefix and bucket; bad bucket, endpoint and credentials"
+}
+
+mount() {
+	pairs
+	s3rver_start "$TMP/s3" bkt
+	local e=http://127.0.0.1:$S3_PORT m=$TMP/mnt fails total
+	s3_put bkt "deltas/ft a/delta.sparse" "$TMP/delta1/delta.sparse"
+	s3_put bkt "deltas/ft&b<c>/delta.sparse" "$TMP/delta2/delta.sparse"
+	s3_put bkt "deltas/readme.txt" "$TMP/ft1/config.json"
+	mount_fg s3://bkt/deltas/ "$m" -o endpoint="$e",cache_dir=
+	[ "$(ls "$m" | tr '\n' '|')" = "ft a|ft&b<c>|" ] || fail "the prefix's folders: $(ls "$m")"
+	same_sums "$TMP/ft1" "$m/ft a"
+	same_sums "$TMP/ft2" "$m/ft&b<c>"
+	fusermount3 -u "$m"
+	echo "ok: a prefix mounted, one folder per delta, every sum right"
+
+	proxy_start "$S3_PORT" --sigv4 S3RVER:S3RVER
+	mount_fg "s3://bkt/deltas/ft a" "$m" -o endpoint="http://127.0.0.1:$PROXY_PORT",cache_dir=
+	same_sums "$TMP/ft1" "$m"
+	fusermount3 -u "$m"
+	read -r fails total <<<"$(sig_stats)"
+	[ "$fails" = 0 ] && [ "$total" -gt 1 ] || fail "signatures refused: $fails of $total"
+	echo "ok: a delta mounted through the SigV4 check, $total requests"
+	"$SPARSEFS" --info -o endpoint="$e",cache_dir= "s3://bkt/deltas/ft a" >"$TMP/info" 2>&1 ||
+		fail "--info: $(cat "$TMP/info")"
+	grep -q "s3://bkt/deltas/ft a" "$TMP/info" || fail "--info: $(head -5 "$TMP/info")"
+	grep -q "S3RVER" "$TMP/info" && fail "--info shows a credential"
+	echo "ok: --info of an s3 URL"
 }
 
 cmd=$1

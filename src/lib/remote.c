@@ -211,7 +211,8 @@ static void s3_hint(long status, struct sp_err *err)
 		strcat(err->msg, hint);
 }
 
-/* The bucket of s3://BUCKET/KEY and its key without trailing slashes (malloc'd). */
+/* The bucket of s3://BUCKET/KEY and its key (malloc'd), a folder's: no '/' at its end and none
+ * doubled, as in a path (a prefix and a name joined with '/' name the folder below). */
 static int s3_where(struct sp_remote *r, const char *where, char **bucket, char **key,
 		    struct sp_err *err)
 {
@@ -224,8 +225,13 @@ static int s3_where(struct sp_remote *r, const char *where, char **bucket, char 
 			   "digits, '.', '-' and '_')", where);
 		return -1;
 	}
-	for (size_t n = strlen(*key); n > 0 && (*key)[n - 1] == '/'; n--)
-		(*key)[n - 1] = 0;
+	char *to = *key;
+	for (const char *from = *key; *from; from++)
+		if (*from != '/' || (to > *key && to[-1] != '/'))
+			*to++ = *from;
+	if (to > *key && to[-1] == '/')
+		to--;
+	*to = 0;
 	return 0;
 }
 
