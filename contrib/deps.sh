@@ -2,11 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages sparse needs to build, test and run, where missing (clang and
 # its sanitizer and libFuzzer runtimes for CI's sanitized builds and fuzz/; libcurl for remote
-# deltas).
+# deltas, expat for S3's listings).
 set -euo pipefail
 PACKAGES=(cmake gcc make pkg-config libfuse3-dev fuse3 libzstd-dev zstd libcjson-dev
 	libxxhash-dev uthash-dev libopenblas-dev python3 python3-numpy procps util-linux
-	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev libcurl4-openssl-dev)
+	wamerican wbritish attr dpkg-dev clang libclang-rt-14-dev libcurl4-openssl-dev libexpat1-dev)
 missing=()
 # The remote tests' servers (nginx, openssl for its certificate, node for s3rver, which they
 # install themselves from tests/npm's lock file: tests/remote.sh) and curl, which checks them.

@@ -7,6 +7,7 @@
  *               BASE_DIR FT_DIR
  *   remote_read list [-c CAFILE] WHERE        prints what sp_list_deltas says
  *
+ * -e ENDPOINT, -g REGION (either form): an S3 store's, as sparsefs -o endpoint=, region=.
  * -C "": no chunk cache on disk. -W: after opening, waits for a line on stdin before reading.
  * Prints the open time, the bytes read and the read time; exit 1 at the first difference or
  * failure.
@@ -144,9 +145,13 @@ int main(int argc, char **argv)
 	struct sp_err err;
 	int threads = 8, c, pause_first = 0, listing = argc > 1 && !strcmp(argv[1], "list");
 	optind += listing;
-	while ((c = getopt(argc, argv, "c:b:C:j:r:W")) != -1) {
+	while ((c = getopt(argc, argv, "c:b:C:e:g:j:r:W")) != -1) {
 		if (c == 'c')
 			o.cafile = optarg;
+		else if (c == 'e')
+			o.endpoint = optarg;
+		else if (c == 'g')
+			o.region = optarg;
 		else if (c == 'b')
 			o.bearer_file = optarg;
 		else if (c == 'C')

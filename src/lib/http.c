@@ -192,7 +192,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (status != 206 && status != 200)
 		return len; /* an error page: the status says it all */
-	if (status == 200 || r->got + len > r->len) {
+	if ((status == 200 && !r->whole) || r->got + len > r->len) {
 		r->refused = 1; /* a whole object, or more than asked: stop it now */
 		return 0;
 	}
@@ -233,7 +233,7 @@ static int setup(struct sp_http *h, struct sp_http_req *r, CURL *e)
 	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)r->off,
 		 (unsigned long long)(r->off + r->len - 1));
 	curl_easy_setopt(e, CURLOPT_URL, o->url);
-	curl_easy_setopt(e, CURLOPT_RANGE, range);
+	curl_easy_setopt(e, CURLOPT_RANGE, r->whole ? NULL : range);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -336,9 +336,14 @@ static enum verdict judge(struct sp_http_req *r, CURLcode rc)
 	r->status = status;
 	if (r->refused) {
 		snprintf(r->why, sizeof(r->why), "%s",
-			 status == 200 ? "the server ignores range requests (HTTP 200 to a Range)"
-				       : "a body longer than the range asked for");
+			 r->whole ? "an answer longer than expected"
+			 : status == 200 ? "the server ignores range requests (HTTP 200 to a Range)"
+					 : "a body longer than the range asked for");
 		return FAIL;
+	}
+	if (rc == CURLE_OK && r->whole && status == 200) {
+		r->len = r->got;
+		return DONE;
 	}
 	if (rc != CURLE_OK) {
 		snprintf(r->why, sizeof(r->why), "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
@@ -536,6 +541,24 @@ int sp_http_get(struct sp_http_object *o, void *buf, size_t len, uint64_t off, s
 		return -1;
 	}
 	return len ? run_sync(o->h, &r, err) : 0;
+}
+
+int sp_http_fetch(struct sp_http *h, const char *url, sp_http_sign_fn sign, void *sign_state,
+		  void *buf, size_t max, size_t *got, long *status, struct sp_err *err)
+{
+	struct sp_http_object o = {.h = h, .url = (char *)url, .sign = sign, .sign_state = sign_state};
+	uint8_t *seg = buf;
+	struct sp_http_req r = {.obj = &o, .segs = &seg, .seg_len = max, .len = max, .whole = 1};
+	int rc = -1;
+	*got = 0;
+	*status = 0;
+	if (!(o.shown = sp_http_shown(url)))
+		sp_err_set(err, "%s: out of memory", url);
+	else if (!(rc = run_sync(h, &r, err)))
+		*got = r.got;
+	*status = r.status;
+	free(o.shown);
+	return rc;
 }
 
 /* ---- objects ---- */

@@ -76,6 +76,7 @@ struct sp_http_req {
 	size_t got;
 	long status;
 	int tries, refused;
+	int whole; /* sp_http_fetch's: no range, a 200 answer */
 	double started, not_before;
 	unsigned retry_after;
 	char etag[128];
@@ -84,6 +85,13 @@ struct sp_http_req {
 	char errbuf[CURL_ERROR_SIZE];
 	char why[256]; /* the last try's failure */
 };
+
+/* A GET of a whole answer (no Range, no If-Match; S3's listings) on the calling thread, with
+ * the retries of a range request: 0 and a 200 answer's body (at most max bytes, more is an
+ * error) in buf, *got its length; -1 with err naming the URL and why, *status the last HTTP
+ * status (0: none). sign may be NULL. */
+int sp_http_fetch(struct sp_http *h, const char *url, sp_http_sign_fn sign, void *sign_state,
+		  void *buf, size_t max, size_t *got, long *status, struct sp_err *err);
 
 /* A request on the calling thread: 0, or -1 with err. */
 int sp_http_get(struct sp_http_object *o, void *buf, size_t len, uint64_t off, struct sp_err *err);

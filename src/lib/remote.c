@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +14,18 @@
 #include "blockcache.h"
 #include "delta.h"
 #include "http.h"
+#include "s3.h"
 #include "source_remote.h"
 
 struct sp_remote {
 	struct sp_http *http;
 	struct sp_remote_mem *mem;
 	struct sp_blockcache *cache; /* NULL: none */
+	/* s3://'s endpoint, region and credentials; when they could not be read, why (told on
+	 * the first s3:// URL, so that a mistake there does not stop http(s):// deltas) */
+	struct sp_s3 s3;
+	int s3_ok;
+	struct sp_err s3_err;
 };
 
 /* What a URL scheme does: open the delta.sparse of the delta at a URL (the object's URL to
@@ -105,6 +112,7 @@ struct sp_remote *sp_remote_new(const struct sp_remote_opts *o, struct sp_err *e
 		goto fail;
 	}
 	r->cache = open_cache(o);
+	r->s3_ok = !sp_s3_init(&r->s3, o->endpoint, o->region, &r->s3_err);
 	return r;
 fail:
 	sp_remote_free(r);
@@ -118,6 +126,8 @@ void sp_remote_free(struct sp_remote *r)
 	sp_http_free(r->http);
 	sp_remote_mem_free(r->mem);
 	sp_blockcache_close(r->cache);
+	if (r->s3_ok)
+		sp_s3_free(&r->s3);
 	free(r);
 }
 
@@ -176,10 +186,212 @@ static int http_list(struct sp_remote *r, const char *where, char ***names, size
 	return o ? 1 : -1;
 }
 
+/* ---- s3:// ---- */
+
+/* A ListObjectsV2 page: at most 1000 keys of at most 1 KiB (5 KiB escaped) and a few hundred
+ * bytes about each, well under this. */
+#define S3_PAGE_MAX (8u << 20)
+/* Pages of one listing at most (10 million keys), so that a store that never ends one ends. */
+#define S3_PAGES 10000
+
+static int s3_sign(void *state, CURL *easy, struct curl_slist **headers)
+{
+	return sp_s3_sign(state, easy, headers);
+}
+
+/* What S3 usually means by a status, after the error that names it. */
+static void s3_hint(long status, struct sp_err *err)
+{
+	const char *hint = status == 403 ? "; check the AWS credentials (AWS_ACCESS_KEY_ID, "
+					   "AWS_PROFILE) and the region"
+			   : status == 301 || status == 307 ? "; the bucket is in another region "
+							      "(-o region=)"
+			   : status == 404 ? "; no such bucket or key" : NULL;
+	if (hint && strlen(err->msg) + strlen(hint) < sizeof(err->msg))
+		strcat(err->msg, hint);
+}
+
+/* The bucket of s3://BUCKET/KEY and its key (malloc'd), a folder's: no '/' at its end and none
+ * doubled, as in a path (a prefix and a name joined with '/' name the folder below). */
+static int s3_where(struct sp_remote *r, const char *where, char **bucket, char **key,
+		    struct sp_err *err)
+{
+	if (!r->s3_ok) {
+		sp_err_set(err, "%s: %s", where, r->s3_err.msg);
+		return -1;
+	}
+	if (sp_s3_split(where, bucket, key)) {
+		sp_err_set(err, "%s: not s3://BUCKET/PREFIX (a bucket's name has only letters, "
+			   "digits, '.', '-' and '_')", where);
+		return -1;
+	}
+	char *to = *key;
+	for (const char *from = *key; *from; from++)
+		if (*from != '/' || (to > *key && to[-1] != '/'))
+			*to++ = *from;
+	if (to > *key && to[-1] == '/')
+		to--;
+	*to = 0;
+	return 0;
+}
+
+static struct sp_source *s3_open(struct sp_remote *r, const char *where, char **shown,
+				 struct sp_err *err)
+{
+	char *bucket, *key, *object = NULL, *url = NULL;
+	struct sp_source *src = NULL;
+	long status;
+	if (s3_where(r, where, &bucket, &key, err))
+		return NULL;
+	if (asprintf(&object, "%s%s%s", key, *key ? "/" : "", SP_DELTA_FILE) < 0)
+		object = NULL;
+	if (!object || !(url = sp_s3_object_url(&r->s3, bucket, object)) ||
+	    asprintf(shown, "s3://%s/%s", bucket, object) < 0) {
+		*shown = NULL;
+		sp_err_set(err, "%s: out of memory", where);
+	} else if (!(src = sp_source_remote_open(r->http, r->mem, r->cache, url, s3_sign, &r->s3,
+						 &status, err))) {
+		s3_hint(status, err);
+	}
+	free(bucket);
+	free(key);
+	free(object);
+	free(url);
+	return src;
+}
+
+/* The deltas of a listing: PREFIX/delta.sparse (the prefix is one) and PREFIX/NAME/delta.sparse
+ * for each NAME that can be a folder's. */
+struct s3_listing {
+	const char *prefix;
+	size_t plen;
+	int itself;
+	char **names;
+	size_t n, cap;
+	struct sp_err *err;
+};
+
+static int s3_key(const char *k, void *arg)
+{
+	struct s3_listing *l = arg;
+	if (strncmp(k, l->prefix, l->plen))
+		return 0;
+	const char *rest = k + l->plen, *slash = strchr(rest, '/');
+	size_t len = slash ? (size_t)(slash - rest) : 0;
+	if (!strcmp(rest, SP_DELTA_FILE))
+		l->itself = 1;
+	if (!slash || strcmp(slash + 1, SP_DELTA_FILE) || !len || len > NAME_MAX ||
+	    (rest[0] == '.' && (len == 1 || (len == 2 && rest[1] == '.'))))
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		char **names = realloc(l->names, cap * sizeof(*names));
+		if (!names)
+			goto oom;
+		l->names = names;
+		l->cap = cap;
+	}
+	if ((l->names[l->n] = strndup(rest, len))) {
+		l->n++;
+		return 0;
+	}
+oom:
+	sp_err_set(l->err, "out of memory");
+	return -1;
+}
+
+/* One page of the listing, after *token (NULL: the first), whose answer sets *token to the
+ * next page's (NULL: none). body: S3_PAGE_MAX bytes. */
+static int s3_page(struct sp_remote *r, const char *where, const char *bucket,
+		   struct s3_listing *l, char **token, char *body, struct sp_err *err)
+{
+	char *url = sp_s3_list_url(&r->s3, bucket, l->prefix, *token), *next = NULL;
+	size_t got;
+	long status;
+	struct sp_err why;
+	int rc = -1;
+	if (!url)
+		sp_err_set(err, "%s: out of memory", where);
+	else if (sp_http_fetch(r->http, url, s3_sign, &r->s3, body, S3_PAGE_MAX, &got, &status,
+			       err))
+		s3_hint(status, err);
+	else if (sp_s3_list_parse(body, got, s3_key, l, &next, &why))
+		sp_err_set(err, "%s: %s", where, why.msg);
+	else if (next && *token && !strcmp(next, *token))
+		sp_err_set(err, "%s: the store gave the same continuation token twice", where);
+	else
+		rc = 0;
+	free(*token);
+	*token = next;
+	free(url);
+	return rc;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists every key under PREFIX/ (no delimiter: one request per 1000 keys, which says both
+ * whether PREFIX is a delta and which folders below it are, where a delimiter would need a
+ * request per folder to tell a delta from any other folder). */
+static int s3_list(struct sp_remote *r, const char *where, char ***names, size_t *n,
+		   struct sp_err *err)
+{
+	char *bucket, *key, *prefix = NULL, *token = NULL, *body;
+	struct s3_listing l = {.err = err};
+	int rc = -1;
+	if (s3_where(r, where, &bucket, &key, err))
+		return -1;
+	if (asprintf(&prefix, "%s%s", key, *key ? "/" : "") < 0)
+		prefix = NULL;
+	body = malloc(S3_PAGE_MAX);
+	l.prefix = prefix;
+	l.plen = prefix ? strlen(prefix) : 0;
+	if (!prefix || !body)
+		sp_err_set(err, "%s: out of memory", where);
+	for (int page = 0; prefix && body && (page == 0 || token); page++) {
+		if (page == S3_PAGES) {
+			sp_err_set(err, "%s: a listing of more than %d pages", where, S3_PAGES);
+			break;
+		}
+		if ((rc = s3_page(r, where, bucket, &l, &token, body, err)))
+			break;
+	}
+	if (rc == 0 && !l.itself && !l.n) {
+		sp_err_set(err, "%s: neither a delta (no %s) nor a prefix of deltas (no "
+			   "NAME/%s below it)", where, SP_DELTA_FILE, SP_DELTA_FILE);
+		rc = -1;
+	}
+	if (rc == 0 && !l.itself) {
+		qsort(l.names, l.n, sizeof(*l.names), by_name);
+		*names = l.names;
+		*n = l.n;
+	} else {
+		for (size_t i = 0; i < l.n; i++)
+			free(l.names[i]);
+		free(l.names);
+	}
+	free(token);
+	free(body);
+	free(prefix);
+	free(bucket);
+	free(key);
+	return rc < 0 ? -1 : l.itself;
+}
+
 static const struct scheme schemes[] = {
 	{"http://", http_open, http_list},
 	{"https://", http_open, http_list},
+	{"s3://", s3_open, s3_list},
 };
+
+/* where as it may be shown: an http(s) URL without what may hold credentials; an s3 URL
+ * holds none. */
+static char *shown_where(const char *where)
+{
+	return !strncasecmp(where, "s3://", 5) ? strdup(where) : sp_http_shown(where);
+}
 
 static const struct scheme *scheme_of(const char *where)
 {
@@ -193,7 +405,7 @@ static const struct scheme *scheme_of(const char *where)
 static const struct scheme *url_scheme(struct sp_remote *r, const char *where, struct sp_err *err)
 {
 	const struct scheme *s = scheme_of(where);
-	char *shown = sp_http_shown(where);
+	char *shown = shown_where(where);
 	if (!s)
 		sp_err_set(err, "%s: this kind of URL is not supported", shown ? shown : "a URL");
 	else if (!r)
@@ -265,7 +477,7 @@ struct sp_delta *sp_delta_open_at(struct sp_remote *r, const char *where, const 
 	char *shown = NULL, *dir = NULL;
 	struct sp_source *src = s ? s->open(r, where, &shown, err) : NULL;
 	struct sp_delta *d = NULL;
-	if (src && !(dir = sp_http_shown(where))) {
+	if (src && !(dir = shown_where(where))) {
 		sp_err_set(err, "%s: out of memory", shown);
 		sp_source_close(src);
 	} else if (src && (d = sp_delta_open_source(dir, shown, src, base_dir, flags, err))) {
