@@ -57,7 +57,7 @@ static void usage(FILE *out)
 		"remote deltas:\n"
 		"  -o endpoint=URL      s3://: the store's http(s)://HOST[:PORT] (default: AWS)\n"
 		"  -o region=NAME       s3://: the region to sign for (default: AWS_REGION, else\n"
-		"                       us-east-1)\n"
+		"                       AWS_DEFAULT_REGION, else us-east-1)\n"
 		"  -o cafile=FILE       https: the certificates (PEM) of the CAs to trust\n"
 		"  -o bearer_file=FILE  http(s)://: send the token in FILE (its host only)\n"
 		"  -o cache_dir=DIR     the chunk cache on disk (default ~/.cache/sparse/remote;\n"
