@@ -32,7 +32,7 @@ if(DPKG_SHLIBDEPS)
 else()
   # Debian 12's names for what the binaries link, where dpkg-shlibdeps cannot say.
   string(APPEND CPACK_DEBIAN_PACKAGE_DEPENDS
-    ", libc6, libfuse3-3, libzstd1, libcjson1, libxxhash0, libopenblas0")
+    ", libc6, libfuse3-3, libzstd1, libcjson1, libxxhash0, libopenblas0, libexpat1")
 endif()
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3, attr")
 include(CPack)

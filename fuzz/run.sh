@@ -14,7 +14,7 @@ build=${BUILD_FUZZ:-build-fuzz}
 CC=clang cmake -S . -B "$build" -DSPARSE_FUZZ=ON >/dev/null
 cmake --build "$build" -j"$(nproc)" >/dev/null
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(manifest safetensors superblock chunk lossless lossy patch delta)
+[ ${#targets[@]} -gt 0 ] || targets=(manifest safetensors superblock chunk lossless lossy patch delta http s3_list)
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$work"
 

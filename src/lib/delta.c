@@ -18,6 +18,7 @@
 #include "chunk.h"
 #include "io.h"
 #include "source.h"
+#include "sparse/remote.h"
 
 /* Decoded auxiliary chunks (low-rank factors shared by a tensor's chunks) kept per delta. */
 #define AUX_CACHE (64u << 20)
@@ -133,8 +134,8 @@ static char *hub_base(const struct sp_delta *d, struct sp_err *err)
 }
 
 /* The base is where -o base= says (a folder or a hub id), else the recorded hub id in the local
- * cache, else where it was (absolute path), else where it is relative to the delta (both moved
- * together). */
+ * cache, else where it was (absolute path), else where it is relative to a local delta (both
+ * moved together). */
 static int open_base(struct sp_delta *d, const char *override, unsigned flags,
 		     struct sp_err *err)
 {
@@ -146,7 +147,7 @@ static int open_base(struct sp_delta *d, const char *override, unsigned flags,
 	const char *cands[4] = {given.dir, NULL, override ? NULL : d->m.base_path, NULL};
 	if (!override && (hub = hub_base(d, &hub_err)))
 		cands[1] = hub;
-	if (!override && d->m.base_relpath && asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
+	if (!override && d->m.base_relpath && !sp_is_url(d->dir) && asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
 		cands[3] = rel;
 	struct sp_err first = {{0}};
 	int rc = -1;
@@ -185,13 +186,21 @@ struct sp_delta *sp_delta_open(const char *dir, const char *base_dir, unsigned f
 struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
 				    unsigned flags, struct sp_err *err)
 {
+	struct sp_source *src = sp_source_file_open(file, err);
+	return src ? sp_delta_open_source(dir, file, src, base_dir, flags, err) : NULL;
+}
+
+struct sp_delta *sp_delta_open_source(const char *dir, const char *file, struct sp_source *src,
+				      const char *base_dir, unsigned flags, struct sp_err *err)
+{
 	struct sp_delta *d = calloc(1, sizeof(*d));
 	sp_err_set(err, "%s: out of memory", dir);
-	if (!d)
+	if (!d) {
+		sp_source_close(src);
 		return NULL;
-	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)))
-		goto fail;
-	if (!(d->src = sp_source_file_open(d->path, err)) || sp_delta_load(d, err))
+	}
+	d->src = src;
+	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)) || sp_delta_load(d, err))
 		goto fail;
 	sp_err_set(err, "%s: out of memory", dir);
 	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||

@@ -36,6 +36,12 @@ struct sp_delta {
 struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const char *base_dir,
 				    unsigned flags, struct sp_err *err);
 
+/* sp_delta_open over src, the bytes of file (which only names it), as if it were
+ * dir/delta.sparse; src is closed with the delta, or by this call when it fails. A dir that is
+ * a URL has no base relative to it. */
+struct sp_delta *sp_delta_open_source(const char *dir, const char *file, struct sp_source *src,
+				      const char *base_dir, unsigned flags, struct sp_err *err);
+
 /* Reads and validates the superblock, chunk table and manifest of d->path from d->src. */
 int sp_delta_load(struct sp_delta *d, struct sp_err *err);
 

@@ -30,12 +30,15 @@ struct mount_opts {
 	int splice;
 	char *base_check;
 	char *delta;
+	struct sp_remote_opts remote;
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: sparsefs [options] DELTA MOUNTPOINT   mount a delta, or a directory of deltas\n"
+		"usage: sparsefs [options] DELTA MOUNTPOINT   mount a delta, or a directory of deltas;\n"
+		"                                             DELTA: a folder, or an http://, https://\n"
+		"                                             or s3://BUCKET/PREFIX URL\n"
 		"       sparsefs --info [--json] DELTA        what the delta holds\n"
 		"       sparsefs --check [-o base=DIR] DELTA  verify every checksum and the base\n"
 		"       sparsefs --extract [-o base=DIR] DELTA OUT_DIR   write the files out\n"
@@ -51,6 +54,17 @@ static void usage(FILE *out)
 		"  -o base_check=HOW    full: hash each base file whole at mount, once while\n"
 		"                       it stays unchanged (the default); quick: size, header\n"
 		"                       and 16 sampled blocks\n"
+		"remote deltas:\n"
+		"  -o endpoint=URL      s3://: the store's http(s)://HOST[:PORT] (default: AWS)\n"
+		"  -o region=NAME       s3://: the region to sign for (default: AWS_REGION, else\n"
+		"                       AWS_DEFAULT_REGION, else us-east-1)\n"
+		"  -o cafile=FILE       https: the certificates (PEM) of the CAs to trust\n"
+		"  -o bearer_file=FILE  http(s)://: send the token in FILE (its host only)\n"
+		"  -o cache_dir=DIR     the chunk cache on disk (default ~/.cache/sparse/remote;\n"
+		"                       empty: none)\n"
+		"  -o cache_max=N       its bound in bytes (K/M/G)\n"
+		"  -o max_requests=N    range requests in flight at once (default 32)\n"
+		"  -o timeout=SECONDS   a request without progress this long is retried\n"
 		"  -f                   stay in the foreground\n"
 		"  -d                   debug: foreground, log every request\n"
 		"  -s                   single-threaded\n"
@@ -72,7 +86,8 @@ static const struct fuse_opt opt_spec[] = {
 	FUSE_OPT_END,
 };
 
-/* The first non-option is the delta; the mountpoint goes on to fuse_parse_cmdline. */
+/* The first non-option is the delta; the mountpoint goes on to fuse_parse_cmdline. The remote
+ * options are taken here, the others go on to libfuse. */
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args)
 {
 	(void)args;
@@ -80,6 +95,10 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *args
 	if (key == FUSE_OPT_KEY_NONOPT && !o->delta) {
 		o->delta = strdup(arg);
 		return 0;
+	}
+	if (key == FUSE_OPT_KEY_OPT) {
+		int rc = remote_opt(arg, &o->remote);
+		return rc < 0 ? -1 : !rc;
 	}
 	return 1;
 }
@@ -272,6 +291,7 @@ static int mount_main(int argc, char **argv)
 	struct fuse_cmdline_opts co = {0};
 	struct fs fs = {.uid = getuid(), .gid = getgid(), .open = STREAMS_SET_INIT};
 	uint64_t cache = SP_CACHE_DEFAULT;
+	struct sp_remote *remote = NULL;
 	struct sp_err err;
 	int rc = 2;
 	if (check_options(argc, argv) || fuse_opt_parse(&args, &o, opt_spec, opt_proc) ||
@@ -310,13 +330,13 @@ static int mount_main(int argc, char **argv)
 				"(sysctl fs.pipe-max-size, or CAP_SYS_RESOURCE, lifts it)\n",
 			max_read >> 10);
 	rc = 1;
-	if (check_mountpoint(co.mountpoint))
+	if (check_mountpoint(co.mountpoint) || remote_for(o.delta, &o.remote, &remote))
 		goto out;
 	fs.mountpoint = co.mountpoint;
 	fs.readahead_kb = (unsigned)o.readahead_kb;
 	fs.splice = o.splice;
 	fs.max_read = max_read;
-	if (tree_build(&fs.tree, o.delta, o.base, open_flags, &err)) {
+	if (tree_build(&fs.tree, remote, o.delta, o.base, open_flags, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		goto out;
 	}
@@ -328,6 +348,8 @@ static int mount_main(int argc, char **argv)
 	sp_cache_free(fs.cache);
 	tree_free(&fs.tree);
 out:
+	sp_remote_free(remote);
+	remote_opts_free(&o.remote);
 	free(o.base);
 	free(o.cache_size);
 	free(o.prefetch);

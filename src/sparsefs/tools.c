@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +107,10 @@ static void info_matched(const cJSON *mt)
 	       of > 0 ? b / of : 1.0, of);
 }
 
-static int do_info(const char *path)
+static int do_info(struct sp_remote *r, const char *path)
 {
 	struct sp_err err;
-	struct sp_delta *d = sp_delta_open(path, NULL, SP_OPEN_NO_BASE, &err);
+	struct sp_delta *d = sp_delta_open_at(r, path, NULL, SP_OPEN_NO_BASE, &err);
 	if (!d) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
@@ -246,11 +247,11 @@ static cJSON *info_json(const struct sp_delta *d, const char *path_file, uint64_
 	return js;
 }
 
-static int do_info_json(const char *path)
+static int do_info_json(struct sp_remote *r, const char *path)
 {
 	struct sp_err err;
 	char path_file[4096];
-	struct sp_delta *d = sp_delta_open(path, NULL, SP_OPEN_NO_BASE, &err);
+	struct sp_delta *d = sp_delta_open_at(r, path, NULL, SP_OPEN_NO_BASE, &err);
 	if (!d) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
@@ -269,10 +270,10 @@ static int do_info_json(const char *path)
 
 /* ---- --check ---- */
 
-static int do_check(const char *path, const char *base)
+static int do_check(struct sp_remote *r, const char *path, const char *base)
 {
 	struct sp_err err;
-	struct sp_delta *d = sp_delta_open(path, base, 0, &err);
+	struct sp_delta *d = sp_delta_open_at(r, path, base, 0, &err);
 	if (!d || sp_delta_check_base(d, &err)) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		sp_delta_close(d);
@@ -364,10 +365,11 @@ static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *
 	return rc;
 }
 
-static int do_extract(const char *path, const char *base, unsigned flags, const char *out)
+static int do_extract(struct sp_remote *r, const char *path, const char *base, unsigned flags,
+		      const char *out)
 {
 	struct sp_err err;
-	struct sp_delta *d = sp_delta_open(path, base, flags, &err);
+	struct sp_delta *d = sp_delta_open_at(r, path, base, flags, &err);
 	if (!d) {
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
@@ -395,17 +397,112 @@ int base_check_flags(const char *value, unsigned *flags)
 	return 0;
 }
 
-/* -o base=DIR and base_check=full|quick (as the mount takes them), possibly among other
- * comma-separated options that only the mount uses; -1 for a base_check it does not know. */
-static int parse_o(char *arg, const char **base, unsigned *flags)
+/* ---- remote deltas: how to reach them ---- */
+
+#define REMOTE_STR(name) {#name, offsetof(struct sp_remote_opts, name)}
+static const struct {
+	const char *name;
+	size_t off;
+} remote_strs[] = {
+	REMOTE_STR(endpoint), REMOTE_STR(region),    REMOTE_STR(cafile),
+	REMOTE_STR(bearer_file), REMOTE_STR(cache_dir),
+};
+
+/* A whole number within [min, max] into *out; -1 with a message naming opt. */
+static int whole(const char *opt, const char *v, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long x = strtoul(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end || errno || x < min || x > max) {
+		fprintf(stderr, "sparsefs: %s: a whole number from %u to %u\n", opt, min, max);
+		return -1;
+	}
+	*out = (unsigned)x;
+	return 0;
+}
+
+/* The value of opt when it is NAME=VALUE, else NULL. */
+static const char *value_of(const char *opt, const char *name)
+{
+	size_t n = strlen(name);
+	return !strncmp(opt, name, n) && opt[n] == '=' ? opt + n + 1 : NULL;
+}
+
+int remote_opt(const char *opt, struct sp_remote_opts *o)
+{
+	static const char *const names[] = {"endpoint", "region", "cafile", "bearer_file",
+					    "cache_dir", "cache_max", "max_requests", "timeout"};
+	const char *v;
+	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++)
+		if (!strcmp(opt, names[i])) {
+			fprintf(stderr, "sparsefs: -o %s: takes a value (%s=...)\n", opt, opt);
+			return -1;
+		}
+	for (size_t i = 0; i < sizeof(remote_strs) / sizeof(*remote_strs); i++)
+		if ((v = value_of(opt, remote_strs[i].name))) {
+			const char **field = (const char **)((char *)o + remote_strs[i].off);
+			free((char *)*field);
+			*field = strdup(v);
+			return *field ? 1 : -failed(opt, "", ENOMEM);
+		}
+	if ((v = value_of(opt, "cache_max"))) {
+		if (sp_parse_size(v, &o->cache_max) == 0)
+			return 1;
+		fprintf(stderr, "sparsefs: %s: not a size (a number with K, M or G)\n", opt);
+		return -1;
+	}
+	if ((v = value_of(opt, "max_requests")))
+		return whole(opt, v, 1, 1024, &o->max_requests) ? -1 : 1;
+	if ((v = value_of(opt, "timeout")))
+		return whole(opt, v, 1, 3600, &o->timeout) ? -1 : 1;
+	return 0;
+}
+
+void remote_opts_free(struct sp_remote_opts *o)
+{
+	for (size_t i = 0; i < sizeof(remote_strs) / sizeof(*remote_strs); i++)
+		free(*(char **)((char *)o + remote_strs[i].off));
+	memset(o, 0, sizeof(*o));
+}
+
+int remote_for(const char *where, const struct sp_remote_opts *o, struct sp_remote **r)
+{
+	struct sp_err err;
+	*r = NULL;
+	if (!sp_is_url(where))
+		return 0;
+	if ((*r = sp_remote_new(o, &err)))
+		return 0;
+	fprintf(stderr, "sparsefs: %s\n", err.msg);
+	return -1;
+}
+
+/* -o base=DIR, base_check=full|quick and the remote options (as the mount takes them), possibly
+ * among other comma-separated options that only the mount uses; -1 for a value that is not
+ * right. */
+static int parse_o(char *arg, const char **base, unsigned *flags, struct sp_remote_opts *ro)
 {
 	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ",")) {
 		if (!strncmp(opt, "base=", 5))
 			*base = opt + 5;
 		else if (!strncmp(opt, "base_check=", 11) && base_check_flags(opt + 11, flags))
 			return -1;
+		else if (remote_opt(opt, ro) < 0)
+			return -1;
 	}
 	return 0;
+}
+
+/* Runs the tool `mode` on the delta at where (a folder or a URL). */
+static int run_tool(int mode, int json, const char *where, const char *base, unsigned flags,
+		    struct sp_remote *r, const char *out)
+{
+	if (mode == 'I')
+		return json ? do_info_json(r, where) : do_info(r, where);
+	if (mode == 'C')
+		return do_check(r, where, base);
+	return do_extract(r, where, base, flags, out);
 }
 
 int tools_main(int argc, char **argv)
@@ -417,31 +514,36 @@ int tools_main(int argc, char **argv)
 		{"json", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
+	struct sp_remote_opts ro = {0};
+	struct sp_remote *r = NULL;
 	const char *base = NULL;
 	unsigned flags = SP_OPEN_CHECK_BASE;
-	int mode = 0, json = 0, c;
+	int mode = 0, json = 0, c, rc = 2;
 	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
 		if (c == 'o') {
-			if (parse_o(optarg, &base, &flags))
-				return 2;
+			if (parse_o(optarg, &base, &flags, &ro))
+				goto out;
 		} else if (c == 'I' || c == 'C' || c == 'E')
 			mode = c;
 		else if (c == 'J')
 			json = 1;
 		else
-			return 2;
+			goto out;
 	}
 	int want = mode == 'E' ? 2 : 1;
 	if (argc - optind != want || (json && mode != 'I')) {
-		fprintf(stderr, "usage: sparsefs --info [--json] DELTA | --check [-o base=DIR] DELTA | "
-				"--extract [-o base=DIR] DELTA OUT_DIR\n");
-		return 2;
+		fprintf(stderr, "usage: sparsefs --info [--json] [-o OPTS] DELTA | --check [-o OPTS] "
+				"DELTA | --extract [-o OPTS] DELTA OUT_DIR\n");
+		goto out;
 	}
-	if (mode == 'I')
-		return close_stdout(json ? do_info_json(argv[optind]) : do_info(argv[optind]));
-	if (mode == 'C')
-		return close_stdout(do_check(argv[optind], base));
-	return close_stdout(do_extract(argv[optind], base, flags, argv[optind + 1]));
+	rc = remote_for(argv[optind], &ro, &r)
+		     ? 1
+		     : close_stdout(run_tool(mode, json, argv[optind], base, flags, r,
+					     argv[optind + 1]));
+	sp_remote_free(r);
+out:
+	remote_opts_free(&ro);
+	return rc;
 }
 
 int close_stdout(int rc)

@@ -1,12 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "tree.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 struct node *tree_node(struct tree *t, uint64_t ino)
@@ -92,10 +89,10 @@ clash:
 	return -1;
 }
 
-static int add_delta(struct tree *t, uint64_t dir, const char *path, const char *base,
-		     unsigned flags, struct sp_err *err)
+static int add_delta(struct tree *t, uint64_t dir, struct sp_remote *r, const char *path,
+		     const char *base, unsigned flags, struct sp_err *err)
 {
-	struct sp_delta *d = sp_delta_open(path, base, flags, err);
+	struct sp_delta *d = sp_delta_open_at(r, path, base, flags, err);
 	if (!d)
 		return -1;
 	struct sp_delta **p = realloc(t->deltas, (t->ndeltas + 1) * sizeof(*p));
@@ -111,51 +108,39 @@ static int add_delta(struct tree *t, uint64_t dir, const char *path, const char 
 	return 0;
 }
 
-static int by_name(const struct dirent **a, const struct dirent **b)
+/* Each of the deltas named in a folder (or prefix) of them becomes a folder of the mount. */
+static int add_deltas_in(struct tree *t, struct sp_remote *r, const char *path, char **names,
+			 size_t n, const char *base, unsigned flags, struct sp_err *err)
 {
-	return strcmp((*a)->d_name, (*b)->d_name);
-}
-
-/* Every sub-folder of path that holds a delta becomes a folder of the mount. */
-static int add_deltas_in(struct tree *t, const char *path, const char *base, unsigned flags,
-			 struct sp_err *err)
-{
-	struct dirent **ents;
-	int n = scandir(path, &ents, NULL, by_name), rc = 0, found = 0;
-	if (n < 0) {
-		sp_err_set(err, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	for (int i = 0; i < n; i++) {
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char *sub = NULL;
-		if (rc == 0 && ents[i]->d_name[0] != '.' &&
-		    asprintf(&sub, "%s/%s", path, ents[i]->d_name) > 0 && sp_is_delta_dir(sub)) {
-			const char *name = ents[i]->d_name;
-			uint64_t dir = add_node(t, 1, name, strlen(name), 1);
-			rc = dir ? add_delta(t, dir, sub, base, flags, err) : -1;
-			found++;
-		}
+		uint64_t dir = add_node(t, 1, names[i], strlen(names[i]), 1);
+		rc = dir && asprintf(&sub, "%s/%s", path, names[i]) > 0
+			     ? add_delta(t, dir, r, sub, base, flags, err)
+			     : -1;
 		free(sub);
-		free(ents[i]);
-	}
-	free(ents);
-	if (rc == 0 && !found) {
-		sp_err_set(err, "%s: neither a delta (no %s) nor a directory of deltas", path,
-			   SP_DELTA_FILE);
-		rc = -1;
 	}
 	return rc;
 }
 
-int tree_build(struct tree *t, const char *path, const char *base, unsigned flags,
-	       struct sp_err *err)
+int tree_build(struct tree *t, struct sp_remote *r, const char *path, const char *base,
+	       unsigned flags, struct sp_err *err)
 {
+	char **names = NULL;
+	size_t n = 0;
 	memset(t, 0, sizeof(*t));
 	err->msg[0] = 0;
 	int rc = add_node(t, 0, "", 0, 1) ? 0 : -1;
-	if (rc == 0)
-		rc = sp_is_delta_dir(path) ? add_delta(t, 1, path, base, flags, err)
-					   : add_deltas_in(t, path, base, flags, err);
+	if (rc == 0) {
+		int one = sp_list_deltas(r, path, &names, &n, err);
+		rc = one < 0  ? -1
+		     : one ? add_delta(t, 1, r, path, base, flags, err)
+			   : add_deltas_in(t, r, path, names, n, base, flags, err);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 	if (rc) {
 		if (!err->msg[0])
 			sp_err_set(err, "%s: out of memory", path);

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <uthash.h>
 
-#include "sparse/sparse.h"
+#include "sparse/remote.h"
 
 struct node {
 	char *name;
@@ -35,10 +35,10 @@ struct tree {
 	size_t ndeltas;
 };
 
-/* Opens path: a delta directory, or a directory of them. base overrides every delta's base;
- * flags go to sp_delta_open. */
-int tree_build(struct tree *t, const char *path, const char *base, unsigned flags,
-	       struct sp_err *err);
+/* Opens path: a delta folder or a folder of them, local or (with r) a URL. base overrides
+ * every delta's base; flags go to sp_delta_open_at. */
+int tree_build(struct tree *t, struct sp_remote *r, const char *path, const char *base,
+	       unsigned flags, struct sp_err *err);
 void tree_free(struct tree *t);
 struct node *tree_node(struct tree *t, uint64_t ino);
 struct node *tree_lookup(struct tree *t, uint64_t parent, const char *name);
