@@ -9,12 +9,15 @@
 #                           "METHOD URI STATUS range=RANGE sent=BYTES auth=yes|no
 #                           ifmatch=yes|no": whether Authorization or If-Match came)
 #   nginx_stop
+#   nginx_resume            the stopped nginx again, on its ports, appending to its log
 #   nginx_requests          how many requests NGINX_LOG holds
 #   s3rver_start DIR BUCKET s3rver (npm, pinned in tests/npm, installed into BUILD/npm on first
 #                           use) keeping its objects in DIR, with BUCKET made; sets S3_PORT
 #   s3rver_stop
 #   s3_put BUCKET KEY FILE  uploads FILE to the s3rver as KEY; s3_put_dir BUCKET PREFIX DIR
-#                           uploads every file under DIR below PREFIX
+#                           uploads every file under DIR below PREFIX; s3_put_many BUCKET
+#                           PREFIX N uploads N one-byte objects PREFIX0000... (over one
+#                           connection: a thousand curl runs would take long)
 #   proxy_start UPSTREAM_PORT [ARGS...]
 #                           tests/fault_proxy.py in front of 127.0.0.1:UPSTREAM_PORT (more
 #                           arguments go to it, e.g. --sigv4 KEY:SECRET); sets PROXY_PORT,
@@ -67,6 +70,7 @@ nginx_start() {
 		-subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
 		-keyout "$dir/key.pem" -out "$dir/cert.pem" 2>"$dir/openssl.err" ||
 		fail "openssl req: $(cat "$dir/openssl.err")"
+	NGINX_DIR=$dir
 	NGINX_CA=$dir/cert.pem
 	NGINX_LOG=$dir/access.log
 	# Run as root, its workers would drop to nobody, who cannot read under the test's TMP.
@@ -121,6 +125,14 @@ EOF
 
 nginx_stop() {
 	stop_pid "$NGINX_PID"
+}
+
+nginx_resume() {
+	nginx -c "$NGINX_DIR/nginx.conf" -p "$NGINX_DIR" 2>>"$NGINX_DIR/error.log" &
+	NGINX_PID=$!
+	PIDS+=("$NGINX_PID")
+	wait_http "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" ||
+		fail "nginx did not start again: $(tail -5 "$NGINX_DIR/error.log")"
 }
 
 nginx_requests() {

@@ -342,19 +342,41 @@ static const char *tensor_at(const struct sp_delta *d, size_t f, uint64_t off)
 	return "(none)";
 }
 
+static const char CANNOT_READ[] = "cannot read the delta";
+/* A source that fails (a server down, an object replaced) fails every chunk at once and says
+ * why itself: one chunk's line a minute is enough. */
+#define CANNOT_READ_SAID_S 60
+
+/* 1 when a chunk that cannot be read is logged now, 0 when one was within the last minute. */
+static int say_cannot_read(struct sp_delta *d)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec + CANNOT_READ_SAID_S, last;
+	last = __atomic_load_n(&d->src_said, __ATOMIC_RELAXED);
+	return now - last >= CANNOT_READ_SAID_S &&
+	       __atomic_compare_exchange_n(&d->src_said, &last, now, 0, __ATOMIC_RELAXED,
+					   __ATOMIC_RELAXED);
+}
+
 static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
 	size_t f = file_of_chunk(d, idx);
+	if (why == CANNOT_READ && !say_cannot_read(d))
+		return -EIO;
 	if (__atomic_exchange_n(&d->reported[idx], 1, __ATOMIC_RELAXED))
 		return -EIO;
+	const char *more = why == CANNOT_READ ? "; others that cannot be read in the next minute "
+						"are not logged" : "";
 	if (idx >= d->sb.chunk_count - d->m.aux_chunks) {
-		sp_log("%s: auxiliary chunk %llu: %s", d->dir, (unsigned long long)idx, why);
+		sp_log("%s: auxiliary chunk %llu: %s%s", d->dir, (unsigned long long)idx, why, more);
 		return -EIO;
 	}
-	sp_log("%s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s", d->dir,
+	sp_log("%s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s%s", d->dir,
 	       d->m.files[f].name, tensor_at(d, f, c->out_off), (unsigned long long)idx,
-	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why);
+	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why,
+	       more);
 	return -EIO;
 }
 
@@ -363,9 +385,10 @@ static const char *read_inputs(struct sp_delta *d, const struct sp_chunk *c, str
 			       struct sp_chunk_in *in)
 {
 	uint64_t blen = sp_chunk_base_len(c);
-	if (!sp_scratch_get(&s->data, c->data_len) ||
-	    sp_source_pread(d->src, s->data.p, c->data_len, c->data_off))
-		return "cannot read the delta";
+	if (!sp_scratch_get(&s->data, c->data_len))
+		return "out of memory";
+	if (sp_source_pread(d->src, s->data.p, c->data_len, c->data_off))
+		return CANNOT_READ;
 	if (c->codec == SP_CODEC_PATCH &&
 	    (sp_chunk_patch_window(c, s->data.p, &blen) ||
 	     blen > d->m.base[c->base_file].size - c->base_off))
@@ -386,11 +409,14 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 	struct scratch *s = scratch_get();
 	uint8_t *data = malloc(c->data_len + 1);
 	struct sp_chunk_in in = {.data = data};
-	int rc = s && data && sp_source_pread(d->src, data, c->data_len, c->data_off) == 0 &&
-			 sp_chunk_decode(&s->cs, c, &in, out) == 0 ? 0 : -1;
+	if (!s || !data || sp_source_pread(d->src, data, c->data_len, c->data_off)) {
+		free(data);
+		return chunk_failed(d, idx, s && data ? CANNOT_READ : "out of memory");
+	}
+	int rc = sp_chunk_decode(&s->cs, c, &in, out);
 	free(data);
 	if (rc)
-		return chunk_failed(d, idx, "does not read or decode (damaged delta)");
+		return chunk_failed(d, idx, "does not decode (damaged delta)");
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta)");
 	return 0;

@@ -26,6 +26,7 @@ struct sp_delta {
 	char *base_dir;
 	struct sp_base_file *base; /* m.nbase of them */
 	uint8_t *reported;         /* per chunk: its failure was logged (once is enough) */
+	uint64_t src_said;         /* when chunk_failed last logged a failed read of src */
 	uint64_t *base_ok;         /* a bit per chunk: its base bytes matched its hash since the
 				    * base file was opened (atomic: reads run on many threads) */
 	struct sp_cache *aux_cache;

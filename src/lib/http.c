@@ -39,6 +39,10 @@ struct sp_http {
 	int started, stop;
 	struct sp_http_req *queue, **queue_tail, *delayed;
 	unsigned running;
+	/* Set when a request ran out of tries on failures that another try might not meet (no
+	 * answer, 5xx...), cleared by the next success: meanwhile every request gets one try, so
+	 * that a read the chunk cache cannot serve fails at once, not after minutes of retries. */
+	atomic_int down;
 };
 
 struct sp_http_object {
@@ -364,9 +368,26 @@ static double next_try(struct sp_http_req *r)
 	b = b / 2 + b / 2 * ((double)rand_r(&seed) / RAND_MAX);
 	if (r->retry_after)
 		b = r->retry_after;
-	if (r->tries >= HTTP_TRIES || now_s() + b - r->started > HTTP_RETRY_SECONDS)
+	if (atomic_load(&r->obj->h->down) || r->tries >= HTTP_TRIES || now_s() + b - r->started > HTTP_RETRY_SECONDS)
 		return -1;
 	return b;
+}
+
+/* A request ended (v): a success marks the server up, a failure that ran out of tries marks
+ * it down, each change one log line. 1 when that line says all there is about r's failure. */
+static int note_health(struct sp_http *h, const struct sp_http_req *r, enum verdict v)
+{
+	if (v == DONE) {
+		if (atomic_exchange(&h->down, 0))
+			sp_log("%s: the server answers again", r->obj->shown);
+		return 0;
+	}
+	if (v != RETRY)
+		return 0;
+	if (!atomic_exchange(&h->down, 1))
+		sp_log("%s: the server does not answer (%s): until it does, each request gets one try "
+		       "and reads that the chunk cache cannot serve fail", r->obj->shown, r->why);
+	return 1;
 }
 
 /* ---- sp_http_get: on the calling thread ---- */
@@ -391,6 +412,7 @@ static int run_sync(struct sp_http *h, struct sp_http_req *r, struct sp_err *err
 		nanosleep(&ts, NULL);
 	}
 	pthread_mutex_unlock(&h->sync_lock);
+	note_health(h, r, v);
 	if (v == DONE)
 		return 0;
 	sp_err_set(err, "%s: %s", r->obj->shown, r->why);
@@ -465,7 +487,7 @@ static void finish(struct sp_http *h, struct sp_http_req *r, CURLcode rc)
 	pthread_mutex_unlock(&h->lock);
 	if (wait >= 0)
 		return;
-	if (v != DONE)
+	if (!note_health(h, r, v) && v != DONE)
 		say_failed(r);
 	r->done(r, v == DONE ? 0 : -EIO);
 }
