@@ -118,6 +118,8 @@ static void round_trip(void)
 	CHECK(hit(c, obj, 7, 0));
 	CHECK(!hit(c, obj, 4, BLOCK));
 	CHECK(!hit(c, "another object", 0, BLOCK));
+	CHECK(sp_blockcache_has(c, obj, 3, 1000) && !sp_blockcache_has(c, obj, 3, BLOCK));
+	CHECK(!sp_blockcache_has(c, obj, 4, BLOCK) && !sp_blockcache_has(NULL, obj, 0, 0));
 	sp_blockcache_close(c);
 	c = open_ok(dir, 0); /* as after an unmount or a reboot */
 	CHECK(hit(c, obj, 1, BLOCK));

@@ -227,6 +227,17 @@ int sp_blockcache_get(struct sp_blockcache *c, const char *object, uint64_t bloc
 	return why ? -1 : 0;
 }
 
+int sp_blockcache_has(struct sp_blockcache *c, const char *object, uint64_t block, size_t len)
+{
+	struct key k;
+	struct stat st;
+	if (!c)
+		return 0;
+	key_of(c, object, block, &k);
+	return lstat(k.path, &st) == 0 && S_ISREG(st.st_mode) &&
+	       (uint64_t)st.st_size == sizeof(struct hdr) + len;
+}
+
 static int add_entry(struct listing *l, unsigned sub, const char *name, const struct stat *st)
 {
 	if (l->n == l->cap) {

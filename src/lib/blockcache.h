@@ -32,6 +32,8 @@ void sp_blockcache_close(struct sp_blockcache *c);
  * counts as not cached; c NULL is an empty cache). */
 int sp_blockcache_get(struct sp_blockcache *c, const char *object, uint64_t block, void *buf,
 		      size_t len);
+/* 1 when a file of the right size holds the block (unverified: a get checks it), else 0. */
+int sp_blockcache_has(struct sp_blockcache *c, const char *object, uint64_t block, size_t len);
 /* Stores it, evicting the least recently used to stay under max_bytes and above a free-space
  * floor; a failure only means "not cached" (never an error to the reader). c NULL: nothing. */
 void sp_blockcache_put(struct sp_blockcache *c, const char *object, uint64_t block,

@@ -546,7 +546,8 @@ struct sp_source *sp_source_remote_open(struct sp_http *h, struct sp_remote_mem 
 		goto fail;
 	}
 	s->cache = cache;
-	sp_blockcache_put(cache, s->key, 0, b->data, got);
+	if (!sp_blockcache_has(cache, s->key, 0, got)) /* each mount fetches it: no write each time */
+		sp_blockcache_put(cache, s->key, 0, b->data, got);
 	b->src = s;
 	b->state = READY;
 	b->stored = 1;
