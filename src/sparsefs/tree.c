@@ -112,11 +112,13 @@ static int add_delta(struct tree *t, uint64_t dir, struct sp_remote *r, const ch
 static int add_deltas_in(struct tree *t, struct sp_remote *r, const char *path, char **names,
 			 size_t n, const char *base, unsigned flags, struct sp_err *err)
 {
+	size_t len = strlen(path);
+	const char *sep = len && path[len - 1] == '/' ? "" : "/"; /* "s3://b/deltas/" too */
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		char *sub = NULL;
 		uint64_t dir = add_node(t, 1, names[i], strlen(names[i]), 1);
-		rc = dir && asprintf(&sub, "%s/%s", path, names[i]) > 0
+		rc = dir && asprintf(&sub, "%s%s%s", path, sep, names[i]) > 0
 			     ? add_delta(t, dir, r, sub, base, flags, err)
 			     : -1;
 		free(sub);
