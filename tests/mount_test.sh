@@ -55,8 +55,13 @@ pair() {
 	diff -r "$ft" "$TMP/copy-$name" >/dev/null || fail "cp -r out of $mnt differs"
 	unmount "$mnt"
 	"$SPARSEFS" --check "$delta" >/dev/null || fail "--check $delta"
-	"$SPARSEFS" --extract "$delta" "$TMP/extract-$name"
-	diff -r "$ft" "$TMP/extract-$name" >/dev/null || fail "--extract $delta differs"
+	# One thread per CPU (the default), one, and more threads than CPUs and files.
+	for opt in "" -odecoders=1 -odecoders=5; do
+		# shellcheck disable=SC2086 # none or one word
+		"$SPARSEFS" --extract $opt "$delta" "$TMP/extract-$name"
+		diff -r "$ft" "$TMP/extract-$name" >/dev/null || fail "--extract $opt $delta differs"
+		rm -rf "$TMP/extract-$name"
+	done
 	"$SPARSEFS" --info "$delta" >"$TMP/info-$name" || fail "--info $delta"
 	grep -q "the delta is" "$TMP/info-$name" || fail "--info $delta: $(head -5 "$TMP/info-$name")"
 	echo "ok: $name: $(du -b "$delta/delta.sparse" | cut -f1) bytes for $(du -sb "$ft" | cut -f1)"

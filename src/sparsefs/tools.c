@@ -12,13 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "extract.h"
 #include "io.h"
 #include "sparse/sparse.h"
 
 static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
 
 /* Says why path failed; -1. */
-static int failed(const char *path, const char *what, int err)
+int tool_failed(const char *path, const char *what, int err)
 {
 	fprintf(stderr, "sparsefs: %s: %s%s%s\n", path, what, *what ? ": " : "", strerror(err));
 	return -1;
@@ -260,8 +261,8 @@ static int do_info_json(struct sp_remote *r, const char *path)
 	cJSON *js = info_json(d, path_file, sp_delta_bytes(d));
 	char *text = cJSON_Print(js);
 	/* One large write: when it fails, nothing is left in the buffer for fclose to fail on. */
-	int rc = !text ? -failed(path, "", ENOMEM)
-		 : printf("%s\n", text) < 0 ? -failed("standard output", "", errno) : 0;
+	int rc = !text ? -tool_failed(path, "", ENOMEM)
+		 : printf("%s\n", text) < 0 ? -tool_failed("standard output", "", errno) : 0;
 	free(text);
 	cJSON_Delete(js);
 	sp_delta_close(d);
@@ -283,7 +284,7 @@ static int do_check(struct sp_remote *r, const char *path, const char *base)
 	uint8_t *buf = malloc(SP_CHUNK_MAX);
 	if (!buf) {
 		sp_delta_close(d);
-		return -failed(path, "", ENOMEM);
+		return -tool_failed(path, "", ENOMEM);
 	}
 	for (uint64_t k = 0; k < n; k++)
 		if (sp_delta_decode_chunk(d, k, buf))
@@ -298,75 +299,8 @@ static int do_check(struct sp_remote *r, const char *path, const char *base)
 
 /* ---- --extract ---- */
 
-static int extract_link(const struct sp_file_info *f, const char *path)
-{
-	if (unlink(path) && errno != ENOENT) /* an earlier extract's */
-		return failed(path, "cannot replace it", errno);
-	return symlink(f->link, path) ? failed(path, "", errno) : 0;
-}
-
-/* File i's bytes into fd, whose final name is path; 0, or -1 with a message. */
-static int extract_data(struct sp_delta *d, size_t i, int fd, const char *path, uint8_t *buf,
-			size_t cap)
-{
-	const struct sp_file_info *f = sp_delta_file(d, i);
-	for (uint64_t off = 0; off < f->size;) {
-		ssize_t n = sp_delta_read(d, NULL, i, buf, cap, off);
-		if (n <= 0) { /* the library logged which chunk, and why */
-			fprintf(stderr, "sparsefs: %s: cannot read: %s (see the line above)\n", path,
-				strerror(n < 0 ? (int)-n : EIO));
-			return -1;
-		}
-		if (sp_pwrite_full(fd, buf, (size_t)n, off))
-			return failed(path, "cannot write", errno);
-		off += (uint64_t)n;
-	}
-	struct timespec times[2] = {{.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec},
-				    {.tv_sec = f->mtime, .tv_nsec = f->mtime_nsec}};
-	if (futimens(fd, times))
-		return failed(path, "cannot set its time", errno);
-	/* Never set-id bits from a delta; mkstemp made it 0600, a file without a mode gets 0644
-	 * less the umask, as open would give it. */
-	mode_t mask = umask(0);
-	umask(mask);
-	if (fchmod(fd, f->mode ? f->mode & 0777 : 0644 & ~mask))
-		return failed(path, "cannot set its mode", errno);
-	return 0;
-}
-
-/* A regular file is written under a temporary name in its folder and renamed when whole: an
- * extract that fails leaves no file that looks complete, and replaces an earlier extract's
- * file (even a read-only one, or a link) only then. */
-static int extract_file(struct sp_delta *d, size_t i, const char *out, uint8_t *buf, size_t cap)
-{
-	const struct sp_file_info *f = sp_delta_file(d, i);
-	char path[4096], dir[4096], tmp[4096];
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", out, f->name) >= sizeof(path))
-		return failed(f->name, "", ENAMETOOLONG);
-	snprintf(dir, sizeof(dir), "%s", path);
-	char *slash = strrchr(dir, '/');
-	*slash = 0;
-	if (sp_mkdir_p(dir))
-		return failed(dir, "", errno);
-	if (f->link)
-		return extract_link(f, path);
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%.200s.sparse-XXXXXX", dir, slash + 1) >= sizeof(tmp))
-		return failed(path, "", ENAMETOOLONG);
-	int fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return failed(path, "cannot create a temporary file", errno);
-	int rc = extract_data(d, i, fd, path, buf, cap);
-	if (close(fd) && rc == 0)
-		rc = failed(path, "cannot write", errno);
-	if (rc == 0 && rename(tmp, path))
-		rc = failed(path, "cannot rename the temporary file to it", errno);
-	if (rc)
-		unlink(tmp);
-	return rc;
-}
-
 static int do_extract(struct sp_remote *r, const char *path, const char *base, unsigned flags,
-		      const char *out)
+		      const char *out, unsigned threads)
 {
 	struct sp_err err;
 	struct sp_delta *d = sp_delta_open_at(r, path, base, flags, &err);
@@ -374,15 +308,7 @@ static int do_extract(struct sp_remote *r, const char *path, const char *base, u
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
 	}
-	size_t cap = 16u << 20;
-	uint8_t *buf = malloc(cap);
-	int rc = !buf ? failed(path, "", ENOMEM) : sp_mkdir_p(out) ? failed(out, "", errno) : 0;
-	/* Links last: no file is then written through a link the delta made. */
-	for (int links = 0; links < 2; links++)
-		for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++)
-			if (!sp_delta_file(d, i)->link == !links)
-				rc = extract_file(d, i, out, buf, cap);
-	free(buf);
+	int rc = extract_delta(d, out, threads);
 	sp_delta_close(d);
 	return rc ? 1 : 0;
 }
@@ -444,7 +370,7 @@ int remote_opt(const char *opt, struct sp_remote_opts *o)
 			const char **field = (const char **)((char *)o + remote_strs[i].off);
 			free((char *)*field);
 			*field = strdup(v);
-			return *field ? 1 : -failed(opt, "", ENOMEM);
+			return *field ? 1 : -tool_failed(opt, "", ENOMEM);
 		}
 	if ((v = value_of(opt, "cache_max"))) {
 		if (sp_parse_size(v, &o->cache_max) == 0)
@@ -478,31 +404,42 @@ int remote_for(const char *where, const struct sp_remote_opts *o, struct sp_remo
 	return -1;
 }
 
-/* -o base=DIR, base_check=full|quick and the remote options (as the mount takes them), possibly
- * among other comma-separated options that only the mount uses; -1 for a value that is not
- * right. */
-static int parse_o(char *arg, const char **base, unsigned *flags, struct sp_remote_opts *ro)
+/* What the tools take from -o. */
+struct tool_opts {
+	const char *base;
+	unsigned flags;   /* sp_delta_open's */
+	unsigned threads; /* --extract's decoders= (0: one per CPU) */
+	struct sp_remote_opts ro;
+};
+
+/* -o base=DIR, base_check=full|quick, decoders=N and the remote options (as the mount takes
+ * them), possibly among other comma-separated options that only the mount uses; -1 for a value
+ * that is not right. */
+static int parse_o(char *arg, struct tool_opts *o)
 {
+	const char *v;
 	for (char *opt = strtok(arg, ","); opt; opt = strtok(NULL, ",")) {
-		if (!strncmp(opt, "base=", 5))
-			*base = opt + 5;
-		else if (!strncmp(opt, "base_check=", 11) && base_check_flags(opt + 11, flags))
+		if ((v = value_of(opt, "base")))
+			o->base = v;
+		else if ((v = value_of(opt, "base_check")) && base_check_flags(v, &o->flags))
 			return -1;
-		else if (remote_opt(opt, ro) < 0)
+		else if ((v = value_of(opt, "decoders")) && whole(opt, v, 0, 64, &o->threads))
+			return -1;
+		else if (remote_opt(opt, &o->ro) < 0)
 			return -1;
 	}
 	return 0;
 }
 
 /* Runs the tool `mode` on the delta at where (a folder or a URL). */
-static int run_tool(int mode, int json, const char *where, const char *base, unsigned flags,
+static int run_tool(int mode, int json, const char *where, const struct tool_opts *o,
 		    struct sp_remote *r, const char *out)
 {
 	if (mode == 'I')
 		return json ? do_info_json(r, where) : do_info(r, where);
 	if (mode == 'C')
-		return do_check(r, where, base);
-	return do_extract(r, where, base, flags, out);
+		return do_check(r, where, o->base);
+	return do_extract(r, where, o->base, o->flags, out, o->threads);
 }
 
 int tools_main(int argc, char **argv)
@@ -514,14 +451,12 @@ int tools_main(int argc, char **argv)
 		{"json", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
-	struct sp_remote_opts ro = {0};
+	struct tool_opts o = {.flags = SP_OPEN_CHECK_BASE};
 	struct sp_remote *r = NULL;
-	const char *base = NULL;
-	unsigned flags = SP_OPEN_CHECK_BASE;
 	int mode = 0, json = 0, c, rc = 2;
 	while ((c = getopt_long(argc, argv, "o:", longopts, NULL)) != -1) {
 		if (c == 'o') {
-			if (parse_o(optarg, &base, &flags, &ro))
+			if (parse_o(optarg, &o))
 				goto out;
 		} else if (c == 'I' || c == 'C' || c == 'E')
 			mode = c;
@@ -536,13 +471,12 @@ int tools_main(int argc, char **argv)
 				"DELTA | --extract [-o OPTS] DELTA OUT_DIR\n");
 		goto out;
 	}
-	rc = remote_for(argv[optind], &ro, &r)
+	rc = remote_for(argv[optind], &o.ro, &r)
 		     ? 1
-		     : close_stdout(run_tool(mode, json, argv[optind], base, flags, r,
-					     argv[optind + 1]));
+		     : close_stdout(run_tool(mode, json, argv[optind], &o, r, argv[optind + 1]));
 	sp_remote_free(r);
 out:
-	remote_opts_free(&ro);
+	remote_opts_free(&o.ro);
 	return rc;
 }
 

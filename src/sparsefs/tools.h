@@ -7,6 +7,9 @@
 
 int tools_main(int argc, char **argv);
 
+/* Says on standard error why path failed ("sparsefs: PATH: WHAT: REASON"); -1. */
+int tool_failed(const char *path, const char *what, int err);
+
 /* Closes standard output: what was printed must have reached it (a full disk fails). Returns
  * rc when not 0 (its failure is already told), else 1 with a message when it did not. */
 int close_stdout(int rc);
