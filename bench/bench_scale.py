@@ -6,7 +6,7 @@ the ceiling FUSE itself allows) and through a fresh sparsefs mount of its delta,
 patterns loaders use. Prints tables and ratios; asserts nothing. Compare within one run.
 
 usage: bench/bench_scale.py BUILD_DIR [--layers N] [--width N] [--work DIR] [--rounds N]
-                            [--decoders LIST] [--jobs LIST]
+                            [--decoders LIST] [--jobs LIST] [--chunks LIST]
 
 The pair (sparse-genmodel demo, LAYERS x WIDTH, default 12 x 1536: about 700 MB of bf16) is
 generated into WORK (default BUILD_DIR/scale-bench) and reused. Patterns, each the median of
@@ -18,8 +18,10 @@ ROUNDS (default 3), every mount fresh for each:
 - 4K random: p50 and p99 microseconds of 1000 preads of 4 KiB at random offsets;
 - from_pretrained: transformers' AutoModelForCausalLM to CPU, where transformers is installed.
 sparsefs runs with its defaults, then with each `-o decoders=` of LIST (default "1,2,CPUS").
-Then `sparsefs --extract` to /dev/shm and to WORK, with each decoders= of LIST, against the
-default mount's cat; and mksparse (lossless) with each `-j` of LIST (default "1,CPUS").
+Then the chunk size's trade (mksparse -c of each of CHUNKS, default "256K,1M,4M"): the
+delta's size against random 4 KiB reads, cat and mmap-8. Then `sparsefs --extract` to /dev/shm and to
+WORK, with each decoders= of LIST, against the default mount's cat; and mksparse (lossless)
+with each `-j` of LIST (default "1,CPUS").
 """
 import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -172,6 +174,25 @@ def mksparse_table(build, a, base, ft, work, jobs):
         print(f"| -j {j} | {s:.2f} | {ftb / s / 1e6:.0f} | {ftb / s / 1e6 / j:.0f} |", flush=True)
 
 
+def chunk_table(build, a, base, ft, work, mnt, sizes):
+    """What a chunk size costs: the delta's size against random 4 KiB reads, cat and mmap-8."""
+    ftb = size_of(ft)
+    print("\n| chunk size | delta / fine-tune | 4K random p50/p99 us | cat s | mmap-8 s |\n"
+          "|---|---|---|---|---|")
+    for c in sizes:
+        delta = os.path.join(work, "delta-" + c)
+        if not os.path.exists(os.path.join(delta, "delta.sparse")):
+            subprocess.run([os.path.join(build, "mksparse"), "-q", "-c", c, base, ft, "-o",
+                            delta], check=True)
+        cmd = [os.path.join(build, "sparsefs"), "-f", "-o", f"base={base}", delta]
+        opener = lambda: (mnt, Mount(cmd, mnt))  # noqa: E731
+        rand = column(rand_us, opener, a.rounds, [delta, base])
+        cat = column(cat_s, opener, a.rounds, [delta, base])
+        mm = column(lambda d: mmap_s(build, d), opener, a.rounds, [delta, base])
+        print(f"| {c} | {size_of(delta) / ftb:.4f} | {rand} | {cat:.3f} | {mm:.3f} |",
+              flush=True)
+
+
 def numbers(spec):
     got = [CPUS if v == "CPUS" else int(v) for v in spec.split(",")]
     return sorted(set(got), key=got.index)
@@ -186,6 +207,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--decoders", default="1,2,CPUS")
     ap.add_argument("--jobs", default="1,CPUS")
+    ap.add_argument("--chunks", default="256K,1M,4M")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     work = os.path.abspath(a.work or os.path.join(build, "scale-bench"))
@@ -202,6 +224,7 @@ def main():
     mnt = tempfile.mkdtemp(dir=work, prefix="mnt.")
     try:
         cat_mount = read_table(build, a, base, ft, delta, mnt, numbers(a.decoders))
+        chunk_table(build, a, base, ft, work, mnt, a.chunks.split(","))
     finally:
         os.rmdir(mnt)
     extract_table(build, a, base, delta, work, cat_mount, numbers(a.decoders))
