@@ -5,6 +5,8 @@
 #
 #   contrib/device-check.sh prepare BUILD FIXTURES HF_LOAD_PY   here: fills .dev/ (git-ignored)
 #   contrib/device-check.sh run OUT                             there, in the repository root
+#   contrib/device-check.sh scale-prepare BUILD                 here: the scaling bench's parts
+#   contrib/device-check.sh scale OUT [BENCH_SCALE_ARGS...]     there: bench/bench_scale.py
 #
 # prepare writes lossless deltas of the fixture fine-tunes and the adapter's delta here, and puts
 # them in .dev/ beside the plain folders, the binaries, the runtime .debs and the loader script,
@@ -15,7 +17,13 @@ set -euo pipefail
 
 DEV=.dev
 PAIRS="ft_sft ft_sft_sharded ft_vocab ft_heavy"
-DEBS="libfuse3-3 fuse3 libcjson1 libzstd1 libxxhash0 libopenblas0-pthread libgfortran5 libquadmath0"
+# What `ldd` of our binaries resolves to outside libc (libcurl's TLS, HTTP/2 and Kerberos
+# stacks included: the machine there has none of Debian's packages).
+DEBS="libfuse3-3 fuse3 libcjson1 libzstd1 libxxhash0 libopenblas0-pthread libgfortran5 libquadmath0
+ libexpat1 libcurl4 libnghttp2-14 libpsl5 librtmp1 libssh2-1 libbrotli1 libldap-2.5-0 libsasl2-2
+ libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libssl3
+ libgnutls30 libhogweed6 libnettle8 libidn2-0 libunistring2 libtasn1-6 libp11-kit0 libffi8
+ libgmp10"
 
 prepare() {
 	local build=$1 fx=$2 loader=$3
@@ -34,13 +42,33 @@ prepare() {
 	du -sh "$DEV"
 }
 
-run() {
-	local out=$1 fz
-	fz=$(mktemp -d) MNT=$(mktemp -d)
+# The .debs unpacked without touching /: fusermount3 on PATH, the libraries in LIBS, for our
+# binaries only (python3 and torch there must keep their own libssl and the rest).
+unpack() {
+	local fz
+	fz=$(mktemp -d)
 	for f in "$DEV"/debs/*.deb; do dpkg -x "$f" "$fz"; done
-	export LD_LIBRARY_PATH=$fz/usr/lib/x86_64-linux-gnu:$fz/lib/x86_64-linux-gnu
-	export PATH=$fz/bin:$fz/usr/bin:$PATH
-	"$DEV/bin/sparsefs" -o base="$DEV/base" "$DEV/deltas" "$MNT"
+	LIBS=$fz/usr/lib/x86_64-linux-gnu:$fz/lib/x86_64-linux-gnu
+	export PATH=$fz/bin:$PATH
+}
+
+# A folder of wrappers that run each binary in $1 with LIBS.
+wrap() {
+	local dir b
+	dir=$(mktemp -d)
+	for b in "$1"/*; do
+		printf '#!/bin/sh\nLD_LIBRARY_PATH=%s exec %s "$@"\n' "$LIBS" "$(realpath "$b")" \
+			>"$dir/${b##*/}"
+		chmod +x "$dir/${b##*/}"
+	done
+	echo "$dir"
+}
+
+run() {
+	local out=$1
+	MNT=$(mktemp -d)
+	unpack
+	"$(wrap "$DEV/bin")/sparsefs" -o base="$DEV/base" "$DEV/deltas" "$MNT"
 	trap 'fusermount3 -u "$MNT" || umount -l "$MNT"' EXIT
 	ls -l "$MNT"/*
 	(cd "$DEV/plain" && sha256sum */*.safetensors) >"$out/plain.sha256"
@@ -50,8 +78,32 @@ run() {
 	cat "$out/result.json"
 }
 
+# bench_scale.py there reads the pair it generates with these binaries (.dev/build stands for
+# the build folder) and the bench scripts beside it.
+scale_prepare() {
+	local build=$1
+	rm -rf "$DEV" && mkdir -p "$DEV"/{debs,build,bench}
+	(cd "$DEV/debs" && apt-get download $DEBS >/dev/null)
+	for b in mksparse sparsefs passthrough mmap_load sparse-genmodel; do
+		cp "$build/$b" "$DEV/build/"
+	done
+	cp bench/bench_scale.py bench/bench_speed.py "$DEV/bench/"
+	du -sh "$DEV"
+}
+
+scale() {
+	local out=$1
+	shift
+	unpack
+	python3 "$DEV/bench/bench_scale.py" "$(wrap "$DEV/build")" --work "$(mktemp -d)/scale" "$@" |
+		tee "$out/scale.txt"
+}
+
 case "${1:-}" in
 prepare) shift && prepare "$@" ;;
 run) shift && run "$@" ;;
-*) echo "usage: $0 prepare BUILD FIXTURES HF_LOAD_PY | run OUT" >&2 && exit 2 ;;
+scale-prepare) shift && scale_prepare "$@" ;;
+scale) shift && scale "$@" ;;
+*) echo "usage: $0 prepare BUILD FIXTURES HF_LOAD_PY | run OUT | scale-prepare BUILD |" \
+	"scale OUT [BENCH_SCALE_ARGS...]" >&2 && exit 2 ;;
 esac
