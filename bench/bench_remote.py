@@ -17,10 +17,11 @@ Besides: the mount time of each mount, and the bytes nginx sent for the cold and
 (from its access log), the cold over the delta's size and over the fine-tune's. The delta folder, the base and
 the cache files are in the page cache for every row.
 """
-import argparse, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_speed import Mount, files_of, seq_mbps, size_of, warm  # noqa: E402
+from bench_speed import (Mount, files_of, generated_pair, pair_parser, seq_mbps,  # noqa: E402
+                         size_of, warm)
 
 NGINX_CONF = """daemon off;
 user root;
@@ -83,24 +84,12 @@ def timed_mount(cmd, mnt):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("build")
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--width", type=int, default=1536)
-    ap.add_argument("--work")
-    ap.add_argument("--rounds", type=int, default=3)
-    a = ap.parse_args()
+    a = pair_parser(__doc__).parse_args()
     build = os.path.abspath(a.build)
     work = os.path.abspath(a.work or os.path.join(build, "remote-bench"))
-    os.makedirs(work, exist_ok=True)
-    base, ft, root = (os.path.join(work, n) for n in ("base", "ft", "served"))
+    root = os.path.join(work, "served")
     delta = os.path.join(root, "ft")
-    if not os.path.exists(os.path.join(delta, "delta.sparse")):
-        shutil.rmtree(work)
-        os.makedirs(root)
-        subprocess.run([os.path.join(build, "sparse-genmodel"), "demo", base, ft,
-                        str(a.layers), str(a.width)], check=True)
-        subprocess.run([os.path.join(build, "mksparse"), "-q", base, ft, "-o", delta], check=True)
+    base, ft = generated_pair(build, work, a, delta)
     sparsefs = os.path.join(build, "sparsefs")
     dbytes, ftbytes = size_of(delta), size_of(ft)
     mnt = tempfile.mkdtemp(dir=work, prefix="mnt.")

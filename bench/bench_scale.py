@@ -23,10 +23,11 @@ delta's size against random 4 KiB reads, cat and mmap-8. Then `sparsefs --extrac
 WORK, with each decoders= of LIST, against the default mount's cat; and mksparse (lossless)
 with each `-j` of LIST (default "1,CPUS").
 """
-import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
+import os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_speed import Mount, files_of, random_4k, seq_mbps, size_of, warm  # noqa: E402
+from bench_speed import (Mount, files_of, generated_pair, pair_parser, random_4k,  # noqa: E402
+                         seq_mbps, size_of, warm)
 
 CPUS = os.cpu_count() or 1
 PRETRAINED = """import sys, time, torch
@@ -199,26 +200,15 @@ def numbers(spec):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("build")
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--width", type=int, default=1536)
-    ap.add_argument("--work")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap = pair_parser(__doc__)
     ap.add_argument("--decoders", default="1,2,CPUS")
     ap.add_argument("--jobs", default="1,CPUS")
     ap.add_argument("--chunks", default="256K,1M,4M")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     work = os.path.abspath(a.work or os.path.join(build, "scale-bench"))
-    base, ft, delta = (os.path.join(work, n) for n in ("base", "ft", "delta"))
-    if not os.path.exists(os.path.join(delta, "delta.sparse")):
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work)
-        subprocess.run([os.path.join(build, "sparse-genmodel"), "demo", base, ft,
-                        str(a.layers), str(a.width)], check=True)
-        subprocess.run([os.path.join(build, "mksparse"), "-q", base, ft, "-o", delta],
-                       check=True)
+    delta = os.path.join(work, "delta")
+    base, ft = generated_pair(build, work, a, delta)
     print(f"pair: {a.layers} x {a.width}, fine-tune {size_of(ft) / 1e6:.0f} MB, delta "
           f"{size_of(delta) / 1e6:.0f} MB; {CPUS} CPUs; medians of {a.rounds} rounds", flush=True)
     mnt = tempfile.mkdtemp(dir=work, prefix="mnt.")

@@ -93,6 +93,31 @@ class Mount:
             self.proc.wait()
 
 
+def pair_parser(doc):
+    """The arguments of a bench over a generated pair: BUILD_DIR, --layers, --width, --work,
+    --rounds (default 3)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("build")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--width", type=int, default=1536)
+    ap.add_argument("--work")
+    ap.add_argument("--rounds", type=int, default=3)
+    return ap
+
+
+def generated_pair(build, work, a, delta):
+    """WORK/base and WORK/ft (sparse-genmodel demo, a.layers x a.width) and their lossless
+    delta at delta (under WORK), made unless delta already holds one; returns (base, ft)."""
+    base, ft = os.path.join(work, "base"), os.path.join(work, "ft")
+    if not os.path.exists(os.path.join(delta, "delta.sparse")):
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(os.path.dirname(delta), exist_ok=True)
+        run([os.path.join(build, "sparse-genmodel"), "demo", base, ft, str(a.layers),
+             str(a.width)])
+        run([os.path.join(build, "mksparse"), "-q", base, ft, "-o", delta])
+    return base, ft
+
+
 def seq_mbps(d):
     fs = files_of(d)
     t = time.perf_counter()
