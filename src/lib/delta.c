@@ -147,7 +147,8 @@ static int open_base(struct sp_delta *d, const char *override, unsigned flags,
 	const char *cands[4] = {given.dir, NULL, override ? NULL : d->m.base_path, NULL};
 	if (!override && (hub = hub_base(d, &hub_err)))
 		cands[1] = hub;
-	if (!override && d->m.base_relpath && !sp_is_url(d->dir) && asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
+	if (!override && d->m.base_relpath && !sp_is_url(d->dir) &&
+	    asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
 		cands[3] = rel;
 	struct sp_err first = {{0}};
 	int rc = -1;

@@ -368,7 +368,8 @@ static double next_try(struct sp_http_req *r)
 	b = b / 2 + b / 2 * ((double)rand_r(&seed) / RAND_MAX);
 	if (r->retry_after)
 		b = r->retry_after;
-	if (atomic_load(&r->obj->h->down) || r->tries >= HTTP_TRIES || now_s() + b - r->started > HTTP_RETRY_SECONDS)
+	if (atomic_load(&r->obj->h->down) || r->tries >= HTTP_TRIES ||
+	    now_s() + b - r->started > HTTP_RETRY_SECONDS)
 		return -1;
 	return b;
 }
