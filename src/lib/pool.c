@@ -6,14 +6,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <uthash.h>
 #include <utlist.h>
 
 #include "cache.h"
 #include "delta.h"
-
-#define MAX_THREADS 64
+#include "threads.h"
 
 struct job_key {
 	struct sp_delta *d;
@@ -35,7 +33,7 @@ struct sp_pool {
 	int skip_base; /* base chunks are not decoded ahead */
 	int stop;
 	unsigned n;
-	pthread_t th[MAX_THREADS];
+	pthread_t th[SP_THREADS_MAX];
 };
 
 static int fill(void *owner, uint64_t idx, void *out)
@@ -89,15 +87,14 @@ static void *worker(void *arg)
 struct sp_pool *sp_pool_new(struct sp_cache *cache, unsigned threads)
 {
 	struct sp_pool *p = calloc(1, sizeof(*p));
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (!p)
 		return NULL;
 	if (!threads)
-		threads = cpus > 0 ? (unsigned)cpus : 1;
+		threads = sp_threads_cpus();
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->work, NULL);
 	p->cache = cache;
-	for (; p->n < threads && p->n < MAX_THREADS; p->n++)
+	for (; p->n < threads && p->n < SP_THREADS_MAX; p->n++)
 		if (pthread_create(&p->th[p->n], NULL, worker, p))
 			break;
 	if (!p->n) {

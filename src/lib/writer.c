@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include "basefp.h"
 #include "io.h"
+#include "threads.h"
 #include "verify.h"
 #include "writer.h"
 
@@ -50,10 +50,11 @@ static int encode_lossy(struct sp_codecs *cs, struct job *j)
 	return len ? 0 : -1;
 }
 
-static void *encode_worker(void *arg)
+/* Thread t encodes queued jobs with its codecs until none is left. */
+static void encode_worker(void *arg, unsigned t)
 {
-	struct sp_codecs *cs = ((void **)arg)[0];
-	struct writer *w = ((void **)arg)[1];
+	struct writer *w = arg;
+	struct sp_codecs *cs = &w->codecs[t];
 	size_t i;
 	while ((i = atomic_fetch_add(&w->next_job, 1)) < w->njobs) {
 		struct job *j = &w->jobs[i];
@@ -67,7 +68,6 @@ static void *encode_worker(void *arg)
 				  : sp_chunk_encode(cs, &j->c, j->ft, j->base, j->dst, j->dst_cap,
 						    j->level);
 	}
-	return NULL;
 }
 
 static int append(struct sp_chunk **v, size_t *n, size_t *cap, const struct sp_chunk *c)
@@ -125,19 +125,8 @@ int sp_writer_add_aux(struct writer *w, const uint8_t *bytes, size_t len, uint32
 /* Encodes the queued jobs in parallel, then appends them in order. */
 int sp_writer_flush(struct writer *w)
 {
-	pthread_t tids[64];
-	void *args[64][2];
-	int n = w->threads;
 	atomic_store(&w->next_job, 0);
-	for (int t = 0; t < n; t++) {
-		args[t][0] = &w->codecs[t];
-		args[t][1] = w;
-		if (t > 0 && pthread_create(&tids[t], NULL, encode_worker, args[t]))
-			n = t;
-	}
-	encode_worker(args[0]);
-	for (int t = 1; t < n; t++)
-		pthread_join(tids[t], NULL);
+	sp_threads_run((unsigned)w->threads, encode_worker, w);
 	for (size_t i = 0; i < w->njobs; i++) {
 		struct job *j = &w->jobs[i];
 		if (j->rc || write_data(w, &j->c, j->dst) ||
@@ -444,10 +433,9 @@ static int open_output(struct writer *w, const char *out_dir)
 
 static int setup(struct writer *w)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	w->threads = w->o->threads > 0 ? w->o->threads : (int)(cpus > 0 ? cpus : 1);
-	if (w->threads > 64)
-		w->threads = 64;
+	w->threads = w->o->threads > 0 ? w->o->threads : (int)sp_threads_cpus();
+	if (w->threads > SP_THREADS_MAX)
+		w->threads = SP_THREADS_MAX;
 	w->batch = (size_t)w->threads * BATCH_PER_THREAD;
 	w->jobs = calloc(w->batch, sizeof(*w->jobs));
 	w->codecs = calloc((size_t)w->threads, sizeof(*w->codecs));

@@ -14,12 +14,12 @@
 #include <unistd.h>
 
 #include "io.h"
+#include "threads.h"
 #include "tools.h"
 
 /* Threads take a file's chunks in slices of about this many output bytes, ending where a chunk
  * ends (a chunk cut in two would be decoded twice). */
 #define SLICE (8u << 20)
-#define MAX_THREADS 64
 
 /* A regular file of the delta, written under a temporary name and renamed when whole. */
 struct out {
@@ -85,15 +85,15 @@ static int add_slice(struct extract *x, struct out *o, uint64_t off, uint64_t le
 static int plan_file(struct extract *x, struct out *o)
 {
 	const struct sp_file_info *f = sp_delta_file(x->d, o->index);
-	uint64_t from = 0;
-	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++) {
+	uint64_t from = 0, end = f->first_chunk + f->chunk_count;
+	for (uint64_t k = f->first_chunk; k < end; k++) {
 		const struct sp_chunk *c = sp_delta_chunk(x->d, k);
 		uint64_t to = c->out_off + c->out_len;
-		if ((to - from >= SLICE || k + 1 == f->first_chunk + f->chunk_count) &&
-		    add_slice(x, o, from, to - from))
+		if (to - from < SLICE && k + 1 < end)
+			continue;
+		if (add_slice(x, o, from, to - from))
 			return -1;
-		if (to - from >= SLICE)
-			from = to;
+		from = to;
 	}
 	return atomic_load(&o->left) ? 0 : add_slice(x, o, 0, f->size);
 }
@@ -179,11 +179,12 @@ static int run_slice(struct extract *x, const struct slice *s, uint8_t *buf)
 						  : 0;
 }
 
-static void *worker(void *arg)
+static void worker(void *arg, unsigned t)
 {
 	struct extract *x = arg;
 	uint8_t *buf = malloc(x->max_slice ? x->max_slice : 1);
 	size_t k;
+	(void)t;
 	if (!buf) {
 		tool_failed("--extract", "", ENOMEM);
 		atomic_store(&x->failed, 1);
@@ -192,30 +193,17 @@ static void *worker(void *arg)
 		if (run_slice(x, &x->slices[k], buf))
 			atomic_store(&x->failed, 1);
 	free(buf);
-	return NULL;
-}
-
-/* Runs the slices on threads (at least the calling one); 0, or -1 when one failed. */
-static int run(struct extract *x, unsigned threads)
-{
-	pthread_t th[MAX_THREADS];
-	unsigned n = 0;
-	while (n + 1 < threads && n < MAX_THREADS && pthread_create(&th[n], NULL, worker, x) == 0)
-		n++;
-	worker(x);
-	while (n)
-		pthread_join(th[--n], NULL);
-	return atomic_load(&x->failed) ? -1 : 0;
 }
 
 int extract_delta(struct sp_delta *d, const char *out, unsigned threads)
 {
 	struct extract x = {.d = d};
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	pthread_mutex_init(&x.lock, NULL);
 	int rc = sp_mkdir_p(out) ? tool_failed(out, "", errno) : plan(&x, out);
-	if (rc == 0)
-		rc = run(&x, threads ? threads : cpus > 0 ? (unsigned)cpus : 1);
+	if (rc == 0) {
+		sp_threads_run(threads ? threads : sp_threads_cpus(), worker, &x);
+		rc = atomic_load(&x.failed) ? -1 : 0;
+	}
 	/* Links last: no file is then written through a link the delta made. */
 	for (size_t i = 0; rc == 0 && i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);

@@ -18,6 +18,7 @@
 
 #include "fs.h"
 #include "readahead.h"
+#include "threads.h"
 #include "tools.h"
 
 struct mount_opts {
@@ -112,7 +113,7 @@ static const struct num_opt {
 	unsigned long min, max;
 } num_opts[] = {
 	{"readahead", 0, 1 << 20},
-	{"decoders", 0, 64},
+	{"decoders", 0, SP_THREADS_MAX},
 	{"max_read", 4096, UINT_MAX},
 	{"max_threads", 1, 100000},
 	{"max_idle_threads", 0, 100000},

@@ -15,6 +15,7 @@
 #include "extract.h"
 #include "io.h"
 #include "sparse/sparse.h"
+#include "threads.h"
 
 static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
 
@@ -423,7 +424,8 @@ static int parse_o(char *arg, struct tool_opts *o)
 			o->base = v;
 		else if ((v = value_of(opt, "base_check")) && base_check_flags(v, &o->flags))
 			return -1;
-		else if ((v = value_of(opt, "decoders")) && whole(opt, v, 0, 64, &o->threads))
+		else if ((v = value_of(opt, "decoders")) &&
+			 whole(opt, v, 0, SP_THREADS_MAX, &o->threads))
 			return -1;
 		else if (remote_opt(opt, &o->ro) < 0)
 			return -1;
