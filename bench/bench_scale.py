@@ -70,10 +70,6 @@ def mmap_s(build, d):
     return float(out.split()[0])
 
 
-def rand_us(d):
-    return "%.0f/%.0f" % random_4k(d)
-
-
 def pretrained_s(d):
     out = subprocess.run([sys.executable, "-c", PRETRAINED, d], check=True,
                          capture_output=True, text=True).stdout
@@ -82,14 +78,21 @@ def pretrained_s(d):
 
 def patterns(build):
     pats = [("cat s", cat_s), ("4 readers s", readers_s),
-            ("mmap-8 s", lambda d: mmap_s(build, d)), ("4K random us p50/p99", rand_us)]
+            ("mmap-8 s", lambda d: mmap_s(build, d)), ("4K random us p50/p99", random_4k)]
     if have_transformers():
         pats.append(("from_pretrained s", pretrained_s))
     return pats
 
 
 def median(vals):
-    return statistics.median(vals) if not isinstance(vals[0], str) else sorted(vals)[len(vals) // 2]
+    """The median of numbers, or of (p50, p99) pairs part by part."""
+    if isinstance(vals[0], tuple):
+        return tuple(statistics.median(v) for v in zip(*vals))
+    return statistics.median(vals)
+
+
+def cell(v):
+    return "%.0f/%.0f" % v if isinstance(v, tuple) else f"{v:.3f}"
 
 
 def column(fn, opener, rounds, warm_paths):
@@ -123,14 +126,12 @@ def read_table(build, a, base, ft, delta, mnt, decoders):
         for _, opener in cols:
             row.append(column(fn, opener, a.rounds, [ft, delta, base]))
         rows.append(row)
-        print("  " + " | ".join(str(v if isinstance(v, str) else f"{v:.3f}") for v in row),
-              flush=True)
+        print("  " + " | ".join([name] + [cell(v) for v in row[1:]]), flush=True)
     heads = ["pattern"] + [c for c, _ in cols] + ["sparsefs speed / passthrough's"]
     print("\n| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
     for row in rows:
-        ratio = "-" if isinstance(row[2], str) else f"{row[2] / row[3]:.2f}"
-        cells = [v if isinstance(v, str) else f"{v:.3f}" for v in row]
-        print("| " + " | ".join(cells + [ratio]) + " |")
+        ratio = "-" if isinstance(row[2], tuple) else f"{row[2] / row[3]:.2f}"
+        print("| " + " | ".join([row[0]] + [cell(v) for v in row[1:]] + [ratio]) + " |")
     return rows[0][3]
 
 
@@ -187,10 +188,10 @@ def chunk_table(build, a, base, ft, work, mnt, sizes):
                             delta], check=True)
         cmd = [os.path.join(build, "sparsefs"), "-f", "-o", f"base={base}", delta]
         opener = lambda: (mnt, Mount(cmd, mnt))  # noqa: E731
-        rand = column(rand_us, opener, a.rounds, [delta, base])
+        rand = column(random_4k, opener, a.rounds, [delta, base])
         cat = column(cat_s, opener, a.rounds, [delta, base])
         mm = column(lambda d: mmap_s(build, d), opener, a.rounds, [delta, base])
-        print(f"| {c} | {size_of(delta) / ftb:.4f} | {rand} | {cat:.3f} | {mm:.3f} |",
+        print(f"| {c} | {size_of(delta) / ftb:.4f} | {cell(rand)} | {cat:.3f} | {mm:.3f} |",
               flush=True)
 
 

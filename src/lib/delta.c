@@ -353,6 +353,7 @@ static int say_cannot_read(struct sp_delta *d)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* A minute later than the clock, so that src_said's 0 is a minute ago even at boot. */
 	uint64_t now = (uint64_t)ts.tv_sec + CANNOT_READ_SAID_S, last;
 	last = __atomic_load_n(&d->src_said, __ATOMIC_RELAXED);
 	return now - last >= CANNOT_READ_SAID_S &&
