@@ -500,7 +500,7 @@ static unsigned choose_groups(const struct sp_lossless *s, unsigned na, unsigned
 		best[j] = 1e300;
 	for (unsigned i = 0; i < na; i++) {
 		uint64_t acc[NSYM] = {0}, total = 0;
-		double sum_xlogx = 0;
+		double sum_xlogx = 0, xl[NSYM] = {0}; /* xl[y] = xlog2x(acc[y]) */
 		unsigned nnz = 0;
 		for (unsigned j = i; j < na; j++) {
 			for (unsigned y = 0; y < nsym; y++) {
@@ -508,8 +508,10 @@ static unsigned choose_groups(const struct sp_lossless *s, unsigned na, unsigned
 				if (!h)
 					continue;
 				nnz += !acc[y];
-				sum_xlogx += xlog2x(acc[y] + h) - xlog2x(acc[y]);
 				acc[y] += h;
+				double x = xlog2x(acc[y]);
+				sum_xlogx += x - xl[y];
+				xl[y] = x;
 				total += h;
 			}
 			double cost = best[i] + xlog2x(total) - sum_xlogx +
