@@ -123,6 +123,54 @@ static void roundtrip(const char *base, const char *ft, const char *name, uint32
 	check_delta(out, ft, chunk, count_files(ft));
 }
 
+/* The largest chunk of each file of a delta written with the default chunk sizes. */
+static uint32_t largest_chunk(const struct sp_delta *d, size_t fi)
+{
+	const struct sp_file_info *f = sp_delta_file(d, fi);
+	uint32_t max = 0;
+	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++)
+		max = sp_delta_chunk(d, k)->out_len > max ? sp_delta_chunk(d, k)->out_len : max;
+	return max;
+}
+
+/* By default tensor data coded losslessly is cut at 256 KiB and any other file at 1 MiB: the
+ * fine-tune gets a 700 KB file beside its tensors. */
+static void default_chunks(const char *base, const char *ft)
+{
+	char out[4096], big[4200];
+	struct sp_write_opts o = {.threads = 2};
+	struct sp_err err;
+	snprintf(out, sizeof(out), "%s/default-chunks", test_tmpdir());
+	snprintf(big, sizeof(big), "%s/notes.txt", ft);
+	CHECK(test_sh("yes 'a line of notes' | head -c 700000 > '%s'", big) == 0);
+	int rc = sp_write_delta(base, ft, out, &o, NULL, &err);
+	unlink(big);
+	CHECK(rc == 0);
+	struct sp_delta *d = rc ? NULL : sp_delta_open(out, NULL, 0, &err);
+	CHECK(d != NULL);
+	if (!d) {
+		fprintf(stderr, "  %s\n", err.msg);
+		return;
+	}
+	int tensors = 0, notes = 0;
+	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
+		const char *name = sp_delta_file(d, i)->name;
+		if (strstr(name, ".safetensors")) {
+			CHECK(largest_chunk(d, i) == SP_CHUNK_TENSOR_DEFAULT);
+			tensors++;
+		} else if (strcmp(name, "notes.txt") == 0) {
+			CHECK(largest_chunk(d, i) == 700000);
+			notes++;
+		}
+	}
+	CHECK(tensors > 0 && notes == 1);
+	sp_delta_close(d);
+	o.chunk_size = 1u << 16;
+	o.tensor_chunk_size = 1u << 17; /* above chunk_size */
+	CHECK(sp_write_delta(base, ft, out, &o, NULL, &err) != 0);
+	CHECK(strstr(err.msg, "power of two") != NULL);
+}
+
 /* A failed write leaves nothing that looks like a delta, and says why. */
 static void failed_write(const char *base)
 {
@@ -158,6 +206,7 @@ int main(int argc, char **argv)
 	}
 	/* A delta of a model against itself: every tensor comes from the base. */
 	roundtrip(dbase, dbase, "self", 1u << 20);
+	default_chunks(dbase, dft);
 	failed_write(base);
 	return test_done();
 }

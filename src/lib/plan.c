@@ -22,6 +22,7 @@ struct segment {
 	int level;
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks of this tensor */
 	uint64_t unit; /* > 0: chunks hold whole multiples of these bytes (row groups) */
+	int tensor;    /* tensor data coded losslessly: chunks of o->tensor_chunk_size */
 };
 
 /* The length of the chunk at s->off + done. A segment longer than a chunk starts with a
@@ -30,7 +31,8 @@ struct segment {
  * into its buffer. */
 static uint64_t chunk_len(const struct writer *w, const struct segment *s, uint64_t done)
 {
-	uint64_t cs = w->o->chunk_size, left = s->len - done, es = sp_dtype_size(s->dtype);
+	uint64_t cs = s->tensor ? w->o->tensor_chunk_size : w->o->chunk_size;
+	uint64_t left = s->len - done, es = sp_dtype_size(s->dtype);
 	/* Row groups count from a chunk's start: their chunks hold whole groups, not file-aligned. */
 	if (s->unit && s->unit <= cs)
 		return left < cs / s->unit * s->unit ? left : cs / s->unit * s->unit;
@@ -72,6 +74,7 @@ static int emit_stored(struct writer *w, const uint8_t *map, uint64_t off, uint6
 {
 	/* an empty file is not mapped: NULL + 0 is undefined */
 	struct segment s = {.off = off, .len = len, .ft = map ? map + off : NULL, .dtype = dt,
+			    .tensor = dt != SP_DT_BYTES,
 			    .base_dtype = dt, .level = level};
 	return emit(w, &s);
 }
@@ -138,6 +141,7 @@ static int emit_lossy(struct writer *w, const struct segment *s, const struct sp
 	}
 	struct segment ls = *s;
 	ls.lossy = &p.t;
+	ls.tensor = 0;
 	if (c.row_groups && p.t.bits && (p.t.group % cols == 0 || cols % p.t.group == 0))
 		ls.unit = (p.t.group > cols ? p.t.group : cols) * sp_dtype_size(s->dtype);
 	memset(&w->flushed, 0, sizeof(w->flushed));
@@ -157,6 +161,7 @@ static int emit_lora(struct writer *w, const struct segment *s, const struct sp_
 				    .b_scale = 1};
 	struct segment ls = *s;
 	ls.lossy = &t;
+	ls.tensor = 0;
 	return store_factor(w, &t) || emit(w, &ls) || sp_writer_flush(w);
 }
 
@@ -165,6 +170,7 @@ static int emit_full(struct writer *w, const struct segment *s, const struct sp_
 {
 	struct segment fs = *s;
 	fs.ft = lf->data;
+	fs.tensor = 1;
 	if (lf->t->dtype != s->dtype) {
 		uint64_t n = lf->t->nelem;
 		if (!(w->held = malloc(n * sp_dtype_size(s->dtype) + 1)))
@@ -278,6 +284,7 @@ static int plan_tensor(struct writer *w, const uint8_t *map, const struct sp_ten
 			.base = w->base.files[r->file].map + r->t->off,
 			.base_file = bi, .base_off = r->t->off,
 			.dtype = t->dtype, .base_dtype = r->t->dtype, .level = w->o->level,
+			.tensor = !w->lora, /* an adapter leaves most tensors as the base: 1 MiB */
 		};
 		c = sp_lossy_choose(w->o, t, r->t, n / row_elems(t));
 		if (w->drop_lossy && c.lossy)

@@ -555,18 +555,25 @@ static int check_lossy_opts(struct sp_write_opts *o, struct sp_err *err)
 	return 0;
 }
 
+static int check_chunk_size(uint32_t n, uint32_t max, struct sp_err *err)
+{
+	if (n >= SP_CHUNK_MIN && n <= max && !(n & (n - 1)))
+		return 0;
+	sp_err_set(err, "chunk size %u: must be a power of two from %u to %u", n, SP_CHUNK_MIN, max);
+	return -1;
+}
+
 static int check_opts(struct sp_write_opts *o, struct sp_err *err)
 {
+	if (!o->tensor_chunk_size)
+		o->tensor_chunk_size = o->chunk_size ? o->chunk_size : SP_CHUNK_TENSOR_DEFAULT;
 	if (!o->chunk_size)
 		o->chunk_size = SP_CHUNK_DEFAULT;
 	if (!o->level)
 		o->level = 3;
-	if (o->chunk_size < SP_CHUNK_MIN || o->chunk_size > SP_CHUNK_MAX ||
-	    (o->chunk_size & (o->chunk_size - 1))) {
-		sp_err_set(err, "chunk size %u: must be a power of two from %u to %u", o->chunk_size,
-			   SP_CHUNK_MIN, SP_CHUNK_MAX);
+	if (check_chunk_size(o->chunk_size, SP_CHUNK_MAX, err) ||
+	    check_chunk_size(o->tensor_chunk_size, o->chunk_size, err))
 		return -1;
-	}
 	if (o->level < 1 || o->level > 19) {
 		sp_err_set(err, "level %d: must be 1 to 19", o->level);
 		return -1;

@@ -42,7 +42,7 @@ static void usage(FILE *out)
 		"  -n, --dry-run          print the size the delta would have; write nothing\n"
 		"                         (--estimate is the same; -o is then optional)\n"
 		"  -c, --chunk-size N     output bytes per chunk, a power of two from 4K to 64M\n"
-		"                         (default 1M)\n"
+		"                         (default 256K for tensors coded losslessly, 1M else)\n"
 		"  -l, --level N          compression effort 1..19 (default 3)\n"
 		"  -j, --threads N        encoding threads, 1..64 (default: one per CPU)\n"
 		"  -q, --quiet            print nothing on success (and no progress line, which\n"
