@@ -6,7 +6,7 @@
  *   entropy_bound BASE.safetensors FT.safetensors
  *
  * For every BF16 tensor of FT with a base tensor of the same name and size, the codec's symbols
- * (see codec_lossless.c: token of |ord(ft) - ord(base)| with 3 sub-bucket bits, the sign
+ * (see lossless_model.h: token of |ord(ft) - ord(base)| with 3 sub-bucket bits, the sign
  * mirrored by the base's) are counted per context, and the empirical conditional entropy of the
  * symbols, plus the raw bits, is summed over tensors. Contexts: the top 5, 8 (the exponent) and
  * 11 bits below the base word's sign (the codec's key), and the exponent with the quartile of

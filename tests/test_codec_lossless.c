@@ -14,13 +14,6 @@
 #include "codec_lossless.h"
 #include "testutil.h"
 
-/*
- * Internal switch of codec_lossless.c: the best decoder to use, 0 = scalar, 1 = AVX2,
- * 2 = AVX-512; returns the one that will run (the best the CPU has up to that).
- */
-int sp_lossless_set_simd(struct sp_lossless *s, int level);
-
-
 static const struct {
 	enum sp_dtype dt;
 	const char *name;

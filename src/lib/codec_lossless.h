@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Lossless delta codec for tensor chunks: encodes a fine-tuned chunk against the base chunk it
- * derives from. The encoded format is described at the top of codec_lossless.c.
+ * derives from. The encoded format is described at the top of lossless_model.h.
  */
 #ifndef SPARSE_CODEC_LOSSLESS_H
 #define SPARSE_CODEC_LOSSLESS_H
@@ -33,5 +33,12 @@ size_t sp_lossless_encode(struct sp_lossless *, enum sp_dtype, const void *base,
  */
 int sp_lossless_decode(struct sp_lossless *, enum sp_dtype, const void *base, const void *src,
 		       size_t srclen, void *out, size_t n);
+
+/*
+ * For the tests and benchmarks: limits the decoder to the scalar reference decoder (level 0),
+ * the AVX2 decoder (1) or the AVX-512 one (2), where the CPU has it. Returns the level decoding
+ * will use, the highest the CPU has up to the one asked for.
+ */
+int sp_lossless_set_simd(struct sp_lossless *, int level);
 
 #endif

@@ -26,7 +26,7 @@
  *     S: one f16 scale per group, ceil(n / group) of them, groups counted from the chunk start;
  *     and then, in place of a third zstd frame, the q_len bytes of the codes: with
  *        qmax = 2^(bits-1) - 1, each element's code q in [-qmax, qmax] as an I16, the n of them
- *        coded by the lossless delta codec (codec_lossless.c) against n zero I16s (its vector
+ *        coded by the lossless delta codec (codec_lossless.h) against n zero I16s (its vector
  *        decoders take 16-bit elements).
  *
  * The auxiliary chunk holds B: rank x cols values, f16 or f32 as the flags say, row-major.
