@@ -11,18 +11,17 @@ static uint64_t q_weight(unsigned q)
 
 int sp_lossless_derive_freqs(const uint8_t q[NSYM], struct table *t)
 {
-	uint64_t sum = 0;
+	uint64_t w[NSYM], sum = 0;
 	for (unsigned y = 0; y < NSYM; y++)
-		sum += q_weight(q[y]);
+		sum += w[y] = q_weight(q[y]);
 	if (!sum)
 		return -1;
 	unsigned tot = 0, big = 0;
-	for (unsigned y = 0; y < NSYM; y++) {
-		uint64_t w = q_weight(q[y]);
-		unsigned f = (unsigned)(w * PROB_SCALE / sum);
-		t->freq[y] = (uint16_t)(w && !f ? 1 : f);
+	for (unsigned y = 0; y < NSYM; y++) { /* unused symbols skip the division: most are */
+		unsigned f = w[y] ? (unsigned)(w[y] * PROB_SCALE / sum) : 0;
+		t->freq[y] = (uint16_t)(w[y] && !f ? 1 : f);
 		tot += t->freq[y];
-		big = w > q_weight(q[big]) ? y : big;
+		big = w[y] > w[big] ? y : big;
 	}
 	if (tot <= PROB_SCALE)
 		t->freq[big] += (uint16_t)(PROB_SCALE - tot);
