@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "blockcache.h"
-#include "io.h"
+#include "sparse/util.h"
 
 #define LEN (1u << 20)
 

@@ -20,7 +20,7 @@
 #include "codec_patch.h"
 #include "delta.h"
 #include "dtype.h"
-#include "io.h"
+#include "sparse/util.h"
 #include "source.h"
 
 #define MAX_SEEDS 6 /* per codec and delta: enough variety, a small corpus */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io.h"
+#include "sparse/util.h"
 
 int sp_fp_hash_range(int fd, uint64_t off, uint64_t len, uint64_t *h)
 {

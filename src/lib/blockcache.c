@@ -31,7 +31,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "io.h"
+#include "sparse/util.h"
 
 #define FANOUT 256
 /* A hit rewrites a file's time at most once a minute: the order of eviction needs no finer. */

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <zstd.h>
 
-#include "scratch.h"
+#include "sparse/util.h"
 #include "sparse/format.h"
 
 #define SP_LOSSY_MAX_RANK 4096

@@ -16,7 +16,7 @@
 #include "basefp.h"
 #include "cache.h"
 #include "chunk.h"
-#include "io.h"
+#include "sparse/util.h"
 #include "source.h"
 #include "sparse/remote.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "io.h"
+#include "sparse/util.h"
 #include "sparse/sparse.h"
 
 #include <errno.h>

@@ -77,7 +77,7 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "scratch.h"
+#include "sparse/util.h"
 #include "sparse/format.h"
 
 #define VERSION 1

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sparse/util.h"
+
 /* LAPACK through OpenBLAS (Fortran calling convention: the last argument is the hidden length
  * of the character argument). */
 void sgeqrf_(const int *m, const int *n, float *a, const int *lda, float *tau, float *work,
@@ -19,6 +21,11 @@ void sgesdd_(const char *jobz, const int *m, const int *n, float *a, const int *
 
 #define OVERSAMPLE 10
 #define POWER_ITERS 2
+
+void sp_blas_threads(int n)
+{
+	openblas_set_num_threads(n);
+}
 
 /* A deterministic standard normal sequence (splitmix64 + Box-Muller). */
 static void gaussian(float *x, size_t n, uint64_t seed)

@@ -11,7 +11,7 @@
 
 #include "cache.h"
 #include "delta.h"
-#include "threads.h"
+#include "sparse/util.h"
 
 struct job_key {
 	struct sp_delta *d;

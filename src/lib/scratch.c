@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "scratch.h"
+#include "sparse/util.h"
 
 #include <stdlib.h>
 

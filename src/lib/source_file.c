@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "sparse/util.h"
 
 struct source_file {
 	struct sp_source base;

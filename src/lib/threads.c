@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "threads.h"
+#include "sparse/util.h"
 
 #include <pthread.h>
 #include <unistd.h>

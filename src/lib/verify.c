@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "delta.h"
-#include "io.h"
+#include "sparse/util.h"
 
 /* Chunk k decodes (its hash checked) and, where fd >= 0, equals the fine-tune's bytes. */
 static const char *check_chunk(struct sp_delta *d, uint64_t k, int fd, uint8_t *out,

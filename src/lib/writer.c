@@ -16,8 +16,7 @@
 #include <xxhash.h>
 
 #include "basefp.h"
-#include "io.h"
-#include "threads.h"
+#include "sparse/util.h"
 #include "verify.h"
 #include "writer.h"
 

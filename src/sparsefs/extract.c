@@ -13,8 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io.h"
-#include "threads.h"
+#include "sparse/util.h"
 #include "tools.h"
 
 /* Threads take a file's chunks in slices of about this many output bytes, ending where a chunk

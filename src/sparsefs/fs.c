@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 
 #include "readahead.h"
-#include "scratch.h"
+#include "sparse/util.h"
 #include "xattr.h"
 
 #define TIMEOUT 86400.0

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* sparsefs: mount a delta (or a directory of deltas) as the fine-tune's folder, or inspect,
  * verify and extract it. */
-#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,7 +17,7 @@
 
 #include "fs.h"
 #include "readahead.h"
-#include "threads.h"
+#include "sparse/util.h"
 #include "tools.h"
 
 struct mount_opts {
@@ -368,7 +367,7 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 128 << 20);
 	/* Requests already run on many threads; BLAS threads under each would oversubscribe. */
-	openblas_set_num_threads(1);
+	sp_blas_threads(1);
 	sp_set_log(log_stderr);
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--info") || !strcmp(argv[i], "--check") ||

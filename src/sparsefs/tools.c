@@ -13,9 +13,8 @@
 #include <unistd.h>
 
 #include "extract.h"
-#include "io.h"
+#include "sparse/util.h"
 #include "sparse/sparse.h"
-#include "threads.h"
 
 static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
 
