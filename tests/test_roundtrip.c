@@ -89,6 +89,8 @@ static void check_delta(const char *delta, const char *ft_dir, uint32_t chunk, s
 	sp_pool_free(pool);
 	pool = NULL;
 	CHECK(sp_delta_check_base(d, &err) == 0);
+	CHECK(sp_delta_verify(d, ft_dir, &err) == 0); /* every chunk equals the fine-tune's bytes */
+	CHECK(sp_delta_verify(d, NULL, &err) == 0);
 	sp_cache_free(small);
 	sp_delta_close(d);
 }
@@ -121,6 +123,23 @@ static void roundtrip(const char *base, const char *ft, const char *name, uint32
 	}
 	CHECK(st.delta_bytes > 0 && st.delta_bytes < st.ft_bytes);
 	check_delta(out, ft, chunk, count_files(ft));
+}
+
+/* Verified against another folder with the same file names (the base), a delta counts the
+ * chunks that differ and names the first; against a folder without them it fails. */
+static void verify_against(const char *base)
+{
+	char delta[4096];
+	struct sp_err err;
+	snprintf(delta, sizeof(delta), "%s/demo-%u", test_tmpdir(), 1u << 20);
+	struct sp_delta *d = sp_delta_open(delta, NULL, 0, &err);
+	CHECK(d != NULL);
+	if (!d)
+		return;
+	CHECK(sp_delta_verify(d, base, &err) > 0);
+	CHECK(strstr(err.msg, "differs from the fine-tune") != NULL);
+	CHECK(sp_delta_verify(d, test_tmpdir(), &err) == -1);
+	sp_delta_close(d);
 }
 
 /* The largest chunk of each file of a delta written with the default chunk sizes. */
@@ -207,6 +226,7 @@ int main(int argc, char **argv)
 	/* A delta of a model against itself: every tensor comes from the base. */
 	roundtrip(dbase, dbase, "self", 1u << 20);
 	default_chunks(dbase, dft);
+	verify_against(dbase);
 	failed_write(base);
 	return test_done();
 }

@@ -203,6 +203,12 @@ const void *sp_delta_manifest(const struct sp_delta *d);
  * log line naming the delta, file, tensor and chunk. */
 int sp_delta_decode_chunk(struct sp_delta *d, uint64_t i, void *out);
 
+/* Decodes every chunk of d, each checked against its hash (and logged when bad); with ft_dir,
+ * also compares each chunk that is not LOSSY with the file of the same name in ft_dir. Returns
+ * how many chunks are bad, err saying why the first is; -1 (err set) when a file of ft_dir
+ * cannot be opened or memory runs out. */
+int64_t sp_delta_verify(struct sp_delta *d, const char *ft_dir, struct sp_err *err);
+
 /* Reads len bytes of file at off through cache (NULL: no cache). Returns the bytes read (short
  * only at end of file), or -EIO. Thread-safe. */
 ssize_t sp_delta_read(struct sp_delta *d, struct sp_cache *cache, size_t file, void *buf,

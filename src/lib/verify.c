@@ -25,8 +25,11 @@ static const char *check_chunk(struct sp_delta *d, uint64_t k, int fd, uint8_t *
 	return memcmp(out, want, c->out_len) ? "differs from the fine-tune" : NULL;
 }
 
-static int check_file(struct sp_delta *d, size_t i, const char *ft_dir, uint8_t *out,
-		      uint8_t *want, struct sp_err *err)
+/* Checks the chunks of file i, comparing them with ft_dir's file where ft_dir is given; counts
+ * the bad ones in *bad, the first one's reason in err (after what). -1 when ft_dir's file
+ * cannot be opened. */
+static int check_file(struct sp_delta *d, size_t i, const char *ft_dir, const char *what,
+		      uint8_t *out, uint8_t *want, uint64_t *bad, struct sp_err *err)
 {
 	const struct sp_file_info *f = &d->m.files[i];
 	char *path = NULL;
@@ -39,17 +42,50 @@ static int check_file(struct sp_delta *d, size_t i, const char *ft_dir, uint8_t 
 		free(path);
 		return -1;
 	}
-	const char *why = NULL;
-	uint64_t k = f->first_chunk;
-	for (; !why && k < f->first_chunk + f->chunk_count; k++)
-		why = check_chunk(d, k, fd, out, want);
-	if (why)
-		sp_err_set(err, "%s: verifying what was written: %s, chunk %llu: %s", d->dir, f->name,
-			   (unsigned long long)(k - 1), why);
+	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++) {
+		const char *why = check_chunk(d, k, fd, out, want);
+		if (why && !(*bad)++)
+			sp_err_set(err, "%s: %s%s, chunk %llu: %s", d->dir, what, f->name,
+				   (unsigned long long)k, why);
+	}
 	if (fd >= 0)
 		close(fd);
 	free(path);
-	return why ? -1 : 0;
+	return 0;
+}
+
+/* The largest output of any chunk: auxiliary chunks may exceed the chunk size. */
+static uint32_t largest_chunk(const struct sp_delta *d)
+{
+	uint32_t max = 1;
+	for (uint64_t k = 0; k < d->sb.chunk_count; k++)
+		max = d->chunks[k].out_len > max ? d->chunks[k].out_len : max;
+	return max;
+}
+
+static int64_t verify(struct sp_delta *d, const char *ft_dir, const char *what,
+		      struct sp_err *err)
+{
+	uint32_t max = largest_chunk(d);
+	uint8_t *out = malloc(max), *want = malloc(max);
+	uint64_t bad = 0, n = d->sb.chunk_count;
+	int rc = out && want ? 0 : -1;
+	if (rc)
+		sp_err_set(err, "%s: out of memory", d->dir);
+	for (size_t i = 0; rc == 0 && i < d->m.nfiles; i++)
+		rc = check_file(d, i, ft_dir, what, out, want, &bad, err);
+	for (uint64_t k = n - d->m.aux_chunks; rc == 0 && k < n; k++)
+		if (check_chunk(d, k, -1, out, want) && !bad++)
+			sp_err_set(err, "%s: %sauxiliary chunk %llu: does not decode to its hash", d->dir,
+				   what, (unsigned long long)k);
+	free(out);
+	free(want);
+	return rc ? -1 : (int64_t)bad;
+}
+
+int64_t sp_delta_verify(struct sp_delta *d, const char *ft_dir, struct sp_err *err)
+{
+	return verify(d, ft_dir, "", err);
 }
 
 int sp_verify_written(const char *dir, const char *file, const char *base_dir, const char *ft_dir,
@@ -58,14 +94,7 @@ int sp_verify_written(const char *dir, const char *file, const char *base_dir, c
 	struct sp_delta *d = sp_delta_open_file(dir, file, base_dir, 0, err);
 	if (!d)
 		return -1;
-	uint8_t *out = malloc(d->m.chunk_size), *want = malloc(d->m.chunk_size);
-	int rc = out && want ? 0 : -1;
-	if (rc)
-		sp_err_set(err, "%s: out of memory", dir);
-	for (size_t i = 0; rc == 0 && i < d->m.nfiles; i++)
-		rc = check_file(d, i, ft_dir, out, want, err);
-	free(out);
-	free(want);
+	int64_t bad = verify(d, ft_dir, "verifying what was written: ", err);
 	sp_delta_close(d);
-	return rc;
+	return bad ? -1 : 0;
 }

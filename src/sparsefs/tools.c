@@ -280,19 +280,13 @@ static int do_check(struct sp_remote *r, const char *path, const char *base)
 		sp_delta_close(d);
 		return 1;
 	}
-	uint64_t bad = 0, n = sp_delta_chunk_count(d);
-	uint8_t *buf = malloc(SP_CHUNK_MAX);
-	if (!buf) {
-		sp_delta_close(d);
-		return -tool_failed(path, "", ENOMEM);
-	}
-	for (uint64_t k = 0; k < n; k++)
-		if (sp_delta_decode_chunk(d, k, buf))
-			bad++;
-	printf("%s: %s: %llu of %llu chunks bad; the content of base %s matches\n", path,
-	       bad ? "FAILED" : "ok", (unsigned long long)bad, (unsigned long long)n,
-	       sp_delta_base_dir(d));
-	free(buf);
+	int64_t bad = sp_delta_verify(d, NULL, &err);
+	if (bad < 0)
+		fprintf(stderr, "sparsefs: %s\n", err.msg);
+	else
+		printf("%s: %s: %lld of %llu chunks bad; the content of base %s matches\n", path,
+		       bad ? "FAILED" : "ok", (long long)bad,
+		       (unsigned long long)sp_delta_chunk_count(d), sp_delta_base_dir(d));
 	sp_delta_close(d);
 	return bad ? 1 : 0;
 }
