@@ -49,7 +49,7 @@ static int emit(struct writer *w, const struct segment *s)
 	size_t es = sp_dtype_size(s->dtype), bs = sp_dtype_size(s->base_dtype);
 	for (uint64_t done = 0; done < s->len;) {
 		uint64_t n = chunk_len(w, s, done);
-		struct job j = {
+		struct encode_job j = {
 			.c = {.out_off = s->off + done, .out_len = (uint32_t)n, .dtype = (uint8_t)s->dtype,
 			      .base_dtype = (uint8_t)s->base_dtype, .base_file = SP_NO_BASE},
 			.ft = s->ft + done,
@@ -441,7 +441,7 @@ static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint
 		uint64_t n = chunk_len(w, &s, done);
 		if (!fixed)
 			patch_window(off + done, n, fsize, b->size, &woff, &wlen);
-		struct job j = {
+		struct encode_job j = {
 			.c = {.out_off = off + done, .out_len = (uint32_t)n, .base_file = bi,
 			      .base_off = woff},
 			.ft = map + off + done,

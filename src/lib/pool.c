@@ -18,9 +18,9 @@ struct job_key {
 	uint64_t idx;
 };
 
-struct job {
+struct decode_job {
 	struct job_key key;
-	struct job *prev, *next;
+	struct decode_job *prev, *next;
 	UT_hash_handle hh;
 };
 
@@ -28,7 +28,7 @@ struct sp_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t work;
 	struct sp_cache *cache;
-	struct job *queue, *set; /* the same jobs, in order and by key */
+	struct decode_job *queue, *set; /* the same jobs, in order and by key */
 	size_t queued_bytes;
 	int skip_base; /* base chunks are not decoded ahead */
 	int stop;
@@ -41,10 +41,10 @@ static int fill(void *owner, uint64_t idx, void *out)
 	return sp_delta_decode_chunk(owner, idx, out);
 }
 
-static struct job *find(struct sp_pool *p, struct sp_delta *d, uint64_t idx)
+static struct decode_job *find(struct sp_pool *p, struct sp_delta *d, uint64_t idx)
 {
 	struct job_key key;
-	struct job *j;
+	struct decode_job *j;
 	memset(&key, 0, sizeof(key));
 	key.d = d;
 	key.idx = idx;
@@ -53,7 +53,7 @@ static struct job *find(struct sp_pool *p, struct sp_delta *d, uint64_t idx)
 }
 
 /* Takes job j off the queue. Called locked. */
-static void unqueue(struct sp_pool *p, struct job *j)
+static void unqueue(struct sp_pool *p, struct decode_job *j)
 {
 	DL_DELETE(p->queue, j);
 	HASH_DEL(p->set, j);
@@ -137,7 +137,7 @@ void sp_pool_free(struct sp_pool *p)
  * the head. Called locked. */
 static void enqueue(struct sp_pool *p, struct sp_delta *d, uint64_t idx, int urgent)
 {
-	struct job *j = find(p, d, idx);
+	struct decode_job *j = find(p, d, idx);
 	size_t len = d->chunks[idx].out_len;
 	if (j && urgent) {
 		DL_DELETE(p->queue, j);
@@ -189,7 +189,7 @@ void sp_pool_prefetch(struct sp_pool *p, struct sp_delta *d, size_t file, uint64
 /* Takes chunks [k, end) off the queue: the reader decodes them itself now, or has. */
 static void withdraw(struct sp_pool *p, struct sp_delta *d, uint64_t k, uint64_t end)
 {
-	struct job *j;
+	struct decode_job *j;
 	pthread_mutex_lock(&p->lock);
 	for (; k < end; k++)
 		if ((j = find(p, d, k)))

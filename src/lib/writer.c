@@ -31,12 +31,13 @@
 /* ---- encoding in batches ---- */
 
 /* A LOSSY chunk: its hash covers its inputs, and its error goes to the report. */
-static int encode_lossy(struct sp_codecs *cs, struct job *j)
+static int encode_lossy(struct sp_codecs *cs, struct encode_job *j)
 {
 	size_t n = j->c.out_len / sp_dtype_size(j->c.dtype);
 	float *delta = malloc(n * sizeof(float) + 1);
-	size_t len = delta ? sp_lossy_encode(cs->cctx, cs->lossless, j->lossy, j->e0, n, j->dst, j->dst_cap,
-					     j->level, delta, &cs->lossy) : 0;
+	size_t len = delta ? sp_lossy_encode(cs->cctx, cs->lossless, j->lossy, j->e0, n, j->dst,
+					     j->dst_cap, j->level, delta, &cs->lossy)
+			   : 0;
 	if (len) {
 		j->c.codec = SP_CODEC_LOSSY;
 		j->c.data_len = (uint32_t)len;
@@ -56,7 +57,7 @@ static void encode_worker(void *arg, unsigned t)
 	struct sp_codecs *cs = &w->codecs[t];
 	size_t i;
 	while ((i = atomic_fetch_add(&w->next_job, 1)) < w->njobs) {
-		struct job *j = &w->jobs[i];
+		struct encode_job *j = &w->jobs[i];
 		if (j->lossy) {
 			j->rc = encode_lossy(cs, j);
 			continue;
@@ -127,7 +128,7 @@ int sp_writer_flush(struct writer *w)
 	atomic_store(&w->next_job, 0);
 	sp_threads_run((unsigned)w->threads, encode_worker, w);
 	for (size_t i = 0; i < w->njobs; i++) {
-		struct job *j = &w->jobs[i];
+		struct encode_job *j = &w->jobs[i];
 		if (j->rc || write_data(w, &j->c, j->dst) ||
 		    append(&w->chunks, &w->nchunks, &w->cap, &j->c)) {
 			sp_err_set(w->err, "%s: %s", w->tmp.path ? w->tmp.path : "delta",
@@ -144,11 +145,11 @@ int sp_writer_flush(struct writer *w)
 	return 0;
 }
 
-int sp_writer_queue(struct writer *w, const struct job *j)
+int sp_writer_queue(struct writer *w, const struct encode_job *j)
 {
 	if (w->njobs == w->batch && sp_writer_flush(w))
 		return -1;
-	struct job *q = &w->jobs[w->njobs++];
+	struct encode_job *q = &w->jobs[w->njobs++];
 	uint8_t *dst = q->dst;
 	size_t cap = q->dst_cap, need = 2 * sp_chunk_bound(j->c.out_len);
 	if (j->lossy) {

@@ -17,7 +17,7 @@
 #define META_LEVEL 19 /* headers and small files: tiny, so spend effort */
 
 /* One chunk waiting to be encoded. */
-struct job {
+struct encode_job {
 	struct sp_chunk c;
 	const uint8_t *ft, *base;
 	int level;
@@ -42,7 +42,7 @@ struct writer {
 	uint64_t pos;
 	struct sp_chunk *chunks, *aux;
 	size_t nchunks, cap, naux, aux_cap;
-	struct job *jobs;
+	struct encode_job *jobs;
 	size_t njobs, batch;
 	struct sp_lossy_stats flushed; /* the sum of the LOSSY jobs' stats, since last reset */
 	struct sp_lossy_stats total;   /* the report's totals */
@@ -65,7 +65,7 @@ struct writer {
 };
 
 /* Adds a chunk to the queue; encodes and writes the queue when full. */
-int sp_writer_queue(struct writer *w, const struct job *j);
+int sp_writer_queue(struct writer *w, const struct encode_job *j);
 /* Encodes and writes every queued chunk. */
 int sp_writer_flush(struct writer *w);
 /* The manifest's index of base model file i, fingerprinting it on first use; SP_NO_BASE (and
