@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "readahead.h"
+#include "kernel_readahead.h"
 #include "sparse/util.h"
 #include "xattr.h"
 

@@ -6,7 +6,7 @@
 #define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 14)
 #include <fuse_lowlevel.h>
 
-#include "readahead.h"
+#include "streams.h"
 #include "tree.h"
 
 /* The most base ranges a spliced read is sent from: where more are needed (a base laid out

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "fs.h"
-#include "readahead.h"
+#include "streams.h"
 #include "sparse/util.h"
 #include "tools.h"
 

@@ -1,15 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#ifndef SPARSEFS_READAHEAD_H
-#define SPARSEFS_READAHEAD_H
+#ifndef SPARSEFS_STREAMS_H
+#define SPARSEFS_STREAMS_H
 
 #include <pthread.h>
 #include <stdint.h>
-
-/* Raises the kernel's readahead window of the FUSE mount at mountpoint (absolute) to kb KiB,
- * through its backing device's read_ahead_kb. The kernel starts FUSE mounts at 128 KiB, so a
- * sequential reader would ask for a 1 MiB chunk in eight requests. Call it once the kernel has
- * the INIT reply (which would clamp it again); best effort: it needs root. */
-void raise_readahead(const char *mountpoint, unsigned kb);
 
 /* Sequential streams within one open file, so that the chunks ahead of each decode before they
  * are asked for. A read that goes on where a stream's last one ended (a loader's, or the
