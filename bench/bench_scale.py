@@ -6,7 +6,7 @@ the ceiling FUSE itself allows) and through a fresh sparsefs mount of its delta,
 patterns loaders use. Prints tables and ratios; asserts nothing. Compare within one run.
 
 usage: bench/bench_scale.py BUILD_DIR [--layers N] [--width N] [--work DIR] [--rounds N]
-                            [--decoders LIST] [--jobs LIST] [--chunks LIST]
+                            [--decoders LIST] [--jobs LIST] [--chunks LIST] [--opts O]...
 
 The pair (sparse-genmodel demo, LAYERS x WIDTH, default 12 x 1536: about 700 MB of bf16) is
 generated into WORK (default BUILD_DIR/scale-bench) and reused. Patterns, each the median of
@@ -17,7 +17,8 @@ ROUNDS (default 3), every mount fresh for each:
   threads (the page faults transformers takes);
 - 4K random: p50 and p99 microseconds of 1000 preads of 4 KiB at random offsets;
 - from_pretrained: transformers' AutoModelForCausalLM to CPU, where transformers is installed.
-sparsefs runs with its defaults, then with each `-o decoders=` of LIST (default "1,2,CPUS").
+sparsefs runs with its defaults, then with each `-o decoders=` of LIST (default "1,2,CPUS"),
+then with each `--opts` (sparsefs -o options, e.g. `--opts cache_size=256M`), a column each.
 Then the chunk size's trade (mksparse -c of each of CHUNKS, default "256K,1M,4M"): the
 delta's size against random 4 KiB reads, cat and mmap-8. Then `sparsefs --extract` to /dev/shm and to
 WORK, with each decoders= of LIST, against the default mount's cat; and mksparse (lossless)
@@ -109,7 +110,7 @@ def column(fn, opener, rounds, warm_paths):
     return median(got)
 
 
-def read_table(build, a, base, ft, delta, mnt, decoders):
+def read_table(build, a, base, ft, delta, mnt, decoders, opts):
     sparsefs = os.path.join(build, "sparsefs")
     cols = [("plain", lambda: (ft, None)),
             # its log: libfuse 3.14's fuse_main says it ignores a max_threads it never got
@@ -117,9 +118,9 @@ def read_table(build, a, base, ft, delta, mnt, decoders):
                                                 mnt, log=os.devnull)))]
     cols.append(("sparsefs", lambda: (mnt, Mount([sparsefs, "-f", "-o", f"base={base}", delta],
                                                   mnt))))
-    for n in decoders:
-        cols.append((f"decoders={n}", lambda n=n: (mnt, Mount(
-            [sparsefs, "-f", "-o", f"base={base},decoders={n}", delta], mnt))))
+    for o in [f"decoders={n}" for n in decoders] + opts:
+        cols.append((o, lambda o=o: (mnt, Mount([sparsefs, "-f", "-o", f"base={base},{o}", delta],
+                                                mnt))))
     rows = []
     for name, fn in patterns(build):
         row = [name]
@@ -205,6 +206,7 @@ def main():
     ap.add_argument("--decoders", default="1,2,CPUS")
     ap.add_argument("--jobs", default="1,CPUS")
     ap.add_argument("--chunks", default="256K,1M,4M")
+    ap.add_argument("--opts", action="append", default=[])
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     work = os.path.abspath(a.work or os.path.join(build, "scale-bench"))
@@ -214,7 +216,7 @@ def main():
           f"{size_of(delta) / 1e6:.0f} MB; {CPUS} CPUs; medians of {a.rounds} rounds", flush=True)
     mnt = tempfile.mkdtemp(dir=work, prefix="mnt.")
     try:
-        cat_mount = read_table(build, a, base, ft, delta, mnt, numbers(a.decoders))
+        cat_mount = read_table(build, a, base, ft, delta, mnt, numbers(a.decoders), a.opts)
         chunk_table(build, a, base, ft, work, mnt, a.chunks.split(","))
     finally:
         os.rmdir(mnt)
