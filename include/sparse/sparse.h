@@ -196,6 +196,11 @@ size_t sp_delta_file_count(const struct sp_delta *d);
 const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i);
 uint64_t sp_delta_chunk_count(const struct sp_delta *d);
 const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i);
+/* The mode it was written in: "lossless", "svd", "quant" or "lora". */
+const char *sp_delta_mode(const struct sp_delta *d);
+/* The base's Hugging Face hub id and snapshot commit: 0, or -1 (both NULL) when the base was
+ * named by a path. */
+int sp_delta_base_hub(const struct sp_delta *d, const char **id, const char **commit);
 /* The parsed manifest (a cJSON object), for --info. */
 const void *sp_delta_manifest(const struct sp_delta *d);
 

@@ -272,6 +272,18 @@ const void *sp_delta_manifest(const struct sp_delta *d)
 	return d->m.root;
 }
 
+const char *sp_delta_mode(const struct sp_delta *d)
+{
+	return d->m.mode;
+}
+
+int sp_delta_base_hub(const struct sp_delta *d, const char **id, const char **commit)
+{
+	*id = d->m.hub_id;
+	*commit = d->m.hub_commit;
+	return d->m.hub_id ? 0 : -1;
+}
+
 /* ---- per-thread decoding state ---- */
 
 struct scratch {
@@ -326,23 +338,6 @@ static size_t file_of_chunk(const struct sp_delta *d, uint64_t idx)
 	return lo;
 }
 
-/* The tensor holding output offset off of file f, for log lines. */
-static const char *tensor_at(const struct sp_delta *d, size_t f, uint64_t off)
-{
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(d->m.root, "files");
-	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)f), "tensors");
-	const cJSON *t;
-	cJSON_ArrayForEach(t, ts) {
-		const cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "offset");
-		const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "size");
-		const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
-		if (cJSON_IsNumber(o) && cJSON_IsNumber(n) && cJSON_IsString(name) &&
-		    (double)off >= o->valuedouble && (double)off < o->valuedouble + n->valuedouble)
-			return name->valuestring;
-	}
-	return "(none)";
-}
-
 static const char CANNOT_READ[] = "cannot read the delta";
 /* A source that fails (a server down, an object replaced) fails every chunk at once and says
  * why itself: one chunk's line a minute is enough. */
@@ -376,7 +371,7 @@ static int chunk_failed(struct sp_delta *d, uint64_t idx, const char *why)
 		return -EIO;
 	}
 	sp_log("%s: file %s, tensor %s, chunk %llu (bytes %llu..%llu): %s%s", d->dir,
-	       d->m.files[f].name, tensor_at(d, f, c->out_off), (unsigned long long)idx,
+	       d->m.files[f].name, sp_manifest_tensor_at(&d->m, f, c->out_off), (unsigned long long)idx,
 	       (unsigned long long)c->out_off, (unsigned long long)(c->out_off + c->out_len), why,
 	       more);
 	return -EIO;

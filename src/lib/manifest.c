@@ -385,6 +385,23 @@ int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct
 	return -1;
 }
 
+const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off)
+{
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m->root, "files");
+	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)file),
+							   "tensors");
+	const cJSON *t;
+	cJSON_ArrayForEach(t, ts) {
+		const cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "offset");
+		const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "size");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
+		if (cJSON_IsNumber(o) && cJSON_IsNumber(n) && cJSON_IsString(name) &&
+		    (double)off >= o->valuedouble && (double)off < o->valuedouble + n->valuedouble)
+			return name->valuestring;
+	}
+	return "(none)";
+}
+
 void sp_manifest_free(struct sp_manifest *m)
 {
 	cJSON_Delete(m->root);

@@ -46,6 +46,8 @@ cJSON *sp_manifest_base_match(const struct sp_base_match *m);
 int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
 		      const char *path, struct sp_err *err);
 void sp_manifest_free(struct sp_manifest *m);
+/* The tensor holding output offset off of file file, for log lines: "(none)" outside any. */
+const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off);
 
 /* Hashes travel as 16 hex digits: JSON numbers cannot hold 64 bits. */
 cJSON *sp_json_hash(uint64_t h);

@@ -5,7 +5,6 @@
  * none (the kernel keeps user.* to files and directories). */
 #include "xattr.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,29 +24,18 @@ static uint64_t stored_size(const struct node *n)
 	return sum;
 }
 
-/* The base's hub id at its commit, or NULL. */
-static const cJSON *hub(const struct node *n)
-{
-	const cJSON *base = cJSON_GetObjectItemCaseSensitive(sp_delta_manifest(n->delta), "base");
-	return cJSON_GetObjectItemCaseSensitive(base, "hub");
-}
-
 /* Attribute i of n into buf; its length, or -1 when n has no such attribute. */
 static int value(const struct node *n, size_t i, char *buf, size_t cap)
 {
-	const cJSON *h = hub(n);
+	const char *id, *commit;
 	switch (i) {
-	case 0:
-		return snprintf(buf, cap, "%s", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-							sp_delta_manifest(n->delta), "mode")));
+	case 0: return snprintf(buf, cap, "%s", sp_delta_mode(n->delta));
 	case 1: return snprintf(buf, cap, "%" PRIu64, stored_size(n));
 	case 2: return snprintf(buf, cap, "%" PRIu64, n->size);
 	case 3: return snprintf(buf, cap, "%s", sp_delta_base_dir(n->delta));
 	default:
-		return h ? snprintf(buf, cap, "%s@%s",
-				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "id")),
-				    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(h, "commit")))
-			 : -1;
+		return sp_delta_base_hub(n->delta, &id, &commit) ? -1
+			: snprintf(buf, cap, "%s@%s", id, commit);
 	}
 }
 
