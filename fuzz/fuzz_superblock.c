@@ -13,6 +13,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* The tensors a file lists lie inside it, with shapes whose every dimension was read. */
+static void check_tensors(const struct sp_delta *d, size_t i)
+{
+	size_t n;
+	const struct sp_tensor_info *t = sp_delta_tensors(d, i, &n);
+	for (size_t j = 0; t && j < n; j++) {
+		FUZZ_CHECK(t[j].name && t[j].dtype && (t[j].shape || !t[j].ndim));
+		FUZZ_CHECK(t[j].offset + t[j].size <= sp_delta_file(d, i)->size);
+		for (size_t k = 0; k < t[j].ndim; k++)
+			FUZZ_CHECK(t[j].shape[k] <= (1ull << 53));
+		FUZZ_CHECK(!t[j].base_dtype || t[j].base_shape || !t[j].base_ndim);
+	}
+}
+
 static void check_file(const struct sp_delta *d, const struct sp_file_info *f)
 {
 	uint64_t off = 0;
@@ -38,9 +52,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(err.msg[0]);
 		return 0;
 	}
-	FUZZ_CHECK(sp_delta_manifest(d));
-	for (size_t i = 0; i < sp_delta_file_count(d); i++)
+	struct sp_delta_about a;
+	sp_delta_about(d, &a);
+	FUZZ_CHECK(a.mode && a.base_path && a.chunk_size >= SP_CHUNK_MIN);
+	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		check_file(d, sp_delta_file(d, i));
+		check_tensors(d, i);
+	}
 	sp_delta_close(d);
 	return 0;
 }

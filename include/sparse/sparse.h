@@ -196,13 +196,33 @@ size_t sp_delta_file_count(const struct sp_delta *d);
 const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i);
 uint64_t sp_delta_chunk_count(const struct sp_delta *d);
 const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i);
-/* The mode it was written in: "lossless", "svd", "quant" or "lora". */
-const char *sp_delta_mode(const struct sp_delta *d);
-/* The base's Hugging Face hub id and snapshot commit: 0, or -1 (both NULL) when the base was
- * named by a path. */
-int sp_delta_base_hub(const struct sp_delta *d, const char **id, const char **commit);
-/* The parsed manifest (a cJSON object), for --info. */
-const void *sp_delta_manifest(const struct sp_delta *d);
+/* What the manifest says of the delta and its base; NULL members were not recorded. */
+struct sp_delta_about {
+	const char *created_by;      /* the writer and its version */
+	const char *mode;            /* "lossless", "svd", "quant" or "lora" */
+	uint32_t chunk_size;         /* the largest chunk's output */
+	const char *base_path;       /* the base, absolute, as written */
+	const char *base_relpath;    /* the base relative to the delta's folder */
+	const char *hub_id, *hub_revision, *hub_commit; /* a base named by a hub id */
+	const struct sp_base_match *match; /* the fine-tune's tensors coded against the base */
+};
+void sp_delta_about(const struct sp_delta *d, struct sp_delta_about *about);
+
+/* A tensor of an output file, as the manifest lists it. */
+struct sp_tensor_info {
+	const char *name;
+	const char *dtype;             /* as safetensors names it: "BF16", ... */
+	size_t ndim;
+	const uint64_t *shape;
+	uint64_t offset, size;         /* its bytes in the file */
+	const char *base_dtype;        /* the base tensor it is coded against; NULL: none */
+	size_t base_ndim;
+	const uint64_t *base_shape;
+};
+
+/* The tensors of file i in the manifest's order, *n of them; NULL (and *n 0) for a file that
+ * is not a safetensors file. */
+const struct sp_tensor_info *sp_delta_tensors(const struct sp_delta *d, size_t i, size_t *n);
 
 /* Decodes chunk i into out (chunk->out_len bytes) and verifies its hash. 0, or -EIO with one
  * log line naming the delta, file, tensor and chunk. */

@@ -267,21 +267,20 @@ const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i)
 	return &d->chunks[i];
 }
 
-const void *sp_delta_manifest(const struct sp_delta *d)
+void sp_delta_about(const struct sp_delta *d, struct sp_delta_about *about)
 {
-	return d->m.root;
+	*about = (struct sp_delta_about){
+		.created_by = d->m.created_by, .mode = d->m.mode, .chunk_size = d->m.chunk_size,
+		.base_path = d->m.base_path, .base_relpath = d->m.base_relpath,
+		.hub_id = d->m.hub_id, .hub_revision = d->m.hub_revision,
+		.hub_commit = d->m.hub_commit, .match = d->m.has_match ? &d->m.match : NULL,
+	};
 }
 
-const char *sp_delta_mode(const struct sp_delta *d)
+const struct sp_tensor_info *sp_delta_tensors(const struct sp_delta *d, size_t i, size_t *n)
 {
-	return d->m.mode;
-}
-
-int sp_delta_base_hub(const struct sp_delta *d, const char **id, const char **commit)
-{
-	*id = d->m.hub_id;
-	*commit = d->m.hub_commit;
-	return d->m.hub_id ? 0 : -1;
+	*n = d->m.tensors[i].n;
+	return d->m.tensors[i].present ? d->m.tensors[i].t : NULL;
 }
 
 /* ---- per-thread decoding state ---- */

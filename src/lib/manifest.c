@@ -153,38 +153,79 @@ static int shape_ok(const cJSON *shape, uint64_t elem, uint64_t size, int exact)
 	return !exact || bytes == size;
 }
 
-/* A tensor entry (--info and the log lines read it): its bytes lie inside its file, and its
- * shape and dtype give its size (a dtype this reader does not know may have any size). */
-static int parse_tensor(const cJSON *t, uint64_t file_size)
+/* Copies a checked shape's dimensions to *dims, which it advances. */
+static const uint64_t *take_shape(const cJSON *shape, uint64_t **dims, size_t *ndim)
 {
-	uint64_t off, size;
-	const char *dt = get_str(t, "dtype");
-	const cJSON *bshape = cJSON_GetObjectItemCaseSensitive(t, "base_shape");
-	if (!get_str(t, "name") || !dt || get_u64(t, "offset", &off) || get_u64(t, "size", &size) ||
-	    off > file_size || size > file_size - off)
-		return -1;
-	enum sp_dtype dtype = sp_dtype_from_name(dt);
-	if (!shape_ok(cJSON_GetObjectItemCaseSensitive(t, "shape"),
-		      dtype == SP_DT_BYTES ? 1 : sp_dtype_size(dtype), size, dtype != SP_DT_BYTES))
-		return -1;
-	return bshape && (!shape_ok(bshape, 1, 0, 0) || !get_str(t, "base_dtype")) ? -1 : 0;
+	const uint64_t *first = *dims;
+	const cJSON *d;
+	*ndim = 0;
+	cJSON_ArrayForEach(d, shape) {
+		*(*dims)++ = (uint64_t)d->valuedouble;
+		++*ndim;
+	}
+	return first;
 }
 
-static int parse_tensors(const cJSON *ts, uint64_t file_size)
+/* A tensor entry (--info and the log lines read it): its bytes lie inside its file, and its
+ * shape and dtype give its size (a dtype this reader does not know may have any size). */
+static int parse_tensor(const cJSON *js, uint64_t file_size, struct sp_tensor_info *t,
+			uint64_t **dims)
+{
+	const cJSON *shape = cJSON_GetObjectItemCaseSensitive(js, "shape");
+	const cJSON *bshape = cJSON_GetObjectItemCaseSensitive(js, "base_shape");
+	t->name = get_str(js, "name");
+	t->dtype = get_str(js, "dtype");
+	if (!t->name || !t->dtype || get_u64(js, "offset", &t->offset) ||
+	    get_u64(js, "size", &t->size) || t->offset > file_size || t->size > file_size - t->offset)
+		return -1;
+	enum sp_dtype dtype = sp_dtype_from_name(t->dtype);
+	if (!shape_ok(shape, dtype == SP_DT_BYTES ? 1 : sp_dtype_size(dtype), t->size,
+		      dtype != SP_DT_BYTES))
+		return -1;
+	t->shape = take_shape(shape, dims, &t->ndim);
+	if (!bshape)
+		return 0;
+	if (!shape_ok(bshape, 1, 0, 0) || !(t->base_dtype = get_str(js, "base_dtype")))
+		return -1;
+	t->base_shape = take_shape(bshape, dims, &t->base_ndim);
+	return 0;
+}
+
+/* The dimensions of every shape of a tensor list: what parse_tensors needs room for. */
+static size_t count_dims(const cJSON *ts)
 {
 	const cJSON *t;
+	size_t n = 0;
+	cJSON_ArrayForEach(t, ts) {
+		n += (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t, "shape"));
+		n += (size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t, "base_shape"));
+	}
+	return n;
+}
+
+/* A safetensors file's tensor list into ft; -1 when malformed (ENOMEM counts as that). */
+static int parse_tensors(const cJSON *ts, uint64_t file_size, struct sp_file_tensors *ft)
+{
+	const cJSON *js;
 	if (!ts)
 		return 0;
 	if (!cJSON_IsArray(ts))
 		return -1;
-	cJSON_ArrayForEach(t, ts)
-		if (!cJSON_IsObject(t) || parse_tensor(t, file_size))
+	ft->present = 1;
+	ft->t = calloc((size_t)cJSON_GetArraySize(ts) + 1, sizeof(*ft->t));
+	ft->dims = calloc(count_dims(ts) + 1, sizeof(*ft->dims));
+	if (!ft->t || !ft->dims)
+		return -1;
+	uint64_t *dims = ft->dims;
+	cJSON_ArrayForEach(js, ts)
+		if (!cJSON_IsObject(js) || parse_tensor(js, file_size, &ft->t[ft->n++], &dims))
 			return -1;
 	return 0;
 }
 
 /* Why file entry js is wrong, or NULL. */
-static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f)
+static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f,
+			      struct sp_file_tensors *ft)
 {
 	uint64_t nsec = 0, mode = 0;
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(js, "mtime");
@@ -206,7 +247,7 @@ static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_f
 	if (cJSON_GetObjectItemCaseSensitive(js, "mode") && (get_u64(js, "mode", &mode) || mode > 07777))
 		return "a file's mode";
 	f->mode = (uint32_t)mode;
-	if (parse_tensors(cJSON_GetObjectItemCaseSensitive(js, "tensors"), f->size))
+	if (parse_tensors(cJSON_GetObjectItemCaseSensitive(js, "tensors"), f->size, ft))
 		return "a tensor's shape, dtype or offsets (outside its file, or a size that overflows)";
 	if (f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk)
 		return "a chunk range outside the chunk table";
@@ -220,8 +261,9 @@ static int parse_hub(const cJSON *hub, struct sp_manifest *m)
 	if (!hub)
 		return 0;
 	m->hub_id = get_str(hub, "id");
+	m->hub_revision = get_str(hub, "revision");
 	m->hub_commit = get_str(hub, "commit");
-	int ok = m->hub_id && m->hub_commit && get_str(hub, "revision") &&
+	int ok = m->hub_id && m->hub_commit && m->hub_revision &&
 		 strlen(m->hub_commit) == 40 && strspn(m->hub_commit, "0123456789abcdef") == 40 &&
 		 !sp_hub_parse(m->hub_id, &id, &rev) && !strchr(m->hub_id, '@');
 	free(id);
@@ -231,15 +273,16 @@ static int parse_hub(const cJSON *hub, struct sp_manifest *m)
 
 /* The optional share of the fine-tune's tensors coded against the base (older deltas have
  * none): --info shows it. */
-static int parse_match(const cJSON *js)
+static int parse_match(const cJSON *js, struct sp_manifest *m)
 {
-	struct sp_base_match mt;
+	struct sp_base_match *mt = &m->match;
 	if (!js)
 		return 0;
-	if (get_u64(js, "tensors", &mt.tensors) || get_u64(js, "of_tensors", &mt.of_tensors) ||
-	    get_u64(js, "bytes", &mt.bytes) || get_u64(js, "of_bytes", &mt.of_bytes))
+	m->has_match = 1;
+	if (get_u64(js, "tensors", &mt->tensors) || get_u64(js, "of_tensors", &mt->of_tensors) ||
+	    get_u64(js, "bytes", &mt->bytes) || get_u64(js, "of_bytes", &mt->of_bytes))
 		return -1;
-	return mt.tensors > mt.of_tensors || mt.bytes > mt.of_bytes ? -1 : 0;
+	return mt->tensors > mt->of_tensors || mt->bytes > mt->of_bytes ? -1 : 0;
 }
 
 static const char *parse_base(const cJSON *base, struct sp_manifest *m)
@@ -251,7 +294,7 @@ static const char *parse_base(const cJSON *base, struct sp_manifest *m)
 		return "no base";
 	if (parse_hub(cJSON_GetObjectItemCaseSensitive(base, "hub"), m))
 		return "a malformed hub id";
-	if (parse_match(cJSON_GetObjectItemCaseSensitive(base, "matched")))
+	if (parse_match(cJSON_GetObjectItemCaseSensitive(base, "matched"), m))
 		return "a malformed share of tensors matched";
 	m->base = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->base));
 	if (!m->base)
@@ -310,10 +353,13 @@ static const char *parse_files(const cJSON *files, uint64_t chunk_count, struct 
 	if (!cJSON_IsArray(files))
 		return "no files";
 	m->files = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->files));
-	if (!m->files)
+	m->tensors = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->tensors));
+	if (!m->files || !m->tensors)
 		return "out of memory";
 	cJSON_ArrayForEach(js, files) {
-		const char *why = parse_file(js, chunk_count, &m->files[m->nfiles++]);
+		const char *why = parse_file(js, chunk_count, &m->files[m->nfiles],
+					     &m->tensors[m->nfiles]);
+		m->nfiles++;
 		if (why) {
 			*which = get_str(js, "name");
 			return why;
@@ -351,6 +397,7 @@ static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const 
 	if (get_u64(m->root, "chunk_size", &cs) || cs < SP_CHUNK_MIN || cs > SP_CHUNK_MAX)
 		return "no valid chunk_size";
 	m->chunk_size = (uint32_t)cs;
+	m->created_by = get_str(m->root, "created_by");
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
 	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), m)))
@@ -387,18 +434,10 @@ int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct
 
 const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off)
 {
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m->root, "files");
-	const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)file),
-							   "tensors");
-	const cJSON *t;
-	cJSON_ArrayForEach(t, ts) {
-		const cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "offset");
-		const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "size");
-		const cJSON *name = cJSON_GetObjectItemCaseSensitive(t, "name");
-		if (cJSON_IsNumber(o) && cJSON_IsNumber(n) && cJSON_IsString(name) &&
-		    (double)off >= o->valuedouble && (double)off < o->valuedouble + n->valuedouble)
-			return name->valuestring;
-	}
+	const struct sp_file_tensors *ft = &m->tensors[file];
+	for (size_t i = 0; i < ft->n; i++)
+		if (off >= ft->t[i].offset && off - ft->t[i].offset < ft->t[i].size)
+			return ft->t[i].name;
 	return "(none)";
 }
 
@@ -407,5 +446,10 @@ void sp_manifest_free(struct sp_manifest *m)
 	cJSON_Delete(m->root);
 	free(m->base);
 	free(m->files);
+	for (size_t i = 0; m->tensors && i < m->nfiles; i++) {
+		free(m->tensors[i].t);
+		free(m->tensors[i].dims);
+	}
+	free(m->tensors);
 	memset(m, 0, sizeof(*m));
 }

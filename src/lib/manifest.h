@@ -20,17 +20,30 @@ struct sp_base_fp {
 	uint64_t content_hash; /* XXH3-64 of the whole file */
 };
 
+/* The tensors a file lists: a safetensors file's (present), none for other files. */
+struct sp_file_tensors {
+	struct sp_tensor_info *t;
+	size_t n;
+	uint64_t *dims; /* the shapes' dimensions, which t points into */
+	int present;
+};
+
 struct sp_manifest {
-	cJSON *root;
+	cJSON *root; /* the strings below point into it */
+	const char *created_by;
 	uint32_t chunk_size;
 	const char *mode;
 	const char *base_path;    /* absolute, as written */
 	const char *base_relpath; /* relative to the delta directory */
 	const char *hub_id;       /* the base's Hugging Face hub id, if named by one, */
+	const char *hub_revision; /* the revision it was named by, */
 	const char *hub_commit;   /* and the snapshot it was */
+	struct sp_base_match match;
+	int has_match;            /* older deltas do not record it */
 	struct sp_base_fp *base;
 	size_t nbase;
 	struct sp_file_info *files;
+	struct sp_file_tensors *tensors; /* per file */
 	size_t nfiles;
 	uint64_t aux_chunks; /* chunks after the files' chunks, shared by LOSSY chunks */
 };

@@ -56,13 +56,12 @@ static void codecs_str(const struct usage *u, char *buf, size_t cap)
 		snprintf(buf, cap, "empty");
 }
 
-static void shape_str(const cJSON *shape, char *buf, size_t cap)
+static void shape_str(size_t ndim, const uint64_t *shape, char *buf, size_t cap)
 {
-	const cJSON *d;
 	snprintf(buf, cap, "[");
-	cJSON_ArrayForEach(d, shape)
-		snprintf(buf + strlen(buf), cap - strlen(buf), "%s%.0f", d->prev && d != shape->child ? "," : "",
-			 d->valuedouble);
+	for (size_t i = 0; i < ndim; i++)
+		snprintf(buf + strlen(buf), cap - strlen(buf), "%s%llu", i ? "," : "",
+			 (unsigned long long)shape[i]);
 	snprintf(buf + strlen(buf), cap - strlen(buf), "]");
 }
 
@@ -71,41 +70,34 @@ static double ratio(uint64_t a, uint64_t b)
 	return b ? (double)a / (double)b : 0.0;
 }
 
-static void info_tensors(const struct sp_delta *d, const struct sp_file_info *f, const cJSON *ts)
+static void info_tensors(const struct sp_delta *d, size_t i)
 {
-	const cJSON *t;
-	cJSON_ArrayForEach(t, ts) {
+	size_t n;
+	const struct sp_tensor_info *t = sp_delta_tensors(d, i, &n);
+	for (size_t j = 0; j < n; j++, t++) {
 		struct usage u = {0};
 		char shape[128], bshape[128] = "", codecs[64];
-		const cJSON *bs = cJSON_GetObjectItemCaseSensitive(t, "base_shape");
-		uint64_t off = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
-		uint64_t size = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "size")->valuedouble;
-		count_range(d, f, off, size, &u);
+		count_range(d, sp_delta_file(d, i), t->offset, t->size, &u);
 		codecs_str(&u, codecs, sizeof(codecs));
-		shape_str(cJSON_GetObjectItemCaseSensitive(t, "shape"), shape, sizeof(shape));
-		if (bs)
-			shape_str(bs, bshape, sizeof(bshape));
-		printf("  %-48s %-7s %-14s %-11s %12llu %6.3f  %s%s%s\n",
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "name")),
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "dtype")), shape,
-		       codecs, (unsigned long long)size, ratio(u.data, size),
-		       bs ? "base " : "not in base",
-		       bs ? cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "base_dtype")) : "",
+		shape_str(t->ndim, t->shape, shape, sizeof(shape));
+		if (t->base_dtype)
+			shape_str(t->base_ndim, t->base_shape, bshape, sizeof(bshape));
+		printf("  %-48s %-7s %-14s %-11s %12llu %6.3f  %s%s%s\n", t->name, t->dtype, shape,
+		       codecs, (unsigned long long)t->size, ratio(u.data, t->size),
+		       t->base_dtype ? "base " : "not in base", t->base_dtype ? t->base_dtype : "",
 		       bshape);
 	}
 }
 
 /* How much of the fine-tune's tensors the base matched (deltas before this field: nothing). */
-static void info_matched(const cJSON *mt)
+static void info_matched(const struct sp_base_match *mt)
 {
 	if (!mt)
 		return;
-	double b = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "bytes"));
-	double of = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "of_bytes"));
-	printf("matched    %.0f of %.0f tensors by name and shape, %.4f of their %.0f bytes\n",
-	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "tensors")),
-	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(mt, "of_tensors")),
-	       of > 0 ? b / of : 1.0, of);
+	printf("matched    %llu of %llu tensors by name and shape, %.4f of their %llu bytes\n",
+	       (unsigned long long)mt->tensors, (unsigned long long)mt->of_tensors,
+	       mt->of_bytes ? (double)mt->bytes / (double)mt->of_bytes : 1.0,
+	       (unsigned long long)mt->of_bytes);
 }
 
 static int do_info(struct sp_remote *r, const char *path)
@@ -116,8 +108,8 @@ static int do_info(struct sp_remote *r, const char *path)
 		fprintf(stderr, "sparsefs: %s\n", err.msg);
 		return 1;
 	}
-	const cJSON *m = sp_delta_manifest(d), *base = cJSON_GetObjectItemCaseSensitive(m, "base");
-	const cJSON *files = cJSON_GetObjectItemCaseSensitive(m, "files");
+	struct sp_delta_about a;
+	sp_delta_about(d, &a);
 	char path_file[4096];
 	snprintf(path_file, sizeof(path_file), "%s/%s", path, SP_DELTA_FILE);
 	uint64_t delta_bytes = sp_delta_bytes(d);
@@ -129,18 +121,12 @@ static int do_info(struct sp_remote *r, const char *path)
 	char codecs[64];
 	codecs_str(&all, codecs, sizeof(codecs));
 	printf("delta      %s (%llu bytes)\n", path_file, (unsigned long long)delta_bytes);
-	printf("made by    %s, mode %s, chunk size %.0f\n",
-	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "created_by")),
-	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "mode")),
-	       cJSON_GetObjectItemCaseSensitive(m, "chunk_size")->valuedouble);
-	printf("base       %s\n", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(base, "path")));
-	const cJSON *hub = cJSON_GetObjectItemCaseSensitive(base, "hub");
-	if (hub)
-		printf("base id    %s@%s (commit %s)\n",
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "id")),
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "revision")),
-		       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(hub, "commit")));
-	info_matched(cJSON_GetObjectItemCaseSensitive(base, "matched"));
+	printf("made by    %s, mode %s, chunk size %u\n", a.created_by ? a.created_by : "(unknown)",
+	       a.mode, a.chunk_size);
+	printf("base       %s\n", a.base_path);
+	if (a.hub_id)
+		printf("base id    %s@%s (commit %s)\n", a.hub_id, a.hub_revision, a.hub_commit);
+	info_matched(a.match);
 	printf("files      %zu, %llu bytes; the delta is %.4f of them\n", sp_delta_file_count(d),
 	       (unsigned long long)all.out, ratio(delta_bytes, all.out));
 	uint64_t in_files = 0;
@@ -155,14 +141,16 @@ static int do_info(struct sp_remote *r, const char *path)
 	printf("\n\n");
 	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);
-		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)i), "tensors");
+		size_t nt;
 		struct usage u = {0};
 		count_range(d, f, 0, f->size, &u);
 		codecs_str(&u, codecs, sizeof(codecs));
 		printf("%-50s %12llu bytes -> %10llu (%.4f)  %s", f->name, (unsigned long long)f->size,
 		       (unsigned long long)u.data, ratio(u.data, f->size), codecs);
-		printf(ts ? ", %d tensors\n" : "\n", cJSON_GetArraySize(ts));
-		info_tensors(d, f, ts);
+		if (sp_delta_tensors(d, i, &nt))
+			printf(", %zu tensors", nt);
+		printf("\n");
+		info_tensors(d, i);
 	}
 	sp_delta_close(d);
 	return 0;
@@ -181,21 +169,59 @@ static void json_usage(cJSON *obj, const struct usage *u, uint64_t size)
 			cJSON_AddItemToArray(codecs, cJSON_CreateString(codec_names[i]));
 }
 
-/* The manifest's tensors of file f, each with what its chunks spend. */
-static cJSON *json_tensors(const struct sp_delta *d, const struct sp_file_info *f, const cJSON *ts)
+static cJSON *json_shape(size_t ndim, const uint64_t *shape)
+{
+	cJSON *js = cJSON_CreateArray();
+	for (size_t i = 0; i < ndim; i++)
+		cJSON_AddItemToArray(js, cJSON_CreateNumber((double)shape[i]));
+	return js;
+}
+
+/* The manifest's tensors of file i, each with what its chunks spend. */
+static cJSON *json_tensors(const struct sp_delta *d, size_t i, const struct sp_tensor_info *t,
+			   size_t n)
 {
 	cJSON *out = cJSON_CreateArray();
-	const cJSON *t;
-	cJSON_ArrayForEach(t, ts) {
+	for (size_t j = 0; j < n; j++, t++) {
 		struct usage u = {0};
-		cJSON *js = cJSON_Duplicate(t, 1);
-		uint64_t off = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "offset")->valuedouble;
-		uint64_t size = (uint64_t)cJSON_GetObjectItemCaseSensitive(t, "size")->valuedouble;
-		count_range(d, f, off, size, &u);
-		json_usage(js, &u, size);
+		cJSON *js = cJSON_CreateObject();
+		cJSON_AddItemToObject(js, "shape", json_shape(t->ndim, t->shape));
+		cJSON_AddStringToObject(js, "name", t->name);
+		cJSON_AddStringToObject(js, "dtype", t->dtype);
+		cJSON_AddNumberToObject(js, "offset", (double)t->offset);
+		cJSON_AddNumberToObject(js, "size", (double)t->size);
+		if (t->base_dtype) {
+			cJSON_AddItemToObject(js, "base_shape", json_shape(t->base_ndim, t->base_shape));
+			cJSON_AddStringToObject(js, "base_dtype", t->base_dtype);
+		}
+		count_range(d, sp_delta_file(d, i), t->offset, t->size, &u);
+		json_usage(js, &u, t->size);
 		cJSON_AddItemToArray(out, js);
 	}
 	return out;
+}
+
+/* The base as the manifest records it, without its files' fingerprints. */
+static cJSON *json_base(const struct sp_delta_about *a)
+{
+	cJSON *js = cJSON_CreateObject(), *o;
+	cJSON_AddStringToObject(js, "path", a->base_path);
+	if (a->hub_id) {
+		o = cJSON_AddObjectToObject(js, "hub");
+		cJSON_AddStringToObject(o, "id", a->hub_id);
+		cJSON_AddStringToObject(o, "revision", a->hub_revision);
+		cJSON_AddStringToObject(o, "commit", a->hub_commit);
+	}
+	if (a->base_relpath)
+		cJSON_AddStringToObject(js, "relpath", a->base_relpath);
+	if (a->match) {
+		o = cJSON_AddObjectToObject(js, "matched");
+		cJSON_AddNumberToObject(o, "tensors", (double)a->match->tensors);
+		cJSON_AddNumberToObject(o, "of_tensors", (double)a->match->of_tensors);
+		cJSON_AddNumberToObject(o, "bytes", (double)a->match->bytes);
+		cJSON_AddNumberToObject(o, "of_bytes", (double)a->match->of_bytes);
+	}
+	return js;
 }
 
 static cJSON *json_chunks(const struct sp_delta *d, const struct usage *all)
@@ -215,20 +241,22 @@ static cJSON *json_chunks(const struct sp_delta *d, const struct usage *all)
  * fingerprints), and per file and tensor what is stored and how. */
 static cJSON *info_json(const struct sp_delta *d, const char *path_file, uint64_t delta_bytes)
 {
-	const cJSON *m = sp_delta_manifest(d), *files = cJSON_GetObjectItemCaseSensitive(m, "files");
-	cJSON *js = cJSON_CreateObject(), *base, *out;
+	struct sp_delta_about a;
+	cJSON *js = cJSON_CreateObject(), *out;
 	struct usage all = {0};
+	sp_delta_about(d, &a);
 	cJSON_AddStringToObject(js, "delta", path_file);
 	cJSON_AddNumberToObject(js, "delta_bytes", (double)delta_bytes);
-	for (const char *k = "created_by\0mode\0chunk_size\0"; *k; k += strlen(k) + 1)
-		cJSON_AddItemToObject(js, k, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, k), 1));
-	base = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(m, "base"), 1);
-	cJSON_DeleteItemFromObjectCaseSensitive(base, "files");
-	cJSON_AddItemToObject(js, "base", base);
+	if (a.created_by)
+		cJSON_AddStringToObject(js, "created_by", a.created_by);
+	cJSON_AddStringToObject(js, "mode", a.mode);
+	cJSON_AddNumberToObject(js, "chunk_size", a.chunk_size);
+	cJSON_AddItemToObject(js, "base", json_base(&a));
 	out = cJSON_AddArrayToObject(js, "files");
 	for (size_t i = 0; i < sp_delta_file_count(d); i++) {
 		const struct sp_file_info *f = sp_delta_file(d, i);
-		const cJSON *ts = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(files, (int)i), "tensors");
+		size_t nt;
+		const struct sp_tensor_info *ts = sp_delta_tensors(d, i, &nt);
 		struct usage u = {0};
 		cJSON *fj = cJSON_CreateObject();
 		count_range(d, f, 0, f->size, &u);
@@ -239,7 +267,7 @@ static cJSON *info_json(const struct sp_delta *d, const char *path_file, uint64_
 			cJSON_AddStringToObject(fj, "link", f->link);
 		json_usage(fj, &u, f->size);
 		if (ts)
-			cJSON_AddItemToObject(fj, "tensors", json_tensors(d, f, ts));
+			cJSON_AddItemToObject(fj, "tensors", json_tensors(d, i, ts, nt));
 		cJSON_AddItemToArray(out, fj);
 	}
 	cJSON_AddNumberToObject(js, "files_bytes", (double)all.out);

@@ -27,15 +27,15 @@ static uint64_t stored_size(const struct node *n)
 /* Attribute i of n into buf; its length, or -1 when n has no such attribute. */
 static int value(const struct node *n, size_t i, char *buf, size_t cap)
 {
-	const char *id, *commit;
+	struct sp_delta_about a;
+	sp_delta_about(n->delta, &a);
 	switch (i) {
-	case 0: return snprintf(buf, cap, "%s", sp_delta_mode(n->delta));
+	case 0: return snprintf(buf, cap, "%s", a.mode);
 	case 1: return snprintf(buf, cap, "%" PRIu64, stored_size(n));
 	case 2: return snprintf(buf, cap, "%" PRIu64, n->size);
 	case 3: return snprintf(buf, cap, "%s", sp_delta_base_dir(n->delta));
 	default:
-		return sp_delta_base_hub(n->delta, &id, &commit) ? -1
-			: snprintf(buf, cap, "%s@%s", id, commit);
+		return a.hub_id ? snprintf(buf, cap, "%s@%s", a.hub_id, a.hub_commit) : -1;
 	}
 }
 
