@@ -32,7 +32,7 @@ static void add_u64(cJSON *obj, const char *key, uint64_t v)
 	cJSON_AddNumberToObject(obj, key, (double)v);
 }
 
-cJSON *sp_manifest_base_fp(const struct sp_base_fp *fp)
+static cJSON *base_fp_json(const struct sp_base_fp *fp)
 {
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "name", fp->name);
@@ -44,7 +44,7 @@ cJSON *sp_manifest_base_fp(const struct sp_base_fp *fp)
 	return js;
 }
 
-cJSON *sp_manifest_file(const struct sp_file_info *f)
+static cJSON *file_json(const struct sp_file_info *f)
 {
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "name", f->name);
@@ -77,14 +77,61 @@ cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *bas
 	return js;
 }
 
-cJSON *sp_manifest_base_match(const struct sp_base_match *m)
+/* The members' order is the one every mksparse so far wrote: deltas stay byte-identical. */
+cJSON *sp_manifest_new(const char *mode, uint32_t chunk_size)
 {
 	cJSON *js = cJSON_CreateObject();
-	add_u64(js, "tensors", m->tensors);
-	add_u64(js, "of_tensors", m->of_tensors);
-	add_u64(js, "bytes", m->bytes);
-	add_u64(js, "of_bytes", m->of_bytes);
+	cJSON_AddStringToObject(js, "format", "sparse-delta");
+	cJSON_AddNumberToObject(js, "version", SP_VERSION);
+	cJSON_AddStringToObject(js, "created_by", "mksparse " SPARSE_VERSION_STRING);
+	cJSON_AddStringToObject(js, "mode", mode);
+	cJSON_AddNumberToObject(js, "chunk_size", chunk_size);
 	return js;
+}
+
+void sp_manifest_set_base(cJSON *m, const char *path, const char *relpath,
+			  const struct sp_hub_ref *hub)
+{
+	cJSON *base = cJSON_AddObjectToObject(m, "base");
+	cJSON_AddStringToObject(base, "path", path);
+	if (hub && hub->id) {
+		cJSON *js = cJSON_AddObjectToObject(base, "hub");
+		cJSON_AddStringToObject(js, "id", hub->id);
+		cJSON_AddStringToObject(js, "revision", hub->revision);
+		cJSON_AddStringToObject(js, "commit", hub->commit);
+	}
+	if (relpath)
+		cJSON_AddStringToObject(base, "relpath", relpath);
+	cJSON_AddArrayToObject(base, "files");
+	cJSON_AddArrayToObject(m, "files");
+}
+
+void sp_manifest_add_base_fp(cJSON *m, const struct sp_base_fp *fp)
+{
+	cJSON *base = cJSON_GetObjectItemCaseSensitive(m, "base");
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(base, "files"), base_fp_json(fp));
+}
+
+void sp_manifest_add_file(cJSON *m, const struct sp_file_info *f, cJSON *tensors)
+{
+	cJSON *js = file_json(f);
+	if (tensors)
+		cJSON_AddItemToObject(js, "tensors", tensors);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(m, "files"), js);
+}
+
+void sp_manifest_set_match(cJSON *m, const struct sp_base_match *match)
+{
+	cJSON *js = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(m, "base"), "matched");
+	add_u64(js, "tensors", match->tensors);
+	add_u64(js, "of_tensors", match->of_tensors);
+	add_u64(js, "bytes", match->bytes);
+	add_u64(js, "of_bytes", match->of_bytes);
+}
+
+void sp_manifest_set_aux(cJSON *m, uint64_t aux_chunks)
+{
+	add_u64(m, "aux_chunks", aux_chunks);
 }
 
 /* A non-negative integer below 2^53 (where doubles stop being exact). */

@@ -48,11 +48,21 @@ struct sp_manifest {
 	uint64_t aux_chunks; /* chunks after the files' chunks, shared by LOSSY chunks */
 };
 
-/* ---- writer side ---- */
-cJSON *sp_manifest_base_fp(const struct sp_base_fp *fp);
-cJSON *sp_manifest_file(const struct sp_file_info *f);
+/* ---- writer side: the only code that knows the manifest's keys ---- */
+/* A manifest for a delta of this mode and largest chunk size; then, in this order: its base
+ * (path, relpath relative to the delta's folder or NULL, hub id or NULL), the base files as they
+ * are fingerprinted and the output files as they are planned, the base match, the number of
+ * auxiliary chunks (when any). */
+cJSON *sp_manifest_new(const char *mode, uint32_t chunk_size);
+void sp_manifest_set_base(cJSON *m, const char *path, const char *relpath,
+			  const struct sp_hub_ref *hub);
+void sp_manifest_add_base_fp(cJSON *m, const struct sp_base_fp *fp);
+/* tensors: an array of sp_manifest_tensor entries (a safetensors file), or NULL; m takes it. */
+void sp_manifest_add_file(cJSON *m, const struct sp_file_info *f, cJSON *tensors);
+void sp_manifest_set_match(cJSON *m, const struct sp_base_match *match);
+void sp_manifest_set_aux(cJSON *m, uint64_t aux_chunks);
+/* A tensor's entry, with the base tensor it is coded against (or NULL). */
 cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *base);
-cJSON *sp_manifest_base_match(const struct sp_base_match *m);
 
 /* ---- reader side ---- */
 /* Parses and validates json; chunk_count bounds the files' chunk ranges. */

@@ -520,10 +520,7 @@ int sp_plan_file(struct writer *w, uint32_t i)
 		return -1;
 	int rc = f->link ? 0 : as_st ? plan_safetensors(w, f, tensors) : plan_blob(w, f);
 	info.chunk_count = w->nchunks + w->njobs - info.first_chunk;
-	cJSON *js = sp_manifest_file(&info);
-	if (tensors)
-		cJSON_AddItemToObject(js, "tensors", tensors);
-	cJSON_AddItemToArray(w->files, js);
+	sp_manifest_add_file(w->manifest, &info, tensors);
 	return rc;
 }
 

@@ -206,7 +206,7 @@ uint32_t sp_writer_base_index(struct writer *w, uint32_t i)
 		close(fd);
 	if (rc)
 		return SP_NO_BASE;
-	cJSON_AddItemToArray(w->base_files, sp_manifest_base_fp(&fp));
+	sp_manifest_add_base_fp(w->manifest, &fp);
 	return w->base_fp_index[i] = w->nbase++;
 }
 
@@ -247,30 +247,19 @@ static char *absolute(const char *dir)
 	return abs;
 }
 
-/* The base's hub id, when it was named by one: where readers look for it first. */
-static void hub_json(cJSON *base, const struct sp_hub_ref *hub)
-{
-	cJSON *js = cJSON_AddObjectToObject(base, "hub");
-	cJSON_AddStringToObject(js, "id", hub->id);
-	cJSON_AddStringToObject(js, "revision", hub->revision);
-	cJSON_AddStringToObject(js, "commit", hub->commit);
-}
-
-static cJSON *base_json(const char *base_dir, const char *out_dir, const struct sp_hub_ref *hub)
+/* The base in the manifest: its absolute path, where the delta's folder finds it, and the hub
+ * id it was named by (where readers look for it first). */
+static void set_base(cJSON *m, const char *base_dir, const char *out_dir,
+		     const struct sp_hub_ref *hub)
 {
 	char *abs_base = realpath(base_dir, NULL), *abs_out = absolute(out_dir);
-	cJSON *js = cJSON_CreateObject();
-	cJSON_AddStringToObject(js, "path", abs_base ? abs_base : base_dir);
-	if (hub && hub->id)
-		hub_json(js, hub);
-	if (abs_base && abs_out) {
-		char rel[PATH_MAX];
+	char rel[PATH_MAX];
+	if (abs_base && abs_out)
 		relative_path(abs_out, abs_base, rel, sizeof(rel));
-		cJSON_AddStringToObject(js, "relpath", rel);
-	}
+	sp_manifest_set_base(m, abs_base ? abs_base : base_dir, abs_base && abs_out ? rel : NULL,
+			     hub);
 	free(abs_base);
 	free(abs_out);
-	return js;
 }
 
 /* ---- the output file ---- */
@@ -293,7 +282,7 @@ static int write_tail(struct writer *w, struct sp_super *sb)
 	if (w->patch)
 		sb->feature_incompat |= SP_FEATURE_INCOMPAT_PATCH;
 	if (w->naux)
-		cJSON_AddNumberToObject(w->manifest, "aux_chunks", (double)w->naux);
+		sp_manifest_set_aux(w->manifest, w->naux);
 	char *json = cJSON_PrintUnformatted(w->manifest);
 	size_t raw = json ? strlen(json) : 0, cap = ZSTD_compressBound(raw);
 	uint8_t *z = json ? malloc(cap) : NULL;
@@ -449,18 +438,13 @@ static int setup(struct writer *w)
 	for (int t = 0; t < w->threads; t++)
 		if (sp_codecs_init(&w->codecs[t]))
 			return -1;
-	w->manifest = cJSON_CreateObject();
-	cJSON_AddStringToObject(w->manifest, "format", "sparse-delta");
-	cJSON_AddNumberToObject(w->manifest, "version", SP_VERSION);
-	cJSON_AddStringToObject(w->manifest, "created_by", "mksparse " SPARSE_VERSION_STRING);
 	static const char *modes[] = {"lossless", "svd", "quant"};
-	cJSON_AddStringToObject(w->manifest, "mode", w->lora ? "lora" : modes[w->o->mode]);
+	w->manifest = sp_manifest_new(w->lora ? "lora" : modes[w->o->mode], w->o->chunk_size);
 	if (w->o->mode != SP_MODE_LOSSLESS) {
 		w->report = cJSON_CreateObject();
 		cJSON_AddStringToObject(w->report, "mode", modes[w->o->mode]);
 		cJSON_AddArrayToObject(w->report, "tensors");
 	}
-	cJSON_AddNumberToObject(w->manifest, "chunk_size", w->o->chunk_size);
 	return 0;
 }
 
@@ -605,10 +589,7 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		return -1;
 	if (w->o->dry_run)
 		w->pos = sizeof(struct sp_super);
-	cJSON *base = base_json(base_dir, out_dir, w->base_hub);
-	cJSON_AddItemToObject(w->manifest, "base", base);
-	w->base_files = cJSON_AddArrayToObject(base, "files");
-	w->files = cJSON_AddArrayToObject(w->manifest, "files");
+	set_base(w->manifest, base_dir, out_dir, w->base_hub);
 	if (!(w->base_fp_index = malloc((w->base.nfiles + 1) * sizeof(uint32_t))))
 		return -1;
 	for (size_t i = 0; i < w->base.nfiles; i++)
@@ -625,7 +606,7 @@ static int write_all(struct writer *w, const char *base_dir, const char *ft_dir,
 		sp_writer_progress(w, 0);
 	}
 	if (w->match.of_tensors)
-		cJSON_AddItemToObject(base, "matched", sp_manifest_base_match(&w->match));
+		sp_manifest_set_match(w->manifest, &w->match);
 	if (finish(w, base_dir, adapter_dir ? NULL : ft_dir, out_dir))
 		return -1;
 	sp_writer_progress(w, 1);

@@ -37,7 +37,7 @@ struct writer {
 	struct sp_model base, ft;
 	uint32_t *base_fp_index; /* base model file -> index in the manifest's base files */
 	uint32_t nbase;          /* base files in the manifest so far */
-	cJSON *manifest, *base_files, *files, *report;
+	cJSON *manifest, *report; /* the manifest (manifest.c's keys), the quality report */
 	struct sp_temp tmp;      /* the file written; fd -1 in a dry run */
 	uint64_t pos;
 	struct sp_chunk *chunks, *aux;
