@@ -315,9 +315,10 @@ static int check_bias(const struct config *c, struct sp_err *err)
 
 static char *read_text(const char *path, struct sp_err *err)
 {
-	FILE *f = fopen(path, "rb");
 	char *buf = NULL;
 	long n = -1;
+	errno = 0; /* a short fread sets none */
+	FILE *f = fopen(path, "rb");
 	if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
 	    (buf = malloc((size_t)n + 1)) && fread(buf, 1, (size_t)n, f) == (size_t)n) {
 		buf[n] = 0;
@@ -354,7 +355,6 @@ static int config_load(const char *dir, struct config *c, struct sp_err *err)
 		sp_err_set(err, "%s: out of memory", dir);
 		return -1;
 	}
-	errno = 0;
 	char *text = read_text(c->path, err);
 	if (!text)
 		goto fail;

@@ -83,8 +83,11 @@ static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigne
 			  struct sp_err *err)
 {
 	struct sp_base_file *b = &d->base[i];
-	if (asprintf(&b->path, "%s/%s", dir, d->m.base[i].name) < 0)
+	if (asprintf(&b->path, "%s/%s", dir, d->m.base[i].name) < 0) {
+		b->path = NULL;
+		sp_err_set(err, "%s: out of memory", d->dir);
 		return -1;
+	}
 	b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
 	if (b->fd < 0 || fstat(b->fd, &b->seen)) {
 		sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
@@ -106,8 +109,10 @@ static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigne
 static int open_base_in(struct sp_delta *d, const char *dir, unsigned flags, struct sp_err *err)
 {
 	d->base = calloc(d->m.nbase + 1, sizeof(*d->base));
-	if (!d->base || !(d->base_dir = strdup(dir)))
+	if (!d->base || !(d->base_dir = strdup(dir))) {
+		sp_err_set(err, "%s: out of memory", d->dir);
 		return -1;
+	}
 	for (size_t i = 0; i < d->m.nbase; i++)
 		d->base[i].fd = -1;
 	for (size_t i = 0; i < d->m.nbase; i++)
@@ -195,22 +200,25 @@ struct sp_delta *sp_delta_open_source(const char *dir, const char *file, struct 
 				      const char *base_dir, unsigned flags, struct sp_err *err)
 {
 	struct sp_delta *d = calloc(1, sizeof(*d));
-	sp_err_set(err, "%s: out of memory", dir);
 	if (!d) {
+		sp_err_set(err, "%s: out of memory", dir);
 		sp_source_close(src);
 		return NULL;
 	}
 	d->src = src;
-	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)) || sp_delta_load(d, err))
+	if (!(d->dir = strdup(dir)) || !(d->path = strdup(file)))
+		goto no_memory;
+	if (sp_delta_load(d, err))
 		goto fail;
-	sp_err_set(err, "%s: out of memory", dir);
 	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
 	    !(d->base_ok = calloc(d->sb.chunk_count / 64 + 1, sizeof(*d->base_ok))) ||
 	    !(d->aux_cache = sp_cache_new(AUX_CACHE)))
-		goto fail;
+		goto no_memory;
 	if (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, flags, err))
 		goto fail;
 	return d;
+no_memory:
+	sp_err_set(err, "%s: out of memory", dir);
 fail:
 	sp_delta_close(d);
 	return NULL;

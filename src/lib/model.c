@@ -11,6 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static int no_memory(const char *where, struct sp_err *err)
+{
+	sp_err_set(err, "%s: out of memory", where);
+	return -1;
+}
+
 struct names {
 	char **v;
 	size_t n, cap;
@@ -35,7 +41,7 @@ static int walk(const char *root, const char *rel, struct names *ns, struct sp_e
 {
 	char *dirpath;
 	if (asprintf(&dirpath, "%s%s%s", root, *rel ? "/" : "", rel) < 0)
-		return -1;
+		return no_memory(root, err);
 	DIR *dir = opendir(dirpath);
 	if (!dir) {
 		sp_err_set(err, "%s: %s", dirpath, strerror(errno));
@@ -50,17 +56,21 @@ static int walk(const char *root, const char *rel, struct names *ns, struct sp_e
 		char *name, *path;
 		struct stat st;
 		if (asprintf(&name, "%s%s%s", rel, *rel ? "/" : "", de->d_name) < 0) {
-			rc = -1;
+			rc = no_memory(dirpath, err);
 			break;
 		}
-		if (asprintf(&path, "%s/%s", root, name) < 0 || lstat(path, &st)) {
+		if (asprintf(&path, "%s/%s", root, name) < 0) {
+			path = NULL;
+			rc = no_memory(dirpath, err);
+		} else if (lstat(path, &st)) {
 			sp_err_set(err, "%s/%s: %s", dirpath, de->d_name, strerror(errno));
 			rc = -1;
 		} else if (S_ISDIR(st.st_mode)) {
 			rc = walk(root, name, ns, err);
 		} else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
-			rc = names_add(ns, name); /* add_file decides what a link stands for */
-			name = NULL;
+			/* add_file decides what a link stands for */
+			rc = names_add(ns, name) ? no_memory(dirpath, err) : 0;
+			name = rc ? name : NULL;
 		}
 		free(path);
 		free(name);
@@ -158,8 +168,10 @@ static int add_file(struct sp_model *m, char *name, struct sp_err *err)
 	struct sp_mfile *f = &m->files[m->nfiles++];
 	struct stat st;
 	f->name = name;
-	if (asprintf(&f->path, "%s/%s", m->dir, name) < 0)
-		return -1;
+	if (asprintf(&f->path, "%s/%s", m->dir, name) < 0) {
+		f->path = NULL;
+		return no_memory(m->dir, err);
+	}
 	if (lstat(f->path, &st) == 0 && S_ISLNK(st.st_mode) && keep_link(m, f->path))
 		return add_link(f, &st, err);
 	if (stat(f->path, &st)) {
@@ -202,29 +214,34 @@ int sp_model_open(const char *dir, unsigned flags, struct sp_model *m, struct sp
 {
 	struct names ns = {0};
 	memset(m, 0, sizeof(*m));
-	err->msg[0] = 0;
 	m->flags = flags;
-	if (!(m->dir = strdup(dir)) || walk(dir, "", &ns, err))
+	if (!(m->dir = strdup(dir))) {
+		no_memory(dir, err);
+		goto fail;
+	}
+	if (walk(dir, "", &ns, err))
 		goto fail;
 	qsort(ns.v, ns.n, sizeof(char *), cmp_str);
-	if (!(m->files = calloc(ns.n + 1, sizeof(*m->files))))
+	if (!(m->files = calloc(ns.n + 1, sizeof(*m->files)))) {
+		no_memory(dir, err);
 		goto fail;
+	}
 	for (size_t i = 0; i < ns.n; i++) {
 		char *name = ns.v[i];
 		ns.v[i] = NULL;
 		if (add_file(m, name, err))
 			goto fail;
 	}
-	if (index_tensors(m))
+	if (index_tensors(m)) {
+		no_memory(dir, err);
 		goto fail;
+	}
 	free(ns.v);
 	return 0;
 fail:
 	for (size_t i = 0; i < ns.n; i++)
 		free(ns.v[i]);
 	free(ns.v);
-	if (!err->msg[0])
-		sp_err_set(err, "%s: %s", dir, strerror(errno ? errno : ENOMEM));
 	sp_model_close(m);
 	return -1;
 }
