@@ -18,7 +18,6 @@
 #include "chunk.h"
 #include "sparse/util.h"
 #include "source.h"
-#include "sparse/remote.h"
 
 /* Decoded auxiliary chunks (low-rank factors shared by a tensor's chunks) kept per delta. */
 #define AUX_CACHE (64u << 20)
@@ -152,7 +151,7 @@ static int open_base(struct sp_delta *d, const char *override, unsigned flags,
 	const char *cands[4] = {given.dir, NULL, override ? NULL : d->m.base_path, NULL};
 	if (!override && (hub = hub_base(d, &hub_err)))
 		cands[1] = hub;
-	if (!override && d->m.base_relpath && !sp_is_url(d->dir) &&
+	if (!override && d->m.base_relpath && d->src->ops->local &&
 	    asprintf(&rel, "%s/%s", d->dir, d->m.base_relpath) > 0)
 		cands[3] = rel;
 	struct sp_err first = {{0}};

@@ -2,8 +2,8 @@
 /*
  * A byte source: where a delta file's bytes come from. The delta reader (delta.c, superblock.c)
  * reads delta.sparse only through one, so decoding, caching, verification and the front ends do
- * not know whether it is a local file (source_file.c) or, later, a remote object. The base model
- * is not read through a source: it stays local files, whose descriptors are spliced.
+ * not know whether it is a local file (source_file.c) or a remote object (source_remote.c). The
+ * base model is not read through a source: it stays local files, whose descriptors are spliced.
  *
  * What every source guarantees:
  * - pread is safe from many threads at once, on the same source, without locking by the caller;
@@ -25,6 +25,8 @@ struct sp_source_ops {
 	int (*pread)(struct sp_source *s, void *buf, size_t len, uint64_t off);
 	uint64_t (*size)(const struct sp_source *s);
 	void (*close)(struct sp_source *s);
+	/* a file in a local folder, where a base recorded relative to the delta is looked for */
+	int local;
 };
 
 /* Each kind of source embeds this first. */

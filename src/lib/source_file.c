@@ -37,6 +37,7 @@ static const struct sp_source_ops file_ops = {
 	.pread = file_pread,
 	.size = file_size,
 	.close = file_close,
+	.local = 1,
 };
 
 struct sp_source *sp_source_file_open(const char *path, struct sp_err *err)
