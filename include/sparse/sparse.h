@@ -72,8 +72,9 @@ typedef void (*sp_progress_fn)(const struct sp_progress *p, void *arg);
 
 struct sp_write_opts {
 	uint32_t chunk_size; /* output bytes per chunk; 0 = SP_CHUNK_DEFAULT */
-	uint32_t tensor_chunk_size; /* the same for tensor data coded losslessly, at most chunk_size;
-				     * 0 = chunk_size if that is given, else SP_CHUNK_TENSOR_DEFAULT */
+	/* the same for tensor data coded losslessly, at most chunk_size; 0 = chunk_size if that
+	 * is given, else SP_CHUNK_TENSOR_DEFAULT */
+	uint32_t tensor_chunk_size;
 	int level;           /* effort 1..19; 0 = default (3 for tensors, 12 for other files) */
 	int threads;         /* 0 = one per online CPU, at most 64 */
 	enum sp_mode mode;

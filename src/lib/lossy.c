@@ -156,3 +156,22 @@ void sp_lossy_measure(const float *d, const float *delta, const uint8_t *ft, enu
 	}
 	free(w);
 }
+
+void sp_lossy_measure_exact(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base,
+			    enum sp_dtype bdt, uint64_t n, struct sp_lossy_stats *st)
+{
+	float *w = malloc(2 * n * sizeof(float) + 1), *b = w + n;
+	if (!w || !sp_dtype_is_float(dt) || (base && !sp_dtype_is_float(bdt))) {
+		free(w);
+		return;
+	}
+	sp_dtype_to_f32(dt, ft, w, n);
+	if (base)
+		sp_dtype_to_f32(bdt, base, b, n);
+	for (uint64_t i = 0; i < n; i++) {
+		double d = (double)w[i] - (base ? b[i] : 0);
+		st->norm_d += d * d;
+		st->norm_w += (double)w[i] * w[i];
+	}
+	free(w);
+}

@@ -61,4 +61,9 @@ struct sp_lossy_stats {
 void sp_lossy_measure(const float *d, const float *delta, const uint8_t *ft, enum sp_dtype dt,
 		      const uint8_t *base, enum sp_dtype bdt, size_t n, struct sp_lossy_stats *st);
 
+/* The norms of n elements coded losslessly (base NULL: no base), whose errors are zero but
+ * count in the totals. Nothing for dtypes that are not floats. */
+void sp_lossy_measure_exact(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base,
+			    enum sp_dtype bdt, uint64_t n, struct sp_lossy_stats *st);
+
 #endif

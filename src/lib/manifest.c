@@ -7,17 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
+#include <zstd.h>
 
 #include "dtype.h"
 
-cJSON *sp_json_hash(uint64_t h)
+/* Hashes travel as 16 hex digits: JSON numbers cannot hold 64 bits. */
+static cJSON *json_hash(uint64_t h)
 {
 	char hex[17];
 	snprintf(hex, sizeof(hex), "%016" PRIx64, h);
 	return cJSON_CreateString(hex);
 }
 
-int sp_json_get_hash(const cJSON *obj, const char *key, uint64_t *h)
+static int json_get_hash(const cJSON *obj, const char *key, uint64_t *h)
 {
 	const cJSON *js = cJSON_GetObjectItemCaseSensitive(obj, key);
 	char *end;
@@ -38,9 +40,9 @@ static cJSON *base_fp_json(const struct sp_base_fp *fp)
 	cJSON_AddStringToObject(js, "name", fp->name);
 	add_u64(js, "size", fp->size);
 	add_u64(js, "header_len", fp->header_len);
-	cJSON_AddItemToObject(js, "header_hash", sp_json_hash(fp->header_hash));
-	cJSON_AddItemToObject(js, "sample_hash", sp_json_hash(fp->sample_hash));
-	cJSON_AddItemToObject(js, "content_hash", sp_json_hash(fp->content_hash));
+	cJSON_AddItemToObject(js, "header_hash", json_hash(fp->header_hash));
+	cJSON_AddItemToObject(js, "sample_hash", json_hash(fp->sample_hash));
+	cJSON_AddItemToObject(js, "content_hash", json_hash(fp->content_hash));
 	return js;
 }
 
@@ -59,7 +61,7 @@ static cJSON *file_json(const struct sp_file_info *f)
 	return js;
 }
 
-cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *base)
+static cJSON *tensor_json(const struct sp_tensor *t, const struct sp_tensor *base)
 {
 	cJSON *js = cJSON_CreateObject(), *shape = cJSON_AddArrayToObject(js, "shape");
 	cJSON_AddStringToObject(js, "name", t->name);
@@ -77,22 +79,42 @@ cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *bas
 	return js;
 }
 
+struct sp_manifest_draft {
+	cJSON *root;
+	cJSON *tensors; /* the next file's, as they are added */
+};
+
 /* The members' order is the one every mksparse so far wrote: deltas stay byte-identical. */
-cJSON *sp_manifest_new(const char *mode, uint32_t chunk_size)
+struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size)
 {
-	cJSON *js = cJSON_CreateObject();
+	struct sp_manifest_draft *d = calloc(1, sizeof(*d));
+	cJSON *js = d ? cJSON_CreateObject() : NULL;
+	if (!js) {
+		free(d);
+		return NULL;
+	}
 	cJSON_AddStringToObject(js, "format", "sparse-delta");
 	cJSON_AddNumberToObject(js, "version", SP_VERSION);
 	cJSON_AddStringToObject(js, "created_by", "mksparse " SPARSE_VERSION_STRING);
 	cJSON_AddStringToObject(js, "mode", mode);
 	cJSON_AddNumberToObject(js, "chunk_size", chunk_size);
-	return js;
+	d->root = js;
+	return d;
 }
 
-void sp_manifest_set_base(cJSON *m, const char *path, const char *relpath,
-			  const struct sp_hub_ref *hub)
+void sp_draft_free(struct sp_manifest_draft *d)
 {
-	cJSON *base = cJSON_AddObjectToObject(m, "base");
+	if (!d)
+		return;
+	cJSON_Delete(d->root);
+	cJSON_Delete(d->tensors);
+	free(d);
+}
+
+void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char *relpath,
+		       const struct sp_hub_ref *hub)
+{
+	cJSON *base = cJSON_AddObjectToObject(d->root, "base");
 	cJSON_AddStringToObject(base, "path", path);
 	if (hub && hub->id) {
 		cJSON *js = cJSON_AddObjectToObject(base, "hub");
@@ -103,35 +125,70 @@ void sp_manifest_set_base(cJSON *m, const char *path, const char *relpath,
 	if (relpath)
 		cJSON_AddStringToObject(base, "relpath", relpath);
 	cJSON_AddArrayToObject(base, "files");
-	cJSON_AddArrayToObject(m, "files");
+	cJSON_AddArrayToObject(d->root, "files");
 }
 
-void sp_manifest_add_base_fp(cJSON *m, const struct sp_base_fp *fp)
+void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *fp)
 {
-	cJSON *base = cJSON_GetObjectItemCaseSensitive(m, "base");
+	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base");
 	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(base, "files"), base_fp_json(fp));
 }
 
-void sp_manifest_add_file(cJSON *m, const struct sp_file_info *f, cJSON *tensors)
+void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
+			 const struct sp_tensor *base)
 {
-	cJSON *js = file_json(f);
-	if (tensors)
-		cJSON_AddItemToObject(js, "tensors", tensors);
-	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(m, "files"), js);
+	if (!d->tensors)
+		d->tensors = cJSON_CreateArray();
+	cJSON_AddItemToArray(d->tensors, tensor_json(t, base));
 }
 
-void sp_manifest_set_match(cJSON *m, const struct sp_base_match *match)
+void sp_draft_add_file(struct sp_manifest_draft *d, const struct sp_file_info *f, int has_tensors)
 {
-	cJSON *js = cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(m, "base"), "matched");
+	cJSON *js = file_json(f);
+	if (has_tensors)
+		cJSON_AddItemToObject(js, "tensors", d->tensors ? d->tensors : cJSON_CreateArray());
+	else
+		cJSON_Delete(d->tensors);
+	d->tensors = NULL;
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(d->root, "files"), js);
+}
+
+void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match *match)
+{
+	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base");
+	cJSON *js = cJSON_AddObjectToObject(base, "matched");
 	add_u64(js, "tensors", match->tensors);
 	add_u64(js, "of_tensors", match->of_tensors);
 	add_u64(js, "bytes", match->bytes);
 	add_u64(js, "of_bytes", match->of_bytes);
 }
 
-void sp_manifest_set_aux(cJSON *m, uint64_t aux_chunks)
+void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks)
 {
-	add_u64(m, "aux_chunks", aux_chunks);
+	add_u64(d->root, "aux_chunks", aux_chunks);
+}
+
+int sp_draft_pack(const struct sp_manifest_draft *d, int level, struct sp_packed *out,
+		  const char *path, struct sp_err *err)
+{
+	char *json = cJSON_PrintUnformatted(d->root);
+	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
+	memset(out, 0, sizeof(*out));
+	out->data = json ? malloc(cap) : NULL;
+	out->raw_len = json ? strlen(json) : 0;
+	size_t zlen = out->data ? ZSTD_compress(out->data, cap, json, out->raw_len, level) : 0;
+	free(json);
+	if (!out->data)
+		sp_err_set(err, "%s: out of memory for the manifest", path);
+	else if (ZSTD_isError(zlen))
+		sp_err_set(err, "%s: the manifest: %s", path, ZSTD_getErrorName(zlen));
+	else {
+		out->len = zlen;
+		return 0;
+	}
+	free(out->data);
+	out->data = NULL;
+	return -1;
 }
 
 /* A non-negative integer below 2^53 (where doubles stop being exact). */
@@ -155,9 +212,9 @@ static int parse_base_fp(const cJSON *js, struct sp_base_fp *fp)
 {
 	const char *name = get_str(js, "name");
 	if (!name || get_u64(js, "size", &fp->size) || get_u64(js, "header_len", &fp->header_len) ||
-	    sp_json_get_hash(js, "header_hash", &fp->header_hash) ||
-	    sp_json_get_hash(js, "sample_hash", &fp->sample_hash) ||
-	    sp_json_get_hash(js, "content_hash", &fp->content_hash))
+	    json_get_hash(js, "header_hash", &fp->header_hash) ||
+	    json_get_hash(js, "sample_hash", &fp->sample_hash) ||
+	    json_get_hash(js, "content_hash", &fp->content_hash))
 		return -1;
 	fp->name = (char *)name;
 	return 0;

@@ -49,20 +49,34 @@ struct sp_manifest {
 };
 
 /* ---- writer side: the only code that knows the manifest's keys ---- */
-/* A manifest for a delta of this mode and largest chunk size; then, in this order: its base
- * (path, relpath relative to the delta's folder or NULL, hub id or NULL), the base files as they
- * are fingerprinted and the output files as they are planned, the base match, the number of
- * auxiliary chunks (when any). */
-cJSON *sp_manifest_new(const char *mode, uint32_t chunk_size);
-void sp_manifest_set_base(cJSON *m, const char *path, const char *relpath,
-			  const struct sp_hub_ref *hub);
-void sp_manifest_add_base_fp(cJSON *m, const struct sp_base_fp *fp);
-/* tensors: an array of sp_manifest_tensor entries (a safetensors file), or NULL; m takes it. */
-void sp_manifest_add_file(cJSON *m, const struct sp_file_info *f, cJSON *tensors);
-void sp_manifest_set_match(cJSON *m, const struct sp_base_match *match);
-void sp_manifest_set_aux(cJSON *m, uint64_t aux_chunks);
-/* A tensor's entry, with the base tensor it is coded against (or NULL). */
-cJSON *sp_manifest_tensor(const struct sp_tensor *t, const struct sp_tensor *base);
+/* The manifest being written. */
+struct sp_manifest_draft;
+/* A draft for a delta of this mode and largest chunk size (NULL: out of memory); then, in this
+ * order: its base (path, relpath relative to the delta's folder or NULL, hub id or NULL), the
+ * base files as they are fingerprinted and the output files as they are planned (each after its
+ * tensors), the base match, the number of auxiliary chunks (when any). */
+struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size);
+void sp_draft_free(struct sp_manifest_draft *d);
+void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char *relpath,
+		       const struct sp_hub_ref *hub);
+void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *fp);
+/* A tensor of the next file, with the base tensor it is coded against (or NULL). */
+void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
+			 const struct sp_tensor *base);
+/* A file, with the tensors added since the last file when has_tensors (a safetensors file). */
+void sp_draft_add_file(struct sp_manifest_draft *d, const struct sp_file_info *f, int has_tensors);
+void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match *match);
+void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks);
+
+/* The manifest as the delta stores it: zstd-compressed JSON, data (len bytes) owned by the
+ * caller. */
+struct sp_packed {
+	uint8_t *data;
+	size_t len, raw_len;
+};
+/* Packs d at zstd level level; errors name path. */
+int sp_draft_pack(const struct sp_manifest_draft *d, int level, struct sp_packed *out,
+		  const char *path, struct sp_err *err);
 
 /* ---- reader side ---- */
 /* Parses and validates json; chunk_count bounds the files' chunk ranges. */
@@ -71,9 +85,5 @@ int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct
 void sp_manifest_free(struct sp_manifest *m);
 /* The tensor holding output offset off of file file, for log lines: "(none)" outside any. */
 const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off);
-
-/* Hashes travel as 16 hex digits: JSON numbers cannot hold 64 bits. */
-cJSON *sp_json_hash(uint64_t h);
-int sp_json_get_hash(const cJSON *obj, const char *key, uint64_t *h);
 
 #endif

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Where a delta may be written: not inside one of its inputs (a next run would read the delta
- * as one of the model's files), and not around one. */
+/* The paths of a write: where a delta may be written (not inside one of its inputs, where a
+ * next run would read the delta as one of the model's files, and not around one), and where the
+ * delta's folder finds its base. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sparse/sparse.h"
+#include "paths.h"
 
 /* Canonical directory dir followed by name, whose "." and ".." go by name: nothing below dir
  * exists, so nothing there is a link. */
@@ -78,4 +80,41 @@ int sp_write_check_output(const char *out_dir, const char *const *inputs,
 		rc = overlap(out_dir, out, inputs[i], roles[i], err);
 	free(out);
 	return rc;
+}
+
+/* The path of absolute path to, relative to absolute directory from: "../" for each part of
+ * from below the common parts, then the rest of to. */
+static void relative_path(const char *from, const char *to, char *rel, size_t cap)
+{
+	size_t common = 0, k = 0;
+	for (; from[k] && from[k] == to[k]; k++)
+		if (from[k] == '/')
+			common = k;
+	if ((!from[k] && (!to[k] || to[k] == '/')) || (!to[k] && from[k] == '/'))
+		common = k;
+	rel[0] = 0;
+	for (const char *p = from + common; *p; p++)
+		if (*p == '/' && p[1] && p[1] != '/')
+			strncat(rel, "../", cap - strlen(rel) - 1);
+	const char *rest = to + common;
+	while (*rest == '/')
+		rest++;
+	strncat(rel, rest, cap - strlen(rel) - 1);
+	size_t n = strlen(rel);
+	if (n && rel[n - 1] == '/')
+		rel[n - 1] = 0;
+	if (!*rel)
+		snprintf(rel, cap, ".");
+}
+
+void sp_base_location(const char *base_dir, const char *out_dir, char **abs, char **rel)
+{
+	char *out = resolve(out_dir), buf[PATH_MAX];
+	*abs = realpath(base_dir, NULL);
+	*rel = NULL;
+	if (*abs && out) {
+		relative_path(out, *abs, buf, sizeof(buf));
+		*rel = strdup(buf);
+	}
+	free(out);
 }

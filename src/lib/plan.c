@@ -1,15 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* How each file of the fine-tune becomes chunks: safetensors headers and other files stored,
- * tensors coded against the base tensor of the same name, losslessly or (lossy modes) as a low
- * rank part and a quantized residual. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dtype.h"
-#include "manifest.h"
-#include "similar.h"
-#include "writer.h"
+#include "plan.h"
 
 /* A run of output bytes [off, off+len) of the current file, from ft, with or without a base
  * (whose bytes follow the same elements), split into chunks. */
@@ -29,9 +23,9 @@ struct segment {
  * shorter one so that the rest fall on multiples of the chunk size in the file: a reader asking
  * for aligned ranges (the kernel's readahead) then covers whole chunks, which decode straight
  * into its buffer. */
-static uint64_t chunk_len(const struct writer *w, const struct segment *s, uint64_t done)
+static uint64_t chunk_len(const struct sp_plan *pl, const struct segment *s, uint64_t done)
 {
-	uint64_t cs = s->tensor ? w->o->tensor_chunk_size : w->o->chunk_size;
+	uint64_t cs = s->tensor ? pl->o->tensor_chunk_size : pl->o->chunk_size;
 	uint64_t left = s->len - done, es = sp_dtype_size(s->dtype);
 	/* Row groups count from a chunk's start: their chunks hold whole groups, not file-aligned. */
 	if (s->unit && s->unit <= cs)
@@ -44,11 +38,11 @@ static uint64_t chunk_len(const struct writer *w, const struct segment *s, uint6
 	return left < cs ? left : cs;
 }
 
-static int emit(struct writer *w, const struct segment *s)
+static int emit(struct sp_plan *pl, const struct segment *s)
 {
 	size_t es = sp_dtype_size(s->dtype), bs = sp_dtype_size(s->base_dtype);
 	for (uint64_t done = 0; done < s->len;) {
-		uint64_t n = chunk_len(w, s, done);
+		uint64_t n = chunk_len(pl, s, done);
 		struct encode_job j = {
 			.c = {.out_off = s->off + done, .out_len = (uint32_t)n, .dtype = (uint8_t)s->dtype,
 			      .base_dtype = (uint8_t)s->base_dtype, .base_file = SP_NO_BASE},
@@ -62,21 +56,20 @@ static int emit(struct writer *w, const struct segment *s)
 			j.c.base_file = s->base_file;
 			j.c.base_off = s->base_off + done / es * bs;
 		}
-		if (sp_writer_queue(w, &j))
+		if (sp_sink_queue(pl->sink, &j))
 			return -1;
 		done += n;
 	}
 	return 0;
 }
 
-static int emit_stored(struct writer *w, const uint8_t *map, uint64_t off, uint64_t len,
+static int emit_stored(struct sp_plan *pl, const uint8_t *map, uint64_t off, uint64_t len,
 		       enum sp_dtype dt, int level)
 {
 	/* an empty file is not mapped: NULL + 0 is undefined */
 	struct segment s = {.off = off, .len = len, .ft = map ? map + off : NULL, .dtype = dt,
-			    .tensor = dt != SP_DT_BYTES,
-			    .base_dtype = dt, .level = level};
-	return emit(w, &s);
+			    .base_dtype = dt, .level = level, .tensor = dt != SP_DT_BYTES};
+	return emit(pl, &s);
 }
 
 /* ---- planning a tensor against its base ---- */
@@ -107,35 +100,41 @@ static uint64_t overlap_elems(const struct sp_tensor *t, const struct sp_tensor 
 
 /* ---- lossy tensors ---- */
 
+static int out_of_memory(struct sp_plan *pl)
+{
+	sp_err_set(pl->err, "%s: out of memory", pl->in->ft.dir);
+	return -1;
+}
+
 /* Stores the factor b of a low-rank part as an auxiliary chunk that the tensor's chunks share. */
-static int store_factor(struct writer *w, struct sp_lossy_tensor *t)
+static int store_factor(struct sp_plan *pl, struct sp_lossy_tensor *t)
 {
 	size_t n = (size_t)t->rank * t->cols;
 	uint8_t *bytes = malloc(n * 4);
-	int rc = bytes ? sp_writer_add_aux(w, bytes, sp_lossy_factor_bytes(t->b, n, t->b_scale,
-									   t->f32_factors, bytes),
-					   &t->aux)
-		       : -1;
+	if (!bytes)
+		return out_of_memory(pl);
+	size_t len = sp_lossy_factor_bytes(t->b, n, t->b_scale, t->f32_factors, bytes);
+	int rc = sp_sink_add_aux(pl->sink, bytes, len, &t->aux);
 	free(bytes);
 	return rc;
 }
 
 /* The n overlapping elements of t as LOSSY chunks, encoded before the next tensor so that the
  * delta and its factors need only live this long. */
-static int emit_lossy(struct writer *w, const struct segment *s, const struct sp_tensor *t,
+static int emit_lossy(struct sp_plan *pl, const struct segment *s, const struct sp_tensor *t,
 		      uint64_t n, struct sp_lossy_choice c, uint32_t *rank, int *lossy)
 {
 	struct sp_lossy_prep p;
 	uint64_t cols = row_elems(t);
-	int rc = sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, w->o, &p);
+	int rc = sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, pl->o, &p);
 	if (rc == 1) {
 		sp_lossy_prep_free(&p);
 		*lossy = 0;
-		return emit(w, s);
+		return emit(pl, s);
 	}
 	if (rc) {
-		sp_err_set(w->err, "%s: tensor %s: cannot factor its delta (out of memory?)",
-			   w->ft.dir, t->name);
+		sp_err_set(pl->err, "%s: tensor %s: cannot factor its delta (out of memory?)",
+			   pl->in->ft.dir, t->name);
 		sp_lossy_prep_free(&p);
 		return -1;
 	}
@@ -144,8 +143,7 @@ static int emit_lossy(struct writer *w, const struct segment *s, const struct sp
 	ls.tensor = 0;
 	if (c.row_groups && p.t.bits && (p.t.group % cols == 0 || cols % p.t.group == 0))
 		ls.unit = (p.t.group > cols ? p.t.group : cols) * sp_dtype_size(s->dtype);
-	memset(&w->flushed, 0, sizeof(w->flushed));
-	rc = (p.t.rank && store_factor(w, &p.t)) || emit(w, &ls) || sp_writer_flush(w);
+	rc = (p.t.rank && store_factor(pl, &p.t)) || emit(pl, &ls) || sp_sink_flush(pl->sink);
 	*rank = p.t.rank;
 	sp_lossy_prep_free(&p);
 	return rc;
@@ -154,7 +152,7 @@ static int emit_lossy(struct writer *w, const struct segment *s, const struct sp
 /* ---- adapters ---- */
 
 /* A LoRA target: the base plus its exact factors (f32), merged on read. */
-static int emit_lora(struct writer *w, const struct segment *s, const struct sp_lora_target *lt)
+static int emit_lora(struct sp_plan *pl, const struct segment *s, const struct sp_lora_target *lt)
 {
 	struct sp_lossy_tensor t = {.rows = lt->rows, .cols = lt->cols, .rank = lt->rank,
 				    .f32_factors = 1, .a = lt->a, .b = lt->b, .a_scale = 1,
@@ -162,155 +160,113 @@ static int emit_lora(struct writer *w, const struct segment *s, const struct sp_
 	struct segment ls = *s;
 	ls.lossy = &t;
 	ls.tensor = 0;
-	return store_factor(w, &t) || emit(w, &ls) || sp_writer_flush(w);
+	return store_factor(pl, &t) || emit(pl, &ls) || sp_sink_flush(pl->sink);
 }
 
 /* A tensor the adapter saves whole, in the base's dtype, coded against the base. */
-static int emit_full(struct writer *w, const struct segment *s, const struct sp_lora_full *lf)
+static int emit_full(struct sp_plan *pl, const struct segment *s, const struct sp_lora_full *lf)
 {
 	struct segment fs = *s;
 	fs.ft = lf->data;
 	fs.tensor = 1;
 	if (lf->t->dtype != s->dtype) {
 		uint64_t n = lf->t->nelem;
-		if (!(w->held = malloc(n * sp_dtype_size(s->dtype) + 1)))
-			return -1;
-		sp_dtype_convert(lf->t->dtype, lf->data, s->dtype, w->held, n);
-		fs.ft = w->held;
+		if (!(pl->held = malloc(n * sp_dtype_size(s->dtype) + 1)))
+			return out_of_memory(pl);
+		sp_dtype_convert(lf->t->dtype, lf->data, s->dtype, pl->held, n);
+		fs.ft = pl->held;
 	}
-	int rc = emit(w, &fs) || sp_writer_flush(w);
-	free(w->held);
-	w->held = NULL;
+	int rc = emit(pl, &fs) || sp_sink_flush(pl->sink);
+	free(pl->held);
+	pl->held = NULL;
 	return rc;
 }
 
 /* How the adapter changes base tensor t: emitted here, or 1 when it leaves it alone. */
-static int emit_adapted(struct writer *w, const struct segment *s, const struct sp_tensor *t)
+static int emit_adapted(struct sp_plan *pl, const struct segment *s, const struct sp_tensor *t)
 {
-	for (size_t i = 0; i < w->lora->ntargets; i++)
-		if (!strcmp(w->lora->targets[i].base->name, t->name))
-			return emit_lora(w, s, &w->lora->targets[i]);
-	for (size_t i = 0; i < w->lora->nfull; i++)
-		if (!strcmp(w->lora->full[i].base->name, t->name))
-			return emit_full(w, s, &w->lora->full[i]);
+	for (size_t i = 0; i < pl->in->lora->ntargets; i++)
+		if (!strcmp(pl->in->lora->targets[i].base->name, t->name))
+			return emit_lora(pl, s, &pl->in->lora->targets[i]);
+	for (size_t i = 0; i < pl->in->lora->nfull; i++)
+		if (!strcmp(pl->in->lora->full[i].base->name, t->name))
+			return emit_full(pl, s, &pl->in->lora->full[i]);
 	return 1;
 }
 
-/* ---- the quality report (lossy modes) ---- */
+/* ---- tensors ---- */
 
-static double rel(double err, double norm)
+/* Fingerprints every base file the delta reads, the first time a chunk reads it: the manifest
+ * lists them, and a reader checks them all before it serves anything. SP_NO_BASE (and the
+ * error set) when it cannot be read. */
+static uint32_t base_index(struct sp_plan *pl, uint32_t i)
 {
-	return norm > 0 ? sqrt(err / norm) : 0;
+	if (pl->base_index[i] != SP_NO_BASE)
+		return pl->base_index[i];
+	const struct sp_base_fp *fp = sp_inputs_fp(pl->in, i, pl->err);
+	if (!fp)
+		return SP_NO_BASE;
+	sp_draft_add_base_fp(pl->manifest, fp);
+	return pl->base_index[i] = pl->nbase++;
 }
 
-/* Norms of a tensor coded losslessly: its errors are zero, but it counts in the totals. */
-static void exact_stats(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base,
-			enum sp_dtype bdt, uint64_t n, struct sp_lossy_stats *st)
+/* One line of the report: how tensor t was coded, its size and errors (st, unless lossy),
+ * once its chunks (from mark on) are written. */
+static int report_tensor(struct sp_plan *pl, const struct sp_tensor *t, struct sp_lossy_choice c,
+			 uint32_t rank, struct sp_sink_mark mark, struct sp_lossy_stats st)
 {
-	float *w = malloc(2 * n * sizeof(float) + 1), *b = w + n;
-	if (!w || !sp_dtype_is_float(dt) || (base && !sp_dtype_is_float(bdt))) {
-		free(w);
-		return;
-	}
-	sp_dtype_to_f32(dt, ft, w, n);
-	if (base)
-		sp_dtype_to_f32(bdt, base, b, n);
-	for (uint64_t i = 0; i < n; i++) {
-		double d = (double)w[i] - (base ? b[i] : 0);
-		st->norm_d += d * d;
-		st->norm_w += (double)w[i] * w[i];
-	}
-	free(w);
-}
-
-static void report_add(cJSON *obj, const struct sp_lossy_stats *st, uint64_t bytes)
-{
-	cJSON_AddNumberToObject(obj, "bytes", (double)bytes);
-	cJSON_AddNumberToObject(obj, "delta_rel_err", rel(st->err_d, st->norm_d));
-	cJSON_AddNumberToObject(obj, "weight_rel_err", rel(st->err_w, st->norm_w));
-}
-
-/* One line of the report: how tensor t was coded, its size and errors, after its chunks (from
- * chunk first on) are written. */
-static int report_tensor(struct writer *w, const struct sp_tensor *t, struct sp_lossy_choice c,
-			 uint32_t rank, size_t first, size_t first_aux, struct sp_lossy_stats st)
-{
-	uint64_t bytes = 0;
-	if (sp_writer_flush(w))
+	uint64_t bytes;
+	struct sp_lossy_stats written;
+	if (sp_sink_since(pl->sink, mark, &bytes, &written))
 		return -1;
-	for (size_t k = first; k < w->nchunks; k++)
-		bytes += w->chunks[k].data_len;
-	for (size_t k = first_aux; k < w->naux; k++)
-		bytes += w->aux[k].data_len;
-	if (c.lossy)
-		st = w->flushed;
-	cJSON *js = cJSON_CreateObject();
-	cJSON_AddStringToObject(js, "name", t->name);
-	cJSON_AddStringToObject(js, "coding", !c.lossy ? "lossless" : rank && c.bits ? "lowrank+quant"
-					      : rank ? "lowrank" : c.bits ? "quant" : "base");
-	cJSON_AddNumberToObject(js, "rank", rank);
-	cJSON_AddNumberToObject(js, "bits", c.bits);
-	report_add(js, &st, bytes);
-	cJSON_AddItemToArray(cJSON_GetObjectItem(w->report, "tensors"), js);
-	w->total.err_d += st.err_d;
-	w->total.norm_d += st.norm_d;
-	w->total.err_w += st.err_w;
-	w->total.norm_w += st.norm_w;
+	sp_report_tensor(pl->report, t->name, &c, rank, c.lossy ? &written : &st, bytes);
 	return 0;
 }
 
-static int plan_tensor(struct writer *w, const uint8_t *map, const struct sp_tensor *t,
-		       cJSON *tensors)
+static int plan_tensor(struct sp_plan *pl, const uint8_t *map, const struct sp_tensor *t)
 {
-	const struct sp_tensor_ref *r = sp_model_find(&w->base, t->name);
+	const struct sp_tensor_ref *r = sp_model_find(&pl->in->base, t->name);
 	uint64_t n = r ? overlap_elems(t, r->t) : 0;
 	uint64_t bytes = t->dtype == SP_DT_BYTES ? n : n * sp_dtype_size(t->dtype);
 	struct sp_lossy_choice c = {0};
 	struct sp_lossy_stats st = {0};
 	uint32_t rank = 0;
-	size_t first = w->nchunks + w->njobs, first_aux = w->naux;
+	struct sp_sink_mark mark = sp_sink_mark(pl->sink);
 	const uint8_t *base = NULL;
-	cJSON_AddItemToArray(tensors, sp_manifest_tensor(t, r ? r->t : NULL));
-	w->match.of_tensors++;
-	w->match.tensors += r && bytes == t->size;
-	w->match.of_bytes += t->size;
-	w->match.bytes += bytes;
+	sp_draft_add_tensor(pl->manifest, t, r ? r->t : NULL);
+	pl->match.of_tensors++;
+	pl->match.tensors += r && bytes == t->size;
+	pl->match.of_bytes += t->size;
+	pl->match.bytes += bytes;
 	if (n) {
-		uint32_t bi = sp_writer_base_index(w, r->file);
-		if (bi == SP_NO_BASE || sp_model_map(&w->base, r->file, w->err))
+		uint32_t bi = base_index(pl, r->file);
+		if (bi == SP_NO_BASE || sp_model_map(&pl->in->base, r->file, pl->err))
 			return -1;
 		struct segment s = {
 			.off = t->off, .len = bytes, .ft = map + t->off,
-			.base = w->base.files[r->file].map + r->t->off,
+			.base = pl->in->base.files[r->file].map + r->t->off,
 			.base_file = bi, .base_off = r->t->off,
-			.dtype = t->dtype, .base_dtype = r->t->dtype, .level = w->o->level,
-			.tensor = !w->lora, /* an adapter leaves most tensors as the base: 1 MiB */
+			.dtype = t->dtype, .base_dtype = r->t->dtype, .level = pl->o->level,
+			.tensor = !pl->in->lora, /* an adapter leaves most tensors as the base: 1 MiB */
 		};
-		c = sp_lossy_choose(w->o, t, r->t, n / row_elems(t));
-		if (w->drop_lossy && c.lossy)
+		c = sp_lossy_choose(pl->o, t, r->t, n / row_elems(t));
+		if (pl->drop_lossy && c.lossy)
 			c = (struct sp_lossy_choice){.lossy = 1};
-		int rc = w->lora ? emit_adapted(w, &s, t) : 1;
+		int rc = pl->in->lora ? emit_adapted(pl, &s, t) : 1;
 		if (rc == 1)
-			rc = c.lossy ? emit_lossy(w, &s, t, n, c, &rank, &c.lossy) : emit(w, &s);
+			rc = c.lossy ? emit_lossy(pl, &s, t, n, c, &rank, &c.lossy) : emit(pl, &s);
 		if (rc)
 			return -1;
 		base = s.base;
 	}
-	if (emit_stored(w, map, t->off + bytes, t->size - bytes, t->dtype, w->o->level))
+	if (emit_stored(pl, map, t->off + bytes, t->size - bytes, t->dtype, pl->o->level))
 		return -1;
-	if (!w->report)
+	if (!pl->report)
 		return 0;
 	if (!c.lossy)
-		exact_stats(map + t->off, t->dtype, base, r ? r->t->dtype : t->dtype,
+		sp_lossy_measure_exact(map + t->off, t->dtype, base, r ? r->t->dtype : t->dtype,
 			    base ? n : t->nelem, &st);
-	return report_tensor(w, t, c, rank, first, first_aux, st);
-}
-
-cJSON *sp_plan_report_totals(struct writer *w)
-{
-	cJSON *total = cJSON_CreateObject();
-	report_add(total, &w->total, w->pos);
-	return total;
+	return report_tensor(pl, t, c, rank, mark, st);
 }
 
 /* ---- files that are not tensors: patches against a base file ---- */
@@ -328,11 +284,11 @@ static int by_name(const void *key, const void *f)
 	return strcmp(key, ((const struct sp_mfile *)f)->name);
 }
 
-static int base_named(const struct writer *w, const char *name)
+static int base_named(const struct sp_plan *pl, const char *name)
 {
-	const struct sp_mfile *f = bsearch(name, w->base.files, w->base.nfiles,
-					   sizeof(*w->base.files), by_name);
-	return f ? (int)(f - w->base.files) : -1;
+	const struct sp_mfile *f = bsearch(name, pl->in->base.files, pl->in->base.nfiles,
+					   sizeof(*pl->in->base.files), by_name);
+	return f ? (int)(f - pl->in->base.files) : -1;
 }
 
 static const char *basename_of(const char *path)
@@ -342,11 +298,11 @@ static const char *basename_of(const char *path)
 }
 
 /* The only base file with this file's name in another folder (a move), or -1. */
-static int base_moved(const struct writer *w, const char *name)
+static int base_moved(const struct sp_plan *pl, const char *name)
 {
 	int found = -1;
-	for (size_t i = 0; i < w->base.nfiles; i++)
-		if (!strcmp(basename_of(w->base.files[i].name), basename_of(name))) {
+	for (size_t i = 0; i < pl->in->base.nfiles; i++)
+		if (!strcmp(basename_of(pl->in->base.files[i].name), basename_of(name))) {
 			if (found >= 0)
 				return -1;
 			found = (int)i;
@@ -354,28 +310,18 @@ static int base_moved(const struct writer *w, const char *name)
 	return found;
 }
 
-static const struct sp_sketch *base_sketch(struct writer *w, uint32_t i)
-{
-	struct sp_mfile *b = &w->base.files[i];
-	if (!w->sketches && !(w->sketches = calloc(w->base.nfiles + 1, sizeof(*w->sketches))))
-		return NULL;
-	if (!w->sketches[i] && (w->sketches[i] = calloc(1, sizeof(struct sp_sketch))) &&
-	    sp_model_map(&w->base, i, w->err) == 0)
-		sp_sketch(b->map, b->size, w->sketches[i]);
-	return w->sketches[i];
-}
-
 /* The base file whose content resembles f's most, if any does enough (a renamed file). */
-static int base_similar(struct writer *w, const struct sp_mfile *f)
+static int base_similar(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	struct sp_sketch mine;
 	double best = SIMILAR_ENOUGH;
 	int found = -1;
 	sp_sketch(f->map, f->size, &mine);
-	for (uint32_t i = 0; i < w->base.nfiles; i++) {
+	for (uint32_t i = 0; i < pl->in->base.nfiles; i++) {
 		/* Tensor files are matched by tensor name, and reading them all would be slow. */
-		const struct sp_mfile *b = &w->base.files[i];
-		const struct sp_sketch *s = b->size && !b->link && !b->is_st ? base_sketch(w, i) : NULL;
+		const struct sp_mfile *b = &pl->in->base.files[i];
+		int worth = b->size && !b->link && !b->is_st;
+		const struct sp_sketch *s = worth ? sp_inputs_sketch(pl->in, i, pl->err) : NULL;
 		double sim = s ? sp_sketch_similarity(&mine, s) : 0;
 		if (sim > best) {
 			best = sim;
@@ -385,32 +331,32 @@ static int base_similar(struct writer *w, const struct sp_mfile *f)
 	return found;
 }
 
-static int usable(const struct writer *w, int i)
+static int usable(const struct sp_plan *pl, int i)
 {
-	return i >= 0 && w->base.files[i].size && !w->base.files[i].link;
+	return i >= 0 && pl->in->base.files[i].size && !pl->in->base.files[i].link;
 }
 
 /* The base file f is patched against: the one the options map it to, the one at the same
  * path, the only one of its name elsewhere, or the most similar one; -1 for none, -2 when the
  * options name a base file that cannot be used. */
-static int match_base(struct writer *w, const struct sp_mfile *f)
+static int match_base(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	size_t n = strlen(f->name);
-	for (size_t k = 0; k < w->o->nmap; k++)
-		if (!strncmp(w->o->map[k], f->name, n) && w->o->map[k][n] == '=') {
-			int i = base_named(w, w->o->map[k] + n + 1);
-			if (usable(w, i))
+	for (size_t k = 0; k < pl->o->nmap; k++)
+		if (!strncmp(pl->o->map[k], f->name, n) && pl->o->map[k][n] == '=') {
+			int i = base_named(pl, pl->o->map[k] + n + 1);
+			if (usable(pl, i))
 				return i;
-			sp_err_set(w->err, "--map %s: %s is not a non-empty regular file of the base",
-				   w->o->map[k], w->o->map[k] + n + 1);
+			sp_err_set(pl->err, "--map %s: %s is not a non-empty regular file of the base",
+				   pl->o->map[k], pl->o->map[k] + n + 1);
 			return -2;
 		}
-	int i = base_named(w, f->name);
-	if (!usable(w, i))
-		i = base_moved(w, f->name);
-	if (!usable(w, i) && f->size)
-		i = base_similar(w, f);
-	return usable(w, i) ? i : -1;
+	int i = base_named(pl, f->name);
+	if (!usable(pl, i))
+		i = base_moved(pl, f->name);
+	if (!usable(pl, i) && f->size)
+		i = base_similar(pl, f);
+	return usable(pl, i) ? i : -1;
 }
 
 static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsize,
@@ -428,17 +374,17 @@ static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsiz
 
 /* Bytes [off, off+len) of a file of fsize bytes, each chunk patched against a window of base
  * model file bfile (or, with wlen, against that fixed window), else stored. */
-static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint64_t len,
+static int emit_patched(struct sp_plan *pl, const uint8_t *map, uint64_t off, uint64_t len,
 			uint64_t fsize, uint32_t bfile, uint64_t woff, uint64_t wlen)
 {
-	const struct sp_mfile *b = &w->base.files[bfile];
-	uint32_t bi = sp_writer_base_index(w, bfile);
+	const struct sp_mfile *b = &pl->in->base.files[bfile];
+	uint32_t bi = base_index(pl, bfile);
 	struct segment s = {.off = off, .len = len, .dtype = SP_DT_BYTES};
 	int fixed = wlen > 0;
-	if (bi == SP_NO_BASE || sp_model_map(&w->base, bfile, w->err))
+	if (bi == SP_NO_BASE || sp_model_map(&pl->in->base, bfile, pl->err))
 		return -1;
 	for (uint64_t done = 0; done < len;) {
-		uint64_t n = chunk_len(w, &s, done);
+		uint64_t n = chunk_len(pl, &s, done);
 		if (!fixed)
 			patch_window(off + done, n, fsize, b->size, &woff, &wlen);
 		struct encode_job j = {
@@ -448,9 +394,9 @@ static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint
 			.base = off + done + n <= b->size ? b->map + off + done : NULL,
 			.window = b->map + woff,
 			.wlen = wlen,
-			.level = fsize <= SMALL_FILE ? META_LEVEL : w->patch_level,
+			.level = fsize <= SMALL_FILE ? META_LEVEL : pl->patch_level,
 		};
-		if (sp_writer_queue(w, &j))
+		if (sp_sink_queue(pl->sink, &j))
 			return -1;
 		done += n;
 	}
@@ -458,20 +404,20 @@ static int emit_patched(struct writer *w, const uint8_t *map, uint64_t off, uint
 }
 
 /* A file that is not (valid) safetensors: patched against a base file, or stored. */
-static int plan_blob(struct writer *w, const struct sp_mfile *f)
+static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	const char *kind = sp_compressed_kind(f->map, f->size);
-	int b = match_base(w, f);
-	if (kind && w->notes)
+	int b = match_base(pl, f);
+	if (kind && pl->notes)
 		sp_log("%s: %s-compressed: a patch cannot see through the compression, so expect "
 		       "little saving",
 		       f->path, kind);
 	if (b == -2)
 		return -1;
 	if (b < 0)
-		return emit_stored(w, f->map, 0, f->size, SP_DT_BYTES,
-				   f->size <= SMALL_FILE ? META_LEVEL : w->patch_level);
-	return emit_patched(w, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0);
+		return emit_stored(pl, f->map, 0, f->size, SP_DT_BYTES,
+				   f->size <= SMALL_FILE ? META_LEVEL : pl->patch_level);
+	return emit_patched(pl, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0);
 }
 
 /* ---- files ---- */
@@ -486,41 +432,59 @@ static int tensors_overlap(const struct sp_st *st)
 
 /* The header (patched against the header of the base file of the same name, which differs
  * little), then each tensor in file order; bytes between tensors are stored. */
-static int plan_safetensors(struct writer *w, const struct sp_mfile *f, cJSON *tensors)
+static int plan_safetensors(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	uint64_t pos = f->st.header_len;
-	int b = base_named(w, f->name);
-	int rc = b >= 0 && w->base.files[b].is_st
-			 ? emit_patched(w, f->map, 0, pos, f->size, (uint32_t)b, 0,
-					w->base.files[b].st.header_len)
-			 : emit_stored(w, f->map, 0, pos, SP_DT_BYTES, META_LEVEL);
+	int b = base_named(pl, f->name);
+	int rc = b >= 0 && pl->in->base.files[b].is_st
+			 ? emit_patched(pl, f->map, 0, pos, f->size, (uint32_t)b, 0,
+					pl->in->base.files[b].st.header_len)
+			 : emit_stored(pl, f->map, 0, pos, SP_DT_BYTES, META_LEVEL);
 	if (rc)
 		return -1;
 	for (size_t i = 0; i < f->st.ntensors; i++) {
 		const struct sp_tensor *t = &f->st.tensors[i];
-		if (emit_stored(w, f->map, pos, t->off - pos, SP_DT_BYTES, META_LEVEL) ||
-		    plan_tensor(w, f->map, t, tensors))
+		if (emit_stored(pl, f->map, pos, t->off - pos, SP_DT_BYTES, META_LEVEL) ||
+		    plan_tensor(pl, f->map, t))
 			return -1;
 		pos = t->off + t->size;
-		w->progress.tensors_done++;
-		sp_writer_progress(w, 0);
+		pl->meter->p.tensors_done++;
+		sp_meter_tick(pl->meter, 0);
 	}
-	return emit_stored(w, f->map, pos, f->size - pos, SP_DT_BYTES, META_LEVEL);
+	return emit_stored(pl, f->map, pos, f->size - pos, SP_DT_BYTES, META_LEVEL);
 }
 
-int sp_plan_file(struct writer *w, uint32_t i)
+int sp_plan_file(struct sp_plan *pl, uint32_t i)
 {
-	struct sp_mfile *f = &w->ft.files[i];
+	struct sp_mfile *f = &pl->in->ft.files[i];
 	struct sp_file_info info = {.name = f->name, .size = f->size, .mtime = f->mtime,
-				    .mtime_nsec = f->mtime_nsec, .first_chunk = w->nchunks + w->njobs,
+				    .mtime_nsec = f->mtime_nsec, .first_chunk = sp_sink_count(pl->sink),
 				    .mode = f->mode, .link = f->link};
 	int as_st = f->is_st && !tensors_overlap(&f->st);
-	cJSON *tensors = as_st ? cJSON_CreateArray() : NULL;
-	if (!f->link && sp_model_map(&w->ft, i, w->err))
+	if (!f->link && sp_model_map(&pl->in->ft, i, pl->err))
 		return -1;
-	int rc = f->link ? 0 : as_st ? plan_safetensors(w, f, tensors) : plan_blob(w, f);
-	info.chunk_count = w->nchunks + w->njobs - info.first_chunk;
-	sp_manifest_add_file(w->manifest, &info, tensors);
+	int rc = f->link ? 0 : as_st ? plan_safetensors(pl, f) : plan_blob(pl, f);
+	info.chunk_count = sp_sink_count(pl->sink) - info.first_chunk;
+	sp_draft_add_file(pl->manifest, &info, as_st);
 	return rc;
 }
 
+int sp_plan_init(struct sp_plan *pl)
+{
+	size_t n = pl->in->base.nfiles;
+	if (!(pl->base_index = malloc((n + 1) * sizeof(uint32_t)))) {
+		sp_err_set(pl->err, "%s: out of memory", pl->in->base.dir);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		pl->base_index[i] = SP_NO_BASE;
+	return 0;
+}
+
+void sp_plan_fini(struct sp_plan *pl)
+{
+	free(pl->base_index);
+	free(pl->held);
+	pl->base_index = NULL;
+	pl->held = NULL;
+}
