@@ -65,6 +65,50 @@ static void lowrank(void)
 	free(u), free(v), free(d), free(a), free(b), free(s), free(p);
 }
 
+/* The same prep, with its factors computed or reused. */
+static int same_prep(const struct sp_lossy_prep *x, const struct sp_lossy_prep *y)
+{
+	uint64_t an = x->t.rows * x->t.rank, bn = (uint64_t)x->t.rank * x->t.cols;
+	return x->t.rank == y->t.rank && x->t.a_scale == y->t.a_scale &&
+	       x->t.b_scale == y->t.b_scale && !memcmp(x->a, y->a, an * 4) &&
+	       !memcmp(x->b, y->b, bn * 4) && !memcmp(x->d, y->d, x->t.rows * x->t.cols * 4);
+}
+
+/* A size budget's runs reuse each tensor's factors: what they get from the kept ones is what
+ * factoring again gives, for a low-rank delta (rank kept) and a full-rank one (auto: none). */
+static void kept_factors(void)
+{
+	size_t m = 64, n = 48;
+	float *bw = malloc(m * n * 4), *fw = malloc(m * n * 4);
+	struct sp_write_opts o = {.mode = SP_MODE_QUANT, .bits = 8, .rank = 16, .energy = 0.99,
+				  .auto_rank = 1, .step = 1};
+	struct sp_lossy_choice c = {.lossy = 1, .rank = 16, .bits = 8};
+	for (int full = 0; full < 2; full++) {
+		for (size_t i = 0; i < m * n; i++)
+			bw[i] = gauss();
+		for (size_t i = 0; i < m; i++)
+			for (size_t j = 0; j < n; j++)
+				fw[i * n + j] = bw[i * n + j] + (full ? 0.1f * gauss()
+								      : 0.1f * (float)(i % 3) * (float)(j % 5));
+		struct sp_lossy_factors keep = {0};
+		struct sp_lossy_prep fresh, first, again;
+		CHECK(sp_lossy_prepare((uint8_t *)fw, SP_DT_F32, (uint8_t *)bw, SP_DT_F32, m, n, c, &o,
+				       NULL, &fresh) == 0);
+		CHECK(sp_lossy_prepare((uint8_t *)fw, SP_DT_F32, (uint8_t *)bw, SP_DT_F32, m, n, c, &o,
+				       &keep, &first) == 0);
+		CHECK(keep.done && keep.rank == fresh.t.rank && (fresh.t.rank == 0) == full);
+		CHECK(sp_lossy_prepare((uint8_t *)fw, SP_DT_F32, (uint8_t *)bw, SP_DT_F32, m, n, c, &o,
+				       &keep, &again) == 0);
+		CHECK(same_prep(&fresh, &first) && same_prep(&fresh, &again));
+		sp_lossy_prep_free(&fresh);
+		sp_lossy_prep_free(&first);
+		sp_lossy_prep_free(&again);
+		sp_lossy_factors_free(&keep);
+	}
+	free(bw);
+	free(fw);
+}
+
 /* A chunk starting inside a row decodes to what the encoder said it would, for each mix of
  * parts; damaged data is refused without reading out of bounds. */
 static void codec_case(int rank, int bits, float step, int f32)
@@ -349,6 +393,7 @@ int main(int argc, char **argv)
 	if (argc != 2)
 		return 2;
 	lowrank();
+	kept_factors();
 	codec();
 	snprintf(base, sizeof(base), "%s/base", test_tmpdir());
 	snprintf(ft, sizeof(ft), "%s/ft", test_tmpdir());

@@ -22,8 +22,19 @@ static int load_adapter(struct sp_inputs *in, const char *adapter_dir, struct sp
 	return sp_lora_load(adapter_dir, &in->base, in->lora, err);
 }
 
+/* A place for the factors of every tensor of every file of m. */
+static int keep_room(const struct sp_model *m, struct sp_lossy_factors ***factors)
+{
+	if (!(*factors = calloc(m->nfiles + 1, sizeof(**factors))))
+		return -1;
+	for (size_t i = 0; i < m->nfiles; i++)
+		if (!((*factors)[i] = calloc(m->files[i].st.ntensors + 1, sizeof(***factors))))
+			return -1;
+	return 0;
+}
+
 int sp_inputs_open(struct sp_inputs *in, const char *base_dir, const char *ft_dir,
-		   const char *adapter_dir, struct sp_err *err)
+		   const char *adapter_dir, int keep_factors, struct sp_err *err)
 {
 	memset(in, 0, sizeof(*in));
 	if (sp_model_open(base_dir, SP_MODEL_FOLLOW_LINKS, &in->base, err) ||
@@ -35,7 +46,8 @@ int sp_inputs_open(struct sp_inputs *in, const char *base_dir, const char *ft_di
 	in->fps = calloc(n, sizeof(*in->fps));
 	in->fp_done = calloc(n, 1);
 	in->sketches = calloc(n, sizeof(*in->sketches));
-	if (!in->fps || !in->fp_done || !in->sketches) {
+	if (!in->fps || !in->fp_done || !in->sketches ||
+	    (keep_factors && keep_room(&in->ft, &in->factors))) {
 		sp_err_set(err, "%s: out of memory", base_dir);
 		return -1;
 	}
@@ -50,6 +62,12 @@ void sp_inputs_close(struct sp_inputs *in)
 	for (size_t i = 0; in->sketches && i < in->base.nfiles; i++)
 		free(in->sketches[i]);
 	free(in->sketches);
+	for (size_t i = 0; in->factors && i < in->ft.nfiles; i++) {
+		for (size_t k = 0; in->factors[i] && k < in->ft.files[i].st.ntensors; k++)
+			sp_lossy_factors_free(&in->factors[i][k]);
+		free(in->factors[i]);
+	}
+	free(in->factors);
 	free(in->fps);
 	free(in->fp_done);
 	sp_model_close(&in->base);
@@ -82,4 +100,14 @@ const struct sp_sketch *sp_inputs_sketch(struct sp_inputs *in, uint32_t i, struc
 	    sp_model_map(&in->base, i, err) == 0)
 		sp_sketch(b->map, b->size, in->sketches[i]);
 	return in->sketches[i];
+}
+
+struct sp_lossy_factors *sp_inputs_factors(struct sp_inputs *in, const struct sp_tensor *t)
+{
+	for (size_t i = 0; in->factors && i < in->ft.nfiles; i++) {
+		const struct sp_st *st = &in->ft.files[i].st;
+		if (st->ntensors && t >= st->tensors && t < st->tensors + st->ntensors)
+			return &in->factors[i][t - st->tensors];
+	}
+	return NULL;
 }

@@ -93,9 +93,55 @@ static int factorize(struct sp_lossy_prep *p, uint32_t rank, double energy, int 
 	return 0;
 }
 
+static float *copy_floats(const float *v, uint64_t n)
+{
+	float *c = malloc(n * sizeof(float) + 1);
+	return c ? memcpy(c, v, n * sizeof(float)) : NULL;
+}
+
+/* The factors (and the rank kept) that an earlier run computed of this same delta. */
+static int reuse(struct sp_lossy_prep *p, const struct sp_lossy_factors *f)
+{
+	p->a = copy_floats(f->a, p->t.rows * f->rank);
+	p->b = copy_floats(f->b, (uint64_t)f->rank * p->t.cols);
+	p->t.rank = f->rank;
+	p->t.a_scale = f->a_scale;
+	p->t.b_scale = f->b_scale;
+	return p->a && p->b ? 0 : -1;
+}
+
+static int remember(const struct sp_lossy_prep *p, struct sp_lossy_factors *f)
+{
+	f->a = copy_floats(p->a, p->t.rows * p->t.rank);
+	f->b = copy_floats(p->b, (uint64_t)p->t.rank * p->t.cols);
+	f->rank = p->t.rank;
+	f->a_scale = p->t.a_scale;
+	f->b_scale = p->t.b_scale;
+	f->done = f->a && f->b;
+	return f->done ? 0 : -1;
+}
+
+static int get_factors(struct sp_lossy_prep *p, uint32_t rank, const struct sp_write_opts *o,
+		       struct sp_lossy_factors *keep)
+{
+	if (keep && keep->done)
+		return reuse(p, keep);
+	if (factorize(p, rank, o->energy, o->auto_rank))
+		return -1;
+	return keep ? remember(p, keep) : 0;
+}
+
+void sp_lossy_factors_free(struct sp_lossy_factors *f)
+{
+	free(f->a);
+	free(f->b);
+	memset(f, 0, sizeof(*f));
+}
+
 int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, enum sp_dtype bdt,
 		     uint64_t rows, uint64_t cols, struct sp_lossy_choice c,
-		     const struct sp_write_opts *o, struct sp_lossy_prep *p)
+		     const struct sp_write_opts *o, struct sp_lossy_factors *keep,
+		     struct sp_lossy_prep *p)
 {
 	uint64_t n = rows * cols;
 	memset(p, 0, sizeof(*p));
@@ -119,7 +165,7 @@ int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, e
 	p->t = (struct sp_lossy_tensor){.rows = rows, .cols = cols, .d = p->d, .bits = c.bits,
 					.group = c.row_groups ? sp_lossy_row_group(cols, group) : group,
 					.step = (float)o->step, .a_scale = 1, .b_scale = 1};
-	if (c.rank && factorize(p, c.rank, o->energy, o->auto_rank))
+	if (c.rank && get_factors(p, c.rank, o, keep))
 		return -1;
 	p->t.a = p->a;
 	p->t.b = p->b;

@@ -42,13 +42,25 @@ struct sp_lossy_prep {
 	float *d, *a, *b;
 };
 
+/* A tensor's low-rank factors as sp_lossy_prepare computed them (rounded), kept so that the
+ * next run of a size budget, whose dry runs differ only in the step, need not factor again. */
+struct sp_lossy_factors {
+	int done;
+	uint32_t rank;
+	float *a, *b;
+	float a_scale, b_scale;
+};
+void sp_lossy_factors_free(struct sp_lossy_factors *f);
+
 /* Computes the delta of rows x cols elements (ft of dtype dt, base of dtype bdt) and, for a
  * choice with a rank, its truncated SVD (with energy > 0, the smallest rank up to c->rank that
  * keeps that fraction of the squared norm). Returns 0, -1 on failure, or 1 when the delta is
- * not finite (NaNs, infinities, overflow): such a tensor is better kept lossless. */
+ * not finite (NaNs, infinities, overflow): such a tensor is better kept lossless. With keep,
+ * the factors come from it once done, and go to it the first time. */
 int sp_lossy_prepare(const uint8_t *ft, enum sp_dtype dt, const uint8_t *base, enum sp_dtype bdt,
 		     uint64_t rows, uint64_t cols, struct sp_lossy_choice c,
-		     const struct sp_write_opts *o, struct sp_lossy_prep *p);
+		     const struct sp_write_opts *o, struct sp_lossy_factors *keep,
+		     struct sp_lossy_prep *p);
 void sp_lossy_prep_free(struct sp_lossy_prep *p);
 
 /* Sums of squares for the quality report: the delta's error and norm, the weight's. */

@@ -50,6 +50,7 @@ static int emit(struct sp_plan *pl, const struct segment *s)
 			.level = s->level,
 			.lossy = s->lossy,
 			.e0 = done / es,
+			.measure = pl->report != NULL,
 		};
 		if (s->base) {
 			j.base = s->base + done / es * bs;
@@ -126,7 +127,8 @@ static int emit_lossy(struct sp_plan *pl, const struct segment *s, const struct 
 {
 	struct sp_lossy_prep p;
 	uint64_t cols = row_elems(t);
-	int rc = sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, pl->o, &p);
+	int rc = sp_lossy_prepare(s->ft, s->dtype, s->base, s->base_dtype, n / cols, cols, c, pl->o,
+				  sp_inputs_factors(pl->in, t), &p);
 	if (rc == 1) {
 		sp_lossy_prep_free(&p);
 		*lossy = 0;

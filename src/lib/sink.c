@@ -44,7 +44,7 @@ static int encode_lossy(struct sp_codecs *cs, struct encode_job *j)
 		j->c.codec = SP_CODEC_LOSSY;
 		j->c.data_len = (uint32_t)len;
 		j->c.out_hash = sp_lossy_inputs_hash(j->dst, len, j->base, sp_chunk_base_len(&j->c));
-		if (j->lossy->d) /* adapters: there is no fine-tune to measure against */
+		if (j->measure && j->lossy->d) /* adapters: no fine-tune to measure against */
 			sp_lossy_measure(j->lossy->d + j->e0, delta, j->ft, j->c.dtype, j->base,
 					 j->c.base_dtype, n, &j->stats);
 	}

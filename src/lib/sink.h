@@ -18,6 +18,7 @@ struct encode_job {
 	uint64_t wlen;
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */
 	uint64_t e0;                         /* first element in it */
+	int measure;                         /* and its error wanted (a quality report) */
 	/* set by the sink */
 	struct sp_lossy_stats stats;         /* LOSSY chunks: what the chunk's error is */
 	uint8_t *dst;

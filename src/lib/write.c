@@ -23,7 +23,7 @@ static int write_delta(const char *base_dir, const char *ft_dir, const char *out
 	sp_meter_start(&clock, NULL, NULL);
 	if (sp_write_opts_check(&o, err))
 		return -1;
-	int rc = sp_inputs_open(&in, base_dir, ft_dir, NULL, err) ||
+	int rc = sp_inputs_open(&in, base_dir, ft_dir, NULL, o.size > 0, err) ||
 				 (o.size && sp_budget_fit(&in, &o, &r, err)) ||
 				 sp_drive(&in, &o, &r, stats, err)
 			 ? -1
@@ -45,7 +45,7 @@ static int write_adapter(const char *adapter_dir, const char *base_dir, const ch
 			   .base_hub = base_hub};
 	if (sp_write_opts_check_adapter(&o, adapter_dir, err))
 		return -1;
-	int rc = sp_inputs_open(&in, base_dir, base_dir, adapter_dir, err) ||
+	int rc = sp_inputs_open(&in, base_dir, base_dir, adapter_dir, 0, err) ||
 				 sp_drive(&in, &o, &r, stats, err)
 			 ? -1
 			 : 0;
