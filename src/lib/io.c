@@ -8,15 +8,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int sp_pread_full(int fd, void *buf, size_t len, uint64_t off)
+/* The whole of [off, off+len): a short transfer continues, EINTR retries, and end of file
+ * (or a device that takes nothing) is EIO. */
+static int full(int fd, uint8_t *p, size_t len, uint64_t off, int out)
 {
-	uint8_t *p = buf;
 	while (len) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
+		ssize_t n = out ? pwrite(fd, p, len, (off_t)off) : pread(fd, p, len, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			if (n == 0)
+			if (n == 0) /* else errno is the failing call's */
 				errno = EIO;
 			return -1;
 		}
@@ -27,23 +28,15 @@ int sp_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int sp_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return full(fd, buf, len, off, 0);
+}
+
+/* pwrite only reads buf: the cast drops a const that full cannot keep for pread. */
 int sp_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-	const uint8_t *p = buf;
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (n == 0) /* else errno is whatever an earlier call left */
-				errno = EIO;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return full(fd, (uint8_t *)(uintptr_t)buf, len, off, 1);
 }
 
 int sp_mkdir_p(const char *dir)
