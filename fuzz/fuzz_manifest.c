@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The manifest: JSON in, a validated manifest or an error out. Whatever it accepts must hold
- * what the readers rely on: safe names, chunk ranges inside the table, sane chunk sizes. */
+ * what the readers rely on: safe names, chunk ranges inside the table, sane chunk sizes, a
+ * history inside its base files. */
 #include "fuzz.h"
+#include "codec_history.h"
 #include "manifest.h"
 
 /* What sp_delta_load passes for the chunk table size in these inputs. */
@@ -28,6 +30,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (size_t i = 0; i < m.nbase; i++)
 		FUZZ_CHECK(m.base[i].name != NULL);
+	uint64_t total = 0;
+	for (size_t i = 0; i < m.nhistory; i++) {
+		const struct sp_history_seg *h = &m.history[i];
+		FUZZ_CHECK(h->file < m.nbase && h->off + h->len <= m.base[h->file].size);
+		total += h->len;
+	}
+	FUZZ_CHECK(total == m.history_len && total <= SP_HISTORY_MAX);
 	sp_manifest_free(&m);
 	return 0;
 }

@@ -11,8 +11,8 @@ import json, os, struct, subprocess, sys
 
 SUPER = struct.Struct("<8sIIQQQQQQQQQQ24sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
-CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch"]
-KNOWN_INCOMPAT = 0x3  # lossy chunks and auxiliary chunks; patch chunks
+CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history"]
+KNOWN_INCOMPAT = 0x7  # lossy chunks and auxiliary chunks; patch chunks; history chunks
 
 
 def main():

@@ -18,6 +18,9 @@ Writes OUT_DIR/<case>/base and OUT_DIR/<case>/derived for each case:
   renames    a small tree (nested dirs, text files, an empty file, a mode-755 script) and a derived
              tree where files are renamed or moved, one edited, one removed and one added
   gz         train.jsonl.gz, a gzip'd question-answer set, and its gzip'd v2
+  split      a source-like tree of 120 small files, and its next release: some files edited,
+             some split in two or merged under new names, new files made of parts of several
+             base files, a few wholly new ones (content that moved between files)
 
 The text is real: this machine's license texts, package copyright files and man pages. It is
 deterministic for a given machine (fixed seed, sorted file lists) and uses the standard library
@@ -28,7 +31,7 @@ import argparse, csv, gzip, itertools, json, os, random, re, shutil
 SEED = 20240601
 ROWS_PER_SCALE = 6000          # base rows of the jsonl case at --scale 1 (about 5 MB)
 MAN_PAGE_STRIDE = 4            # read every 4th man page: enough text, and fast
-CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz"]
+CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +388,49 @@ def gen_renames(corpus, out):
         os.chmod(os.path.join(side, "scripts/prepare.sh"), 0o755)
 
 
+def gen_split(corpus, out):
+    """The split case: 120 files of 2-20 KiB of man page text in 6 directories; in the derived
+    tree a third unchanged, a sixth edited, ten split in two and ten pairs merged under new
+    names, ten new files of paragraphs taken from three base files each, five wholly new."""
+    base, derived = pair_dirs(out, "split")
+    rng = random.Random(SEED + 4)
+    paras = [p for _, p in corpus.paragraphs]
+    k = 0
+    files = {}
+    for i in range(120):
+        body, size = [], rng.randrange(2, 20) * 1024
+        while sum(map(len, body)) < size:
+            body.append(paras[k % len(paras)])
+            k += 1
+        files["pkg%d/mod%03d.txt" % (i % 6, i)] = body
+    names = sorted(files)
+    rng.shuffle(names)
+    split, merged, edited = names[:10], names[10:30], names[30:50]
+    for rel, body in files.items():
+        write(os.path.join(base, rel), "\n\n".join(body) + "\n")
+        if rel in split or rel in merged:
+            continue
+        if rel in edited:
+            body = list(body)
+            body.insert(rng.randrange(len(body)), "Changed in version 2.")
+        write(os.path.join(derived, rel), "\n\n".join(body) + "\n")
+    for rel in split:
+        body, half = files[rel], len(files[rel]) // 2
+        stem = rel[:-len(".txt")]
+        write(os.path.join(derived, stem + "/core.txt"), "\n\n".join(body[:half]) + "\n")
+        write(os.path.join(derived, stem + "/extra.txt"), "\n\n".join(body[half:]) + "\n")
+    for i in range(0, len(merged), 2):
+        body = files[merged[i]] + files[merged[i + 1]]
+        write(os.path.join(derived, "merged/part%d.txt" % i), "\n\n".join(body) + "\n")
+    for i in range(10):
+        body = [p for rel in rng.sample(sorted(files), 3) for p in files[rel][:3]]
+        write(os.path.join(derived, "new/mix%d.txt" % i), "\n\n".join(body) + "\n")
+    for i in range(5):
+        body = paras[k % len(paras):k % len(paras) + 8]
+        k += 8
+        write(os.path.join(derived, "new/fresh%d.txt" % i), "\n\n".join(body) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -421,7 +467,8 @@ def main():
               "csv": lambda: gen_csv(corpus, args.out),
               "truncated": lambda: gen_truncated(corpus, args.out),
               "renames": lambda: gen_renames(corpus, args.out),
-              "gz": lambda: gen_gz(corpus, args.out)}
+              "gz": lambda: gen_gz(corpus, args.out),
+              "split": lambda: gen_split(corpus, args.out)}
     for case in cases:
         makers[case]()
 

@@ -259,6 +259,24 @@ for d, dirs, files in os.walk(orig):
             raise SystemExit(f"{b}: mode {oct(os.stat(b).st_mode)}")' "$1" "$2"
 }
 
+# The split case's new files are coded against the history (base files they took parts of);
+# over a base whose content changed since the mount, reading one is EIO, never other bytes.
+split_history() {
+	local b=$TMP/split-base m=$TMP/mnt-split
+	[[ $("$SPARSEFS" --info "$TMP/ds-split") =~ " history "[1-9] ]] ||
+		fail "the split case's new files are not coded against the history"
+	cp -r "$TMP/ds/split/base" "$b"
+	mount_fg "$TMP/ds-split" "$m" -o base="$b"
+	# In place, after the mount checked the base: the first paragraphs of every base file.
+	find "$b" -type f -exec dd if=/dev/zero of={} bs=1 seek=50 count=200 conv=notrunc status=none \;
+	if cat "$m/new/mix0.txt" >/dev/null 2>"$TMP/split.err"; then
+		fail "a history-coded file read over a changed base"
+	fi
+	grep -q "Input/output error" "$TMP/split.err" || fail "changed base: $(cat "$TMP/split.err")"
+	unmount "$m"
+	echo "ok: history chunks are EIO over a changed base"
+}
+
 datasets() {
 	local c name m
 	python3 "$HERE/gen_datasets.py" "$TMP/ds" >/dev/null
@@ -283,6 +301,7 @@ datasets() {
 		echo "ok: dataset $name: $(du -sb "$c/derived" | cut -f1) bytes as $(du -b "$TMP/ds-$name/delta.sparse" | cut -f1)"
 	done
 	[ "$(cat "$TMP/x-links/run.sh" | sh)" = ran ] || fail "an extracted script does not run"
+	split_history
 	# A Hugging Face cache snapshot's files are links into blobs/: they stand for those files;
 	# any other link out of the tree stays a link.
 	local hf=$TMP/hub/models--org--name

@@ -27,7 +27,9 @@
 /* Feature bits. A reader refuses a delta with an incompat bit it does not know. */
 #define SP_FEATURE_INCOMPAT_LOSSY (1ULL << 0) /* SP_CODEC_LOSSY chunks and auxiliary chunks */
 #define SP_FEATURE_INCOMPAT_PATCH (1ULL << 1) /* SP_CODEC_PATCH chunks */
-#define SP_FEATURE_INCOMPAT_SUPPORTED (SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH)
+#define SP_FEATURE_INCOMPAT_HISTORY (1ULL << 2) /* SP_CODEC_HISTORY chunks, the manifest's history */
+#define SP_FEATURE_INCOMPAT_SUPPORTED                                                            \
+	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large. By default a chunk of tensor data coded losslessly holds
@@ -65,6 +67,7 @@ enum sp_codec {
 	SP_CODEC_DELTA = 3, /* lossless delta against the base (codec_lossless.h), see sp_chunk */
 	SP_CODEC_LOSSY = 4, /* base + low rank + quantized residual (codec_lossy.h), approximate */
 	SP_CODEC_PATCH = 5, /* zstd against a window of a base file (codec_patch.h) */
+	SP_CODEC_HISTORY = 6, /* zstd with the delta's history as dictionary (codec_history.h) */
 	SP_CODEC_COUNT
 };
 
@@ -100,7 +103,8 @@ enum sp_dtype {
  * dtypes differ, then applies the residual in data; out_hash is the hash of the output. LOSSY
  * computes in f32 with BLAS, whose last bit may differ between machines: its out_hash is the
  * hash of its data followed by its base bytes. SP_CODEC_PATCH reads the window of base file
- * base_file at base_off whose length its data names (codec_patch.h).
+ * base_file at base_off whose length its data names (codec_patch.h). SP_CODEC_HISTORY reads
+ * the delta's history, which the manifest lists; its base_file is SP_NO_BASE.
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_history.h"
 #include "codec_lossless.h"
 #include "codec_patch.h"
 #include "dtype.h"
@@ -140,6 +141,24 @@ int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_
 	return 0;
 }
 
+int sp_chunk_encode_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			    const ZSTD_CDict *history, uint8_t *dst, size_t cap, int level)
+{
+	c->base_file = SP_NO_BASE;
+	c->base_off = 0;
+	if (sp_chunk_encode(cs, c, src, NULL, dst, cap, level))
+		return -1;
+	size_t hcap = ZSTD_compressBound(c->out_len);
+	uint8_t *p = sp_scratch_get(&cs->patch, hcap);
+	size_t n = p ? sp_history_encode(cs->cctx, history, src, c->out_len, p, hcap) : 0;
+	if (n && n < c->data_len && n <= cap) {
+		memcpy(dst, p, n);
+		c->codec = SP_CODEC_HISTORY;
+		c->data_len = (uint32_t)n;
+	}
+	return 0;
+}
+
 int sp_chunk_patch_window(const struct sp_chunk *c, const uint8_t *data, uint64_t *len)
 {
 	return sp_patch_window(data, c->data_len, len);
@@ -174,6 +193,10 @@ int sp_chunk_decode(struct sp_codecs *cs, const struct sp_chunk *c, const struct
 				       c->out_len / sp_dtype_size(c->dtype), &cs->lossy);
 	case SP_CODEC_PATCH:
 		return sp_patch_decode(cs->dctx, data, c->data_len, base, in->base_len, out, c->out_len);
+	case SP_CODEC_HISTORY:
+		return in->history ? sp_history_decode(cs->dctx, in->history, data, c->data_len, out,
+						       c->out_len)
+				   : -1;
 	default:
 		return -1;
 	}

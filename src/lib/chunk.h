@@ -36,10 +36,12 @@ int sp_chunk_encode(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *ft,
 		    const uint8_t *base, uint8_t *dst, size_t cap, int level);
 
 /* What decoding a chunk reads: its data, its base bytes (a PATCH chunk's window, whose length
- * its data names), and for LOSSY chunks with a low-rank part the auxiliary chunk it names. */
+ * its data names), for LOSSY chunks with a low-rank part the auxiliary chunk it names, and for
+ * HISTORY chunks the delta's history. */
 struct sp_chunk_in {
 	const uint8_t *data, *base, *aux;
 	size_t base_len, aux_len;
+	const ZSTD_DDict *history;
 };
 
 /* The bytes of base a PATCH chunk reads: its window. */
@@ -51,6 +53,11 @@ int sp_chunk_patch_window(const struct sp_chunk *c, const uint8_t *data, uint64_
 int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
 			  const uint8_t *window, size_t wlen, const uint8_t *same, uint8_t *dst,
 			  size_t cap, int level);
+
+/* Encodes src[0..c->out_len) as zstd or raw (as sp_chunk_encode without a base) or with the
+ * delta's history, whichever is smallest. */
+int sp_chunk_encode_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			    const ZSTD_CDict *history, uint8_t *dst, size_t cap, int level);
 
 /* Decodes a chunk from its inputs into out[0..c->out_len). Returns 0, or -1 when the data is
  * malformed. Does not check out_hash: the caller does. */

@@ -9,7 +9,7 @@
 #define WINDOW_LOG_MIN 10
 #define WINDOW_LOG_MAX 27
 
-static int window_log(size_t n)
+int sp_window_log(size_t n)
 {
 	int log = WINDOW_LOG_MIN;
 	while (((size_t)1 << log) < n && log < WINDOW_LOG_MAX)
@@ -26,7 +26,7 @@ size_t sp_patch_encode(ZSTD_CCtx *cctx, const uint8_t *window, size_t wlen, cons
 	memcpy(dst, &w, SP_PATCH_HEADER);
 	ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
 	ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-	ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window_log(wlen + n));
+	ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, sp_window_log(wlen + n));
 	ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, wlen >= LDM_FROM);
 	size_t z = ZSTD_isError(ZSTD_CCtx_refPrefix(cctx, window, wlen))
 			   ? (size_t)-1

@@ -20,6 +20,9 @@
 #define SP_PATCH_WINDOW_MAX (64u << 20)
 #define SP_PATCH_HEADER 8
 
+/* The zstd window log whose window holds n bytes, between zstd's least and the most its decoders
+ * accept by default. */
+int sp_window_log(size_t n);
 /* Compresses src[0..n) against window[0..wlen) into dst; 0 on error. */
 size_t sp_patch_encode(ZSTD_CCtx *cctx, const uint8_t *window, size_t wlen, const uint8_t *src,
 		       size_t n, uint8_t *dst, size_t cap, int level);

@@ -16,6 +16,7 @@
 #include "basefp.h"
 #include "cache.h"
 #include "chunk.h"
+#include "history.h"
 #include "sparse/util.h"
 #include "source.h"
 
@@ -195,6 +196,13 @@ struct sp_delta *sp_delta_open_file(const char *dir, const char *file, const cha
 	return src ? sp_delta_open_source(dir, file, src, base_dir, flags, err) : NULL;
 }
 
+/* A history segment's bytes (history.c reads them through here). */
+static int read_base(void *owner, uint32_t file, void *buf, uint64_t len, uint64_t off)
+{
+	const struct sp_delta *d = owner;
+	return d->base ? sp_pread_full(d->base[file].fd, buf, len, off) : -1;
+}
+
 struct sp_delta *sp_delta_open_source(const char *dir, const char *file, struct sp_source *src,
 				      const char *base_dir, unsigned flags, struct sp_err *err)
 {
@@ -211,7 +219,8 @@ struct sp_delta *sp_delta_open_source(const char *dir, const char *file, struct 
 		goto fail;
 	if (!(d->reported = calloc(d->sb.chunk_count + 1, 1)) ||
 	    !(d->base_ok = calloc(d->sb.chunk_count / 64 + 1, sizeof(*d->base_ok))) ||
-	    !(d->aux_cache = sp_cache_new(AUX_CACHE)))
+	    !(d->aux_cache = sp_cache_new(AUX_CACHE)) ||
+	    (d->m.history_len && !(d->history = sp_history_new(&d->m, read_base, d))))
 		goto no_memory;
 	if (!(flags & SP_OPEN_NO_BASE) && open_base(d, base_dir, flags, err))
 		goto fail;
@@ -234,6 +243,7 @@ void sp_delta_close(struct sp_delta *d)
 	free(d->reported);
 	free(d->base_ok);
 	sp_cache_free(d->aux_cache);
+	sp_history_free(d->history);
 	free(d->path);
 	free(d->dir);
 	free(d);
@@ -400,6 +410,9 @@ static const char *read_inputs(struct sp_delta *d, const struct sp_chunk *c, str
 	    (blen && sp_pread_full(d->base[c->base_file].fd, s->base.p, blen, c->base_off)))
 		return "cannot read the base";
 	*in = (struct sp_chunk_in){.data = s->data.p, .base = s->base.p, .base_len = blen};
+	const char *why = NULL;
+	if (c->codec == SP_CODEC_HISTORY && !(in->history = sp_history_dict(d->history, &why)))
+		return why;
 	return NULL;
 }
 

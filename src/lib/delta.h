@@ -7,6 +7,7 @@
 
 #include "manifest.h"
 
+struct sp_history;
 struct sp_source;
 
 struct sp_base_file {
@@ -30,6 +31,7 @@ struct sp_delta {
 	uint64_t *base_ok;         /* a bit per chunk: its base bytes matched its hash since the
 				    * base file was opened (atomic: reads run on many threads) */
 	struct sp_cache *aux_cache;
+	struct sp_history *history; /* HISTORY chunks' dictionary, or NULL without a history */
 };
 
 /* sp_delta_open of the delta file at file (the writer's temporary file, to verify it), as if it

@@ -94,6 +94,8 @@ static int write_tail(struct drive *d, struct sp_super *sb)
 		sb->feature_incompat |= SP_FEATURE_INCOMPAT_LOSSY;
 	if (t->patch)
 		sb->feature_incompat |= SP_FEATURE_INCOMPAT_PATCH;
+	if (t->history)
+		sb->feature_incompat |= SP_FEATURE_INCOMPAT_HISTORY;
 	if (t->naux)
 		sp_draft_set_aux(d->manifest, t->naux);
 	if (sp_draft_pack(d->manifest, META_LEVEL, &m, d->in->ft.dir, d->err))

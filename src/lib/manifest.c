@@ -9,6 +9,7 @@
 #include <uthash.h>
 #include <zstd.h>
 
+#include "codec_history.h"
 #include "dtype.h"
 
 /* Hashes travel as 16 hex digits: JSON numbers cannot hold 64 bits. */
@@ -166,6 +167,18 @@ void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match 
 void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks)
 {
 	add_u64(d->root, "aux_chunks", aux_chunks);
+}
+
+void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg)
+{
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history");
+	cJSON *js = cJSON_CreateObject();
+	if (!list)
+		list = cJSON_AddArrayToObject(d->root, "history");
+	add_u64(js, "file", seg->file);
+	add_u64(js, "off", seg->off);
+	add_u64(js, "len", seg->len);
+	cJSON_AddItemToArray(list, js);
 }
 
 int sp_draft_pack(const struct sp_manifest_draft *d, int level, struct sp_packed *out,
@@ -488,6 +501,30 @@ static int has_nul(const char *json, size_t len)
 	return 0;
 }
 
+/* The optional history (deltas without HISTORY chunks have none): segments of base files
+ * within them, at most SP_HISTORY_MAX bytes in all. */
+static const char *parse_history(const cJSON *list, struct sp_manifest *m)
+{
+	const cJSON *js;
+	uint64_t file;
+	if (!list)
+		return NULL;
+	if (!cJSON_IsArray(list) ||
+	    !(m->history = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*m->history))))
+		return cJSON_IsArray(list) ? "out of memory" : "a history that is not a list";
+	cJSON_ArrayForEach(js, list) {
+		struct sp_history_seg *h = &m->history[m->nhistory++];
+		if (get_u64(js, "file", &file) || get_u64(js, "off", &h->off) ||
+		    get_u64(js, "len", &h->len) || file >= m->nbase ||
+		    h->off > m->base[file].size || h->len > m->base[file].size - h->off ||
+		    h->len > SP_HISTORY_MAX - m->history_len)
+			return "a history segment outside its base file, or too long a history";
+		h->file = (uint32_t)file;
+		m->history_len += h->len;
+	}
+	return NULL;
+}
+
 /* Why the top level is wrong, or NULL. */
 static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const char **which)
 {
@@ -512,7 +549,7 @@ static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const 
 	if (cJSON_GetObjectItemCaseSensitive(m->root, "aux_chunks") &&
 	    get_u64(m->root, "aux_chunks", &m->aux_chunks))
 		return "aux_chunks";
-	return NULL;
+	return parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), m);
 }
 
 int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
@@ -549,6 +586,7 @@ void sp_manifest_free(struct sp_manifest *m)
 {
 	cJSON_Delete(m->root);
 	free(m->base);
+	free(m->history);
 	free(m->files);
 	for (size_t i = 0; m->tensors && i < m->nfiles; i++) {
 		free(m->tensors[i].t);

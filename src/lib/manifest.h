@@ -20,6 +20,12 @@ struct sp_base_fp {
 	uint64_t content_hash; /* XXH3-64 of the whole file */
 };
 
+/* A piece of the delta's history (codec_history.h): bytes [off, off + len) of a base file. */
+struct sp_history_seg {
+	uint32_t file; /* index into base */
+	uint64_t off, len;
+};
+
 /* The tensors a file lists: a safetensors file's (present), none for other files. */
 struct sp_file_tensors {
 	struct sp_tensor_info *t;
@@ -46,6 +52,9 @@ struct sp_manifest {
 	struct sp_file_tensors *tensors; /* per file */
 	size_t nfiles;
 	uint64_t aux_chunks; /* chunks after the files' chunks, shared by LOSSY chunks */
+	struct sp_history_seg *history; /* HISTORY chunks' dictionary, these concatenated */
+	size_t nhistory;
+	uint64_t history_len; /* their total, at most SP_HISTORY_MAX */
 };
 
 /* ---- writer side: the only code that knows the manifest's keys ---- */
@@ -54,7 +63,8 @@ struct sp_manifest_draft;
 /* A draft for a delta of this mode and largest chunk size (NULL: out of memory); then, in this
  * order: its base (path, relpath relative to the delta's folder or NULL, hub id or NULL), the
  * base files as they are fingerprinted and the output files as they are planned (each after its
- * tensors), the base match, the number of auxiliary chunks (when any). */
+ * tensors), the base match, the number of auxiliary chunks (when any); the history's segments
+ * whenever the base file they name has been added. */
 struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size);
 void sp_draft_free(struct sp_manifest_draft *d);
 void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char *relpath,
@@ -67,6 +77,7 @@ void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
 void sp_draft_add_file(struct sp_manifest_draft *d, const struct sp_file_info *f, int has_tensors);
 void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match *match);
 void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks);
+void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg);
 
 /* The manifest as the delta stores it: zstd-compressed JSON, data (len bytes) owned by the
  * caller. */

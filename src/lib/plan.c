@@ -17,6 +17,7 @@ struct segment {
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks of this tensor */
 	uint64_t unit; /* > 0: chunks hold whole multiples of these bytes (row groups) */
 	int tensor;    /* tensor data coded losslessly: chunks of o->tensor_chunk_size */
+	const ZSTD_CDict *history; /* a new file: coded against the delta's history */
 };
 
 /* The length of the chunk at s->off + done. A segment longer than a chunk starts with a
@@ -51,6 +52,7 @@ static int emit(struct sp_plan *pl, const struct segment *s)
 			.lossy = s->lossy,
 			.e0 = done / es,
 			.measure = pl->report != NULL,
+			.history = s->history,
 		};
 		if (s->base) {
 			j.base = s->base + done / es * bs;
@@ -338,10 +340,10 @@ static int usable(const struct sp_plan *pl, int i)
 	return i >= 0 && pl->in->base.files[i].size && !pl->in->base.files[i].link;
 }
 
-/* The base file f is patched against: the one the options map it to, the one at the same
- * path, the only one of its name elsewhere, or the most similar one; -1 for none, -2 when the
- * options name a base file that cannot be used. */
-static int match_base(struct sp_plan *pl, const struct sp_mfile *f)
+/* The base file that is f's counterpart by name: the one the options map it to, the one at the
+ * same path, or the only one of its name elsewhere; -1 for none, -2 when the options name a base
+ * file that cannot be used. */
+static int match_named(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	size_t n = strlen(f->name);
 	for (size_t k = 0; k < pl->o->nmap; k++)
@@ -356,9 +358,70 @@ static int match_base(struct sp_plan *pl, const struct sp_mfile *f)
 	int i = base_named(pl, f->name);
 	if (!usable(pl, i))
 		i = base_moved(pl, f->name);
-	if (!usable(pl, i) && f->size)
-		i = base_similar(pl, f);
 	return usable(pl, i) ? i : -1;
+}
+
+/* ---- new files: coded against the delta's history ---- */
+
+static int tensors_overlap(const struct sp_st *st)
+{
+	for (size_t i = 1; i < st->ntensors; i++)
+		if (st->tensors[i].off < st->tensors[i - 1].off + st->tensors[i - 1].size)
+			return 1;
+	return 0;
+}
+
+/* A file the plan codes against the history, if the delta has one: not safetensors, at most
+ * SMALL_FILE bytes (larger ones are patched against their likest base file), with no
+ * counterpart by name. */
+static int is_new(struct sp_plan *pl, const struct sp_mfile *f)
+{
+	return !f->link && f->size && f->size <= SMALL_FILE &&
+	       !(f->is_st && !tensors_overlap(&f->st)) && match_named(pl, f) == -1;
+}
+
+/* The sketch of every new file's content together: what the history should resemble. */
+static int new_files_sketch(struct sp_plan *pl, struct sp_sketch *want)
+{
+	struct sp_sketch one;
+	want->n = 0;
+	for (uint32_t i = 0; i < pl->in->ft.nfiles; i++) {
+		struct sp_mfile *f = &pl->in->ft.files[i];
+		if (!is_new(pl, f))
+			continue;
+		if (sp_model_map(&pl->in->ft, i, pl->err))
+			return -1;
+		sp_sketch(f->map, f->size, &one);
+		sp_sketch_merge(want, &one);
+	}
+	return 0;
+}
+
+/* The history, picked when the first new file needs it; *dict NULL when the base has none. */
+static int history(struct sp_plan *pl, const ZSTD_CDict **dict)
+{
+	struct sp_sketch want;
+	if (!pl->history_picked) {
+		pl->history_picked = 1;
+		if (new_files_sketch(pl, &want) ||
+		    sp_history_pick(pl->in, &want, META_LEVEL, &pl->history, pl->err))
+			return -1;
+		for (size_t k = 0; k < pl->history.nseg; k++) {
+			struct sp_history_seg seg = pl->history.seg[k];
+			if ((seg.file = base_index(pl, seg.file)) == SP_NO_BASE)
+				return -1;
+			sp_draft_add_history(pl->manifest, &seg);
+		}
+	}
+	*dict = pl->history.dict;
+	return 0;
+}
+
+static int emit_history(struct sp_plan *pl, const struct sp_mfile *f, const ZSTD_CDict *dict)
+{
+	struct segment s = {.off = 0, .len = f->size, .ft = f->map, .dtype = SP_DT_BYTES,
+			    .base_dtype = SP_DT_BYTES, .level = META_LEVEL, .history = dict};
+	return emit(pl, &s);
 }
 
 static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsize,
@@ -409,13 +472,18 @@ static int emit_patched(struct sp_plan *pl, const uint8_t *map, uint64_t off, ui
 static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	const char *kind = sp_compressed_kind(f->map, f->size);
-	int b = match_base(pl, f);
+	const ZSTD_CDict *dict = NULL;
+	int b = match_named(pl, f);
 	if (kind && pl->notes)
 		sp_log("%s: %s-compressed: a patch cannot see through the compression, so expect "
 		       "little saving",
 		       f->path, kind);
-	if (b == -2)
+	if (b == -2 || (is_new(pl, f) && history(pl, &dict)))
 		return -1;
+	if (dict)
+		return emit_history(pl, f, dict);
+	if (b < 0 && f->size)
+		b = base_similar(pl, f);
 	if (b < 0)
 		return emit_stored(pl, f->map, 0, f->size, SP_DT_BYTES,
 				   f->size <= SMALL_FILE ? META_LEVEL : pl->patch_level);
@@ -424,13 +492,6 @@ static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 
 /* ---- files ---- */
 
-static int tensors_overlap(const struct sp_st *st)
-{
-	for (size_t i = 1; i < st->ntensors; i++)
-		if (st->tensors[i].off < st->tensors[i - 1].off + st->tensors[i - 1].size)
-			return 1;
-	return 0;
-}
 
 /* The header (patched against the header of the base file of the same name, which differs
  * little), then each tensor in file order; bytes between tensors are stored. */
@@ -487,6 +548,8 @@ void sp_plan_fini(struct sp_plan *pl)
 {
 	free(pl->base_index);
 	free(pl->held);
+	sp_history_pick_free(&pl->history);
+	pl->history_picked = 0;
 	pl->base_index = NULL;
 	pl->held = NULL;
 }

@@ -5,6 +5,7 @@
 #ifndef SP_PLAN_H
 #define SP_PLAN_H
 
+#include "history_pick.h"
 #include "inputs.h"
 #include "manifest.h"
 #include "meter.h"
@@ -30,6 +31,8 @@ struct sp_plan {
 	uint32_t nbase;           /* base files in the manifest so far */
 	struct sp_base_match match; /* the fine-tune's tensors coded against the base */
 	void *held; /* adapter mode: converted bytes the queue points into */
+	struct sp_history_pick history; /* what new files are coded against */
+	int history_picked;
 };
 
 /* Readies p, whose caller's fields are set. */

@@ -74,6 +74,19 @@ double sp_sketch_similarity(const struct sp_sketch *a, const struct sp_sketch *b
 	return seen ? (double)both / (double)seen : 0;
 }
 
+void sp_sketch_merge(struct sp_sketch *into, const struct sp_sketch *s)
+{
+	struct sp_sketch u = {.n = 0};
+	size_t i = 0, j = 0;
+	while (u.n < SP_SKETCH_K && (i < into->n || j < s->n)) {
+		uint64_t a = i < into->n ? into->h[i] : UINT64_MAX, b = j < s->n ? s->h[j] : UINT64_MAX;
+		u.h[u.n++] = a < b ? a : b;
+		i += a <= b;
+		j += b <= a;
+	}
+	*into = u;
+}
+
 const char *sp_compressed_kind(const uint8_t *p, size_t len)
 {
 	static const struct {

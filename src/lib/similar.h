@@ -18,6 +18,8 @@ struct sp_sketch {
 void sp_sketch(const uint8_t *p, size_t len, struct sp_sketch *s);
 /* Estimated Jaccard similarity of the two anchor sets, 0 to 1. */
 double sp_sketch_similarity(const struct sp_sketch *a, const struct sp_sketch *b);
+/* Makes into the sketch of the union of its content and s's. */
+void sp_sketch_merge(struct sp_sketch *into, const struct sp_sketch *s);
 /* "gzip", "zstd", ... when p starts like a compressed file (patches cannot see through it). */
 const char *sp_compressed_kind(const uint8_t *p, size_t len);
 

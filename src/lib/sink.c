@@ -29,7 +29,7 @@ struct sp_sink {
 	atomic_size_t next_job;
 	struct chunks chunks, aux;
 	struct sp_lossy_stats stats; /* of the LOSSY chunks written since the last mark */
-	int lossy, patch;
+	int lossy, patch, history;
 };
 
 /* A LOSSY chunk: its hash covers its inputs, and its error goes to the report. */
@@ -65,6 +65,11 @@ static void encode_worker(void *arg, unsigned t)
 			continue;
 		}
 		j->c.out_hash = XXH3_64bits(j->ft, j->c.out_len);
+		if (j->history) {
+			j->rc = sp_chunk_encode_history(cs, &j->c, j->ft, j->history, j->dst,
+							j->dst_cap, j->level);
+			continue;
+		}
 		j->rc = j->window ? sp_chunk_encode_patch(cs, &j->c, j->ft, j->window, j->wlen,
 							  j->base, j->dst, j->dst_cap, j->level)
 				  : sp_chunk_encode(cs, &j->c, j->ft, j->base, j->dst, j->dst_cap,
@@ -145,6 +150,7 @@ int sp_sink_flush(struct sp_sink *s)
 		sp_meter_tick(s->meter, 0);
 		s->lossy |= j->c.codec == SP_CODEC_LOSSY;
 		s->patch |= j->c.codec == SP_CODEC_PATCH;
+		s->history |= j->c.codec == SP_CODEC_HISTORY;
 	}
 	s->njobs = 0;
 	return 0;
@@ -221,7 +227,8 @@ int sp_sink_finish(struct sp_sink *s, struct sp_sink_table *t)
 			return -1;
 		}
 	*t = (struct sp_sink_table){.chunks = s->chunks.v, .n = s->chunks.n, .naux = s->aux.n,
-				    .lossy = s->lossy, .patch = s->patch};
+				    .lossy = s->lossy, .patch = s->patch,
+				    .history = s->history};
 	return 0;
 }
 

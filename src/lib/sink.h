@@ -16,6 +16,7 @@ struct encode_job {
 	int level;
 	const uint8_t *window;               /* a base window to patch against, or NULL */
 	uint64_t wlen;
+	const ZSTD_CDict *history;           /* the delta's history to code against, or NULL */
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */
 	uint64_t e0;                         /* first element in it */
 	int measure;                         /* and its error wanted (a quality report) */
@@ -60,7 +61,7 @@ int sp_sink_since(struct sp_sink *s, struct sp_sink_mark mark, uint64_t *bytes,
 struct sp_sink_table {
 	const struct sp_chunk *chunks;
 	size_t n, naux;
-	int lossy, patch; /* a LOSSY chunk, a PATCH chunk is among them */
+	int lossy, patch, history; /* a LOSSY, PATCH, HISTORY chunk is among them */
 };
 /* Flushes and lists every chunk; s still owns the table. */
 int sp_sink_finish(struct sp_sink *s, struct sp_sink_table *t);

@@ -112,6 +112,15 @@ static const char *bad_patch(const struct sp_delta *d, const struct sp_chunk *c)
 	return c->data_len < 8 ? "patch chunk without its header" : NULL;
 }
 
+static const char *bad_history(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	if (!(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_HISTORY))
+		return "a history chunk in a delta that does not declare them";
+	if (!d->m.history_len)
+		return "a history chunk in a delta without a history";
+	return c->base_file != SP_NO_BASE ? "a history chunk that names a base file" : NULL;
+}
+
 /* Why chunk c cannot be trusted, or NULL. Every reader-visible field is bounded here. */
 static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 {
@@ -129,6 +138,8 @@ static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 		return "raw chunk of the wrong length";
 	if (c->codec == SP_CODEC_PATCH)
 		return bad_patch(d, c);
+	if (c->codec == SP_CODEC_HISTORY)
+		return bad_history(d, c);
 	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA && !lossy)
 		return NULL;
 	if (c->base_file >= d->m.nbase)

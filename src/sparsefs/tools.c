@@ -16,7 +16,8 @@
 #include "sparse/util.h"
 #include "sparse/sparse.h"
 
-static const char *codec_names[SP_CODEC_COUNT] = {"raw", "zstd", "base", "delta", "lossy", "patch"};
+static const char *codec_names[SP_CODEC_COUNT] = {"raw",   "zstd",  "base",   "delta",
+						   "lossy", "patch", "history"};
 
 /* Says why path failed; -1. */
 int tool_failed(const char *path, const char *what, int err)
