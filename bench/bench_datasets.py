@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Dataset deltas against what a user can do today. Prints figures, asserts nothing.
 
-usage: bench/bench_datasets.py BUILD_DIR [--large-mb 512]
+usage: bench/bench_datasets.py BUILD_DIR [--large-mb 512] [--tree NAME=BASE:DERIVED ...]
+                                [--no-python-trees]
 
 For each pair tests/gen_datasets.py writes: the derived tree's bytes; `zstd -19` of each derived
 file alone (summed); the archive-level patch available today (each tree tarred with sorted names
@@ -15,10 +16,18 @@ mksparse MB/s, and the median and p99 time of 200 random 4 KiB preads in the mid
 big file through a fresh mount (cold: page cache of the delta and base dropped first) and again
 (warm), beside the same reads of the plain derived file (cold: its page cache dropped; warm).
 
+Then real source trees, two releases each: every pair given with --tree, and the Python
+standard libraries this machine has (the .py files outside tests and site-packages of Debian's
+python3.11 and pyenv's 3.11.7, 3.12.1 and 3.13.0, and pyenv's pip 23.2.1 and 24.2, where
+installed): our delta against `zstd -19 --long=31` of the derived tree as one tar and the
+whole-tree patch-from, mksparse MB/s, and the median and p99 time of 4 KiB preads at random
+offsets of 200 random files of at most 128 KiB through a fresh mount (each decodes at most one
+pack of 256 KiB).
+
 Where mksparse fails, the row says n/a and what it printed follows the tables. Every mount is
 unmounted, every sparsefs ended and every temporary file removed, on errors and SIGTERM too.
 """
-import argparse, math, os, random, signal, statistics, subprocess, sys, tempfile, time
+import argparse, math, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "tests", "gen_datasets.py")
@@ -193,11 +202,115 @@ def bench_large(build, small_derived, large_mb, tmp, failures):
           flush=True)
 
 
+PYENV = os.path.expanduser("~/.pyenv/versions")
+PYTHON_TREES = [  # name, base, derived: releases this machine may have
+    ("stdlib 3.11.2 -> 3.11.7", "/usr/lib/python3.11", PYENV + "/3.11.7/lib/python3.11"),
+    ("stdlib 3.12.1 -> 3.13.0", PYENV + "/3.12.1/lib/python3.12", PYENV + "/3.13.0/lib/python3.13"),
+    ("pip 23.2.1 -> 24.2", PYENV + "/3.12.1/lib/python3.12/site-packages/pip",
+     PYENV + "/3.13.0/lib/python3.13/site-packages/pip"),
+]
+SKIP_DIRS = {"test", "tests", "site-packages", "dist-packages", "__pycache__"}
+
+
+def copy_sources(src, out):
+    """The .py files of src, outside test folders, installed packages and config-* folders."""
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("config-")
+                         and not os.path.islink(os.path.join(root, d)))
+        for f in files:
+            path = os.path.join(root, f)
+            if f.endswith(".py") and not os.path.islink(path):
+                dst = os.path.join(out, os.path.relpath(path, src))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copy2(path, dst)
+
+
+def python_trees(tmp):
+    """The PYTHON_TREES pairs this machine has, copied as (name, base, derived)."""
+    pairs = []
+    for i, (name, a, b) in enumerate(PYTHON_TREES):
+        if not (os.path.isdir(a) and os.path.isdir(b)):
+            continue
+        base, derived = os.path.join(tmp, f"py{i}", "base"), os.path.join(tmp, f"py{i}", "derived")
+        copy_sources(a, base)
+        copy_sources(b, derived)
+        pairs.append((name, base, derived))
+    return pairs
+
+
+def zstd_tree(derived, tmp):
+    """Bytes of `zstd -19 --long=31` of the derived tree as one tar: no base, no random access."""
+    dt, zt = os.path.join(tmp, "derived.tar"), os.path.join(tmp, "derived.tar.zst")
+    tar(derived, dt)
+    run("zstd", "-19", "-q", "-f", "--long=31", dt, "-o", zt)
+    size = os.path.getsize(zt)
+    os.remove(dt)
+    os.remove(zt)
+    return size
+
+
+def small_reads(build, delta, derived, tmp):
+    """'median / p99' us of 4 KiB preads of 200 random files of at most 128 KiB, each at a
+    random offset, through a fresh mount."""
+    rng = random.Random(2)
+    small = [f for f in files_of(derived) if 0 < os.path.getsize(f) <= 128 << 10]
+    picks = [rng.choice(small) for _ in range(READS)] if small else []
+    mnt, times = os.path.join(tmp, "mnt-tree"), []
+    with Mount(build, delta, mnt):
+        for f in picks:
+            path = os.path.join(mnt, os.path.relpath(f, derived))
+            off = rng.randrange(max(os.path.getsize(f) - READ_SIZE, 0) + 1)
+            times += preads(path, [off])
+    return med_p99(times) if len(times) > 1 else "n/a"
+
+
+def bench_tree(build, name, base, derived, tmp, failures):
+    """Prints the table row of one real pair of trees."""
+    der_b, n = size_of(derived), len(files_of(derived))
+    z, pf = zstd_tree(derived, tmp), patch_from(base, derived, tmp)
+    delta = os.path.join(tmp, "delta-tree")
+    shutil.rmtree(delta, ignore_errors=True)
+    ours, secs = mksparse(build, base, derived, delta)
+    if ours is None:
+        failures.append((name, secs))
+        print(f"| {name} | {n} | {der_b:,} | {z:,} | {pf:,} | n/a | n/a | n/a | n/a | n/a |")
+        return
+    reads = small_reads(build, delta, derived, tmp)
+    print(f"| {name} | {n} | {der_b:,} | {z:,} | {pf:,} | {ours:,} | {pf / z:.3f} | "
+          f"{ours / z:.3f} | {ours / pf:.3f} | {der_b / secs / 1e6:.1f} | {reads} |", flush=True)
+
+
+def bench_trees(build, trees, tmp, failures):
+    """The table of real source trees."""
+    if not trees:
+        return
+    print("\nReal source trees, two releases each; zstd-19 is `zstd -19 --long=31` of the derived "
+          "tree as one tar; 4 KiB reads of small files through a fresh mount, median / p99 us.\n")
+    print("| pair | files | derived B | zstd-19 B | patch-from B | ours B | patch-from/zstd-19 "
+          "| ours/zstd-19 | ours/patch-from | mksparse MB/s | 4 KiB reads |")
+    print("|" + "---|" * 11)
+    for name, base, derived in trees:
+        bench_tree(build, name, base, derived, tmp, failures)
+
+
+def tree_arg(text):
+    """NAME=BASE:DERIVED -> (name, base, derived)."""
+    name, _, dirs = text.partition("=")
+    base, _, derived = dirs.partition(":")
+    if not (name and os.path.isdir(base) and os.path.isdir(derived)):
+        raise argparse.ArgumentTypeError(f"{text}: not NAME=BASE_DIR:DERIVED_DIR")
+    return name, os.path.abspath(base), os.path.abspath(derived)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("build")
     ap.add_argument("--large-mb", type=int, default=512,
                     help="MiB of the large case's derived file (0 skips it)")
+    ap.add_argument("--tree", type=tree_arg, action="append", default=[],
+                    help="NAME=BASE:DERIVED, a real pair of trees (repeatable)")
+    ap.add_argument("--no-python-trees", action="store_true",
+                    help="skip the Python standard library pairs")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # run the cleanups on SIGTERM too
@@ -218,6 +331,8 @@ def main():
             print("|" + "---|" * 9)
             bench_large(build, os.path.join(data, "jsonl", "derived", "train.jsonl"),
                         args.large_mb, tmp, failures)
+        trees = args.tree + ([] if args.no_python_trees else python_trees(tmp))
+        bench_trees(build, trees, tmp, failures)
     for case, message in failures:
         print(f"\nmksparse failed on {case}: {message}")
 

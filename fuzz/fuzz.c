@@ -98,8 +98,10 @@ static uint8_t *fix_image(const uint8_t *data, size_t size, size_t *out_len)
 	sb.manifest_raw_len = raw;
 	sb.manifest_hash = XXH3_64bits(img + moff, z);
 	sb.file_size = moff + z;
-	uint64_t tbytes = sb.chunk_count * sizeof(struct sp_chunk);
-	if (sb.chunk_count <= moff / sizeof(struct sp_chunk) && sb.chunk_table_off <= moff - tbytes)
+	uint64_t tbytes = sb.feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE
+				  ? sb.chunk_table_len
+				  : sb.chunk_count * sizeof(struct sp_chunk);
+	if (tbytes <= moff && sb.chunk_table_off <= moff - tbytes)
 		sb.chunk_table_hash = XXH3_64bits(img + sb.chunk_table_off, tbytes);
 	sb.super_hash = XXH3_64bits(&sb, offsetof(struct sp_super, super_hash));
 	memcpy(img, &sb, sizeof(sb));

@@ -2,7 +2,7 @@
 /*
  * sparse-fuzz-corpus FUZZ_DIR: writes the fuzz targets' seeds. A tiny model pair (every codec's
  * case: perturbed floats, a dtype change, an unchanged tensor, a new one, an edited text file,
- * a new text file)
+ * two new text files)
  * goes into FUZZ_DIR/model/base and a temporary fine-tune; its lossless and quant deltas into
  * FUZZ_DIR/model/{lossless,quant}; and from them FUZZ_DIR/corpus/<target>/ for each target, in
  * the input layout that target's comment gives.
@@ -163,11 +163,13 @@ static void model_pair(const char *base_dir, const char *ft_dir)
 		snprintf(path, sizeof(path), "%s/config.json", edit ? ft_dir : base_dir);
 		write_file(path, "{\"model_type\": \"fuzz\"}\n", 23);
 	}
-	rng = saved;
-	char *t = text(300, 1); /* a new file: its words are the base's, coded against the history */
-	snprintf(path, sizeof(path), "%s/notes.txt", ft_dir);
-	write_file(path, t, strlen(t));
-	free(t);
+	for (int i = 0; i < 2; i++) { /* new files of the base's words: a pack, on the history */
+		rng = saved + (uint64_t)i;
+		char *t = text(300, 1);
+		snprintf(path, sizeof(path), "%s/notes%d.txt", ft_dir, i);
+		write_file(path, t, strlen(t));
+		free(t);
+	}
 	for (int i = 0; i < 6; i++)
 		free(b[i].data);
 	for (int i = 0; i < 7; i++)

@@ -9,26 +9,35 @@ usage: delta_reader.py DELTA_DIR     prints {"file", "index", "codec", "out_off"
 """
 import json, os, struct, subprocess, sys
 
-SUPER = struct.Struct("<8sIIQQQQQQQQQQ24sQ")
+SUPER = struct.Struct("<8sIIQQQQQQQQQQQ16sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
-CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history"]
-KNOWN_INCOMPAT = 0x7  # lossy chunks and auxiliary chunks; patch chunks; history chunks
+CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history", "slice"]
+KNOWN_INCOMPAT = 0x3f  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps
+ZTABLE = 0x10
+
+
+def unzstd(frame):
+    """The bytes one zstd frame holds."""
+    return subprocess.run(["zstd", "-dc"], input=frame, capture_output=True, check=True).stdout
 
 
 def main():
     path = os.path.join(sys.argv[1], "delta.sparse")
     data = open(path, "rb").read()
     (magic, version, super_size, _compat, incompat, table_off, count, _table_hash, man_off,
-     man_len, man_raw, _man_hash, file_size, _reserved, _super_hash) = SUPER.unpack_from(data)
+     man_len, man_raw, _man_hash, file_size, table_len, _reserved,
+     _super_hash) = SUPER.unpack_from(data)
     assert magic == b"SPRSDLT\x1a" and version == 1 and super_size == 128, "bad superblock"
     assert incompat & ~KNOWN_INCOMPAT == 0 and file_size == len(data), "bad superblock fields"
-    manifest = json.loads(subprocess.run(["zstd", "-dc"], input=data[man_off:man_off + man_len],
-                                         capture_output=True, check=True).stdout)
+    manifest = json.loads(unzstd(data[man_off:man_off + man_len]))
     assert len(json.dumps(manifest)) > 0 and manifest["version"] == 1
+    table = data[table_off:table_off + count * CHUNK.size]
+    if incompat & ZTABLE:
+        table = unzstd(data[table_off:table_off + table_len])
     for f in manifest["files"]:
         for k in range(f["first_chunk"], f["first_chunk"] + f["chunk_count"]):
             (out_off, data_off, base_off, _h, out_len, data_len, base_file, codec, _dt, _bdt,
-             _r) = CHUNK.unpack_from(data, table_off + k * CHUNK.size)
+             _r) = CHUNK.unpack_from(table, k * CHUNK.size)
             print(json.dumps({"file": f["name"], "index": k, "codec": CODECS[codec],
                               "out_off": out_off, "out_len": out_len, "data_off": data_off,
                               "data_len": data_len, "base_file": base_file,

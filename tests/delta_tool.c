@@ -33,6 +33,12 @@ struct delta {
 	struct sp_chunk *chunks;
 };
 
+/* The chunk table as stored: raw records, or (ZTABLE) one zstd frame of them. */
+static int framed(const struct delta *d)
+{
+	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
+}
+
 static void load(const char *dir, struct delta *d)
 {
 	char path[4096];
@@ -42,19 +48,50 @@ static void load(const char *dir, struct delta *d)
 	if (pread(d->fd, &d->sb, sizeof(d->sb), 0) != sizeof(d->sb))
 		die("superblock");
 	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk);
-	if (!(d->chunks = malloc(bytes + 1)) ||
-	    pread(d->fd, d->chunks, bytes, (off_t)d->sb.chunk_table_off) != (ssize_t)bytes)
+	size_t stored = framed(d) ? d->sb.chunk_table_len : bytes;
+	uint8_t *z = malloc(stored + 1);
+	if (!(d->chunks = malloc(bytes + 1)) || !z ||
+	    pread(d->fd, z, stored, (off_t)d->sb.chunk_table_off) != (ssize_t)stored)
 		die("chunk table");
+	if (!framed(d))
+		memcpy(d->chunks, z, bytes);
+	else if (ZSTD_decompress(d->chunks, bytes, z, stored) != bytes)
+		die("chunk table frame");
+	free(z);
+}
+
+/* Writes the chunk table back where it was: a frame goes at the same offset, and the manifest
+ * moves up or down behind it (the file is cut or grown to fit). */
+static void put_table(struct delta *d)
+{
+	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk), cap = ZSTD_compressBound(bytes);
+	uint8_t *z = malloc(cap), *man = malloc(d->sb.manifest_len + 1);
+	size_t len = framed(d) ? ZSTD_compress(z, cap, d->chunks, bytes, 19) : bytes;
+	if (!z || !man || ZSTD_isError(len) ||
+	    pread(d->fd, man, d->sb.manifest_len, (off_t)d->sb.manifest_off) !=
+		    (ssize_t)d->sb.manifest_len)
+		die("chunk table");
+	const void *table = framed(d) ? (const void *)z : (const void *)d->chunks;
+	d->sb.chunk_table_hash = XXH3_64bits(table, len);
+	if (framed(d))
+		d->sb.chunk_table_len = len;
+	d->sb.manifest_off = d->sb.chunk_table_off + len;
+	d->sb.file_size = d->sb.manifest_off + d->sb.manifest_len;
+	if (pwrite(d->fd, table, len, (off_t)d->sb.chunk_table_off) != (ssize_t)len ||
+	    pwrite(d->fd, man, d->sb.manifest_len, (off_t)d->sb.manifest_off) !=
+		    (ssize_t)d->sb.manifest_len ||
+	    ftruncate(d->fd, (off_t)d->sb.file_size))
+		die("write");
+	free(z);
+	free(man);
 }
 
 /* Hashes the chunk table and the superblock and writes both back. */
 static void seal(struct delta *d)
 {
-	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk);
-	d->sb.chunk_table_hash = XXH3_64bits(d->chunks, bytes);
+	put_table(d);
 	d->sb.super_hash = XXH3_64bits(&d->sb, offsetof(struct sp_super, super_hash));
-	if (pwrite(d->fd, d->chunks, bytes, (off_t)d->sb.chunk_table_off) != (ssize_t)bytes ||
-	    pwrite(d->fd, &d->sb, sizeof(d->sb), 0) != sizeof(d->sb))
+	if (pwrite(d->fd, &d->sb, sizeof(d->sb), 0) != sizeof(d->sb))
 		die("write");
 	close(d->fd);
 	free(d->chunks);

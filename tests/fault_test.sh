@@ -94,8 +94,8 @@ import struct, sys
 f = open(sys.argv[1] + "/delta.sparse", "rb").read(128)
 names = ["magic", "version", "super_size", "feature_compat", "feature_incompat", "chunk_table_off",
          "chunk_count", "chunk_table_hash", "manifest_off", "manifest_len", "manifest_raw_len",
-         "manifest_hash", "file_size", "reserved", "super_hash"]
-print(dict(zip(names, struct.unpack("<8sIIQQQQQQQQQQ24sQ", f)))[sys.argv[2]])' "$1" "$2"
+         "manifest_hash", "file_size", "chunk_table_len", "reserved", "super_hash"]
+print(dict(zip(names, struct.unpack("<8sIIQQQQQQQQQQQ16sQ", f)))[sys.argv[2]])' "$1" "$2"
 }
 
 # DIR PYTHON: runs PYTHON on the manifest m (a dict; files f = m["files"]), then writes it back

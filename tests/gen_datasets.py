@@ -20,7 +20,7 @@ Writes OUT_DIR/<case>/base and OUT_DIR/<case>/derived for each case:
   gz         train.jsonl.gz, a gzip'd question-answer set, and its gzip'd v2
   split      a source-like tree of 120 small files, and its next release: some files edited,
              some split in two or merged under new names, new files made of parts of several
-             base files, a few wholly new ones (content that moved between files)
+             base files, a few wholly new ones, one larger (content that moved between files)
 
 The text is real: this machine's license texts, package copyright files and man pages. It is
 deterministic for a given machine (fixed seed, sorted file lists) and uses the standard library
@@ -391,7 +391,8 @@ def gen_renames(corpus, out):
 def gen_split(corpus, out):
     """The split case: 120 files of 2-20 KiB of man page text in 6 directories; in the derived
     tree a third unchanged, a sixth edited, ten split in two and ten pairs merged under new
-    names, ten new files of paragraphs taken from three base files each, five wholly new."""
+    names, ten new files of paragraphs taken from three base files each, five wholly new, and a
+    larger one (about 300 KiB) joining every fourth base file."""
     base, derived = pair_dirs(out, "split")
     rng = random.Random(SEED + 4)
     paras = [p for _, p in corpus.paragraphs]
@@ -429,6 +430,8 @@ def gen_split(corpus, out):
         body = paras[k % len(paras):k % len(paras) + 8]
         k += 8
         write(os.path.join(derived, "new/fresh%d.txt" % i), "\n\n".join(body) + "\n")
+    body = [p for rel in sorted(files)[::4] for p in files[rel]]
+    write(os.path.join(derived, "new/all.txt"), "\n\n".join(body) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------

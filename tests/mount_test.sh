@@ -259,20 +259,24 @@ for d, dirs, files in os.walk(orig):
             raise SystemExit(f"{b}: mode {oct(os.stat(b).st_mode)}")' "$1" "$2"
 }
 
-# The split case's new files are coded against the history (base files they took parts of);
-# over a base whose content changed since the mount, reading one is EIO, never other bytes.
+# The split case's small files are packed, its larger new file coded against the history (base
+# files they took parts of); over a base whose content changed since the mount, reading one is
+# EIO, never other bytes.
 split_history() {
-	local b=$TMP/split-base m=$TMP/mnt-split
-	[[ $("$SPARSEFS" --info "$TMP/ds-split") =~ " history "[1-9] ]] ||
-		fail "the split case's new files are not coded against the history"
+	local b=$TMP/split-base m=$TMP/mnt-split f info
+	info=$("$SPARSEFS" --info "$TMP/ds-split")
+	[[ $info =~ " history "[1-9] && $info =~ " slice "[1-9] ]] ||
+		fail "the split case is not coded against the history, or not packed: $info"
 	cp -r "$TMP/ds/split/base" "$b"
 	mount_fg "$TMP/ds-split" "$m" -o base="$b"
 	# In place, after the mount checked the base: the first paragraphs of every base file.
 	find "$b" -type f -exec dd if=/dev/zero of={} bs=1 seek=50 count=200 conv=notrunc status=none \;
-	if cat "$m/new/mix0.txt" >/dev/null 2>"$TMP/split.err"; then
-		fail "a history-coded file read over a changed base"
-	fi
-	grep -q "Input/output error" "$TMP/split.err" || fail "changed base: $(cat "$TMP/split.err")"
+	for f in new/mix0.txt new/all.txt; do
+		if cat "$m/$f" >/dev/null 2>"$TMP/split.err"; then
+			fail "$f read over a changed base"
+		fi
+		grep -q "Input/output error" "$TMP/split.err" || fail "$f: $(cat "$TMP/split.err")"
+	done
 	unmount "$m"
 	echo "ok: history chunks are EIO over a changed base"
 }

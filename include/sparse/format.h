@@ -6,7 +6,8 @@
  *
  *   offset 0              struct sp_super (128 bytes)
  *   ...                   encoded chunk data, referenced by the chunk table
- *   chunk_table_off       struct sp_chunk[chunk_count]
+ *   chunk_table_off       struct sp_chunk[chunk_count] (with SP_FEATURE_INCOMPAT_ZTABLE: one
+ *                         zstd frame of them, chunk_table_len bytes)
  *   manifest_off          one zstd frame holding the JSON manifest
  *
  * All integers are little-endian. Every structure carries or is covered by an XXH3-64 hash,
@@ -28,8 +29,12 @@
 #define SP_FEATURE_INCOMPAT_LOSSY (1ULL << 0) /* SP_CODEC_LOSSY chunks and auxiliary chunks */
 #define SP_FEATURE_INCOMPAT_PATCH (1ULL << 1) /* SP_CODEC_PATCH chunks */
 #define SP_FEATURE_INCOMPAT_HISTORY (1ULL << 2) /* SP_CODEC_HISTORY chunks, the manifest's history */
+#define SP_FEATURE_INCOMPAT_PACK (1ULL << 3) /* SP_CODEC_SLICE chunks of auxiliary packs */
+#define SP_FEATURE_INCOMPAT_ZTABLE (1ULL << 4) /* the chunk table is one zstd frame */
+#define SP_FEATURE_INCOMPAT_WHOLEFP (1ULL << 5) /* small base files: a content hash alone */
 #define SP_FEATURE_INCOMPAT_SUPPORTED                                                            \
-	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY)
+	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY |    \
+	 SP_FEATURE_INCOMPAT_PACK | SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large. By default a chunk of tensor data coded losslessly holds
@@ -48,13 +53,14 @@ struct sp_super {
 	uint64_t feature_incompat;
 	uint64_t chunk_table_off;
 	uint64_t chunk_count;
-	uint64_t chunk_table_hash; /* XXH3-64 of the chunk table bytes */
+	uint64_t chunk_table_hash; /* XXH3-64 of the chunk table bytes, as stored */
 	uint64_t manifest_off;
 	uint64_t manifest_len;     /* compressed length */
 	uint64_t manifest_raw_len; /* JSON length */
 	uint64_t manifest_hash;    /* XXH3-64 of the compressed manifest */
 	uint64_t file_size;        /* size of delta.sparse: catches truncation */
-	uint8_t reserved[24];      /* zero */
+	uint64_t chunk_table_len;  /* SP_FEATURE_INCOMPAT_ZTABLE: the frame's length; else 0 */
+	uint8_t reserved[16];      /* zero */
 	uint64_t super_hash;       /* XXH3-64 of the 120 bytes above */
 };
 static_assert(sizeof(struct sp_super) == 128, "sp_super is 128 bytes on disk");
@@ -68,6 +74,7 @@ enum sp_codec {
 	SP_CODEC_LOSSY = 4, /* base + low rank + quantized residual (codec_lossy.h), approximate */
 	SP_CODEC_PATCH = 5, /* zstd against a window of a base file (codec_patch.h) */
 	SP_CODEC_HISTORY = 6, /* zstd with the delta's history as dictionary (codec_history.h) */
+	SP_CODEC_SLICE = 7,   /* output equals bytes [base_off, +out_len) of a pack; no data */
 	SP_CODEC_COUNT
 };
 
@@ -95,8 +102,9 @@ enum sp_dtype {
 /*
  * One chunk of an output file. The chunks of a file are consecutive in the table, sorted by
  * out_off, and cover the file exactly. After the files' chunks come the manifest's aux_chunks
- * auxiliary chunks (RAW or ZSTD, out_off 0), which belong to no file: data that the LOSSY
- * chunks of a tensor share.
+ * auxiliary chunks (RAW or ZSTD, or HISTORY, out_off 0), which belong to no file: data that the
+ * LOSSY chunks of a tensor share, or a pack: small files coded together, each file a SLICE
+ * chunk of it.
  *
  * SP_CODEC_DELTA and SP_CODEC_LOSSY read base_len bytes of base file base_file at base_off,
  * holding elements of base_dtype. DELTA converts them to dtype (round to nearest even) when the
@@ -104,7 +112,8 @@ enum sp_dtype {
  * computes in f32 with BLAS, whose last bit may differ between machines: its out_hash is the
  * hash of its data followed by its base bytes. SP_CODEC_PATCH reads the window of base file
  * base_file at base_off whose length its data names (codec_patch.h). SP_CODEC_HISTORY reads
- * the delta's history, which the manifest lists; its base_file is SP_NO_BASE.
+ * the delta's history, which the manifest lists; its base_file is SP_NO_BASE. SP_CODEC_SLICE
+ * copies out_len bytes at base_off of auxiliary chunk number base_file (0 is the first).
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

@@ -90,6 +90,10 @@ int sp_fp_check_quick(int fd, const struct sp_base_fp *fp, const char *path, str
 	uint64_t h;
 	if (fd_size(fd) != fp->size)
 		return mismatch(path, "the size", err);
+	if (fp->whole)
+		return sp_fp_hash_range(fd, 0, fp->size, &h) || h != fp->content_hash
+			       ? mismatch(path, "the content", err)
+			       : 0;
 	if (sp_fp_hash_range(fd, 0, fp->header_len, &h) || h != fp->header_hash)
 		return mismatch(path, "the header", err);
 	if (hash_samples(fd, fp->size, &h) || h != fp->sample_hash)

@@ -416,8 +416,9 @@ static const char *read_inputs(struct sp_delta *d, const struct sp_chunk *c, str
 	return NULL;
 }
 
-/* An auxiliary chunk (RAW or ZSTD) into out. It is fetched in the middle of decoding a LOSSY
- * chunk, so it keeps off the thread's scratch buffers, which hold that chunk's inputs. */
+/* An auxiliary chunk (RAW, ZSTD or HISTORY) into out. It is fetched in the middle of decoding a
+ * LOSSY or SLICE chunk, so it keeps off the thread's scratch buffers, which hold that chunk's
+ * inputs. */
 static int decode_aux(void *owner, uint64_t idx, void *out)
 {
 	struct sp_delta *d = owner;
@@ -425,9 +426,11 @@ static int decode_aux(void *owner, uint64_t idx, void *out)
 	struct scratch *s = scratch_get();
 	uint8_t *data = malloc(c->data_len + 1);
 	struct sp_chunk_in in = {.data = data};
-	if (!s || !data || sp_source_pread(d->src, data, c->data_len, c->data_off)) {
+	const char *why = s && data ? CANNOT_READ : "out of memory";
+	if (!s || !data || sp_source_pread(d->src, data, c->data_len, c->data_off) ||
+	    (c->codec == SP_CODEC_HISTORY && !(in.history = sp_history_dict(d->history, &why)))) {
 		free(data);
-		return chunk_failed(d, idx, s && data ? CANNOT_READ : "out of memory");
+		return chunk_failed(d, idx, why);
 	}
 	int rc = sp_chunk_decode(&s->cs, c, &in, out);
 	free(data);
@@ -462,6 +465,24 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s,
 	if (held)
 		sp_cache_release(d->aux_cache, held);
 	return rc ? chunk_failed(d, idx, "does not decode (damaged delta)") : 0;
+}
+
+/* A SLICE chunk: its bytes of the pack it names, decoded once into the delta's own cache. */
+static int decode_slice(struct sp_delta *d, uint64_t idx, void *out)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	uint64_t k = d->sb.chunk_count - d->m.aux_chunks + c->base_file;
+	struct sp_cache_entry *held = NULL;
+	int rc = 0;
+	const uint8_t *pack = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,
+					   &held, &rc);
+	if (!pack)
+		return rc;
+	memcpy(out, pack + c->base_off, c->out_len);
+	sp_cache_release(d->aux_cache, held);
+	if (XXH3_64bits(out, c->out_len) != c->out_hash)
+		return chunk_failed(d, idx, "checksum mismatch (damaged delta)");
+	return 0;
 }
 
 /* Base chunk k's bytes, read since its base file was opened, matched its hash. */
@@ -510,6 +531,8 @@ int sp_delta_decode_chunk(struct sp_delta *d, uint64_t idx, void *out)
 	const char *why;
 	if (!s)
 		return chunk_failed(d, idx, "out of memory");
+	if (c->codec == SP_CODEC_SLICE)
+		return decode_slice(d, idx, out);
 	if (c->base_file != SP_NO_BASE && !d->base)
 		return chunk_failed(d, idx, "the base is not open");
 	if (c->codec == SP_CODEC_BASE)

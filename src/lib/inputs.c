@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "basefp.h"
+#include "history_pick.h"
 
 /* What a mount checks of a base file that is not safetensors: its first bytes. */
 #define FP_HEAD 4096
@@ -62,6 +63,9 @@ void sp_inputs_close(struct sp_inputs *in)
 	for (size_t i = 0; in->sketches && i < in->base.nfiles; i++)
 		free(in->sketches[i]);
 	free(in->sketches);
+	if (in->history)
+		sp_history_pick_free(in->history);
+	free(in->history);
 	for (size_t i = 0; in->factors && i < in->ft.nfiles; i++) {
 		for (size_t k = 0; in->factors[i] && k < in->ft.files[i].st.ntensors; k++)
 			sp_lossy_factors_free(&in->factors[i][k]);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* What a write reads: the base, the fine-tune (or, for an adapter, the base again and the
  * adapter), and what is computed of them once however many times the write runs (a size budget
- * runs it a dozen times): the base files' fingerprints and content sketches, and the low-rank
- * factors of lossy tensors. */
+ * runs it a dozen times): the base files' fingerprints and content sketches, the low-rank
+ * factors of lossy tensors, and the history new files are coded against. */
 #ifndef SP_INPUTS_H
 #define SP_INPUTS_H
 
@@ -12,6 +12,8 @@
 #include "model.h"
 #include "similar.h"
 
+struct sp_history_pick;
+
 struct sp_inputs {
 	struct sp_model base, ft;
 	struct sp_lora *lora; /* adapter mode: the fine-tune is the base plus these */
@@ -19,6 +21,7 @@ struct sp_inputs {
 	uint8_t *fp_done;
 	struct sp_sketch **sketches; /* per base file, once computed */
 	struct sp_lossy_factors **factors; /* per fine-tune file and tensor, when kept */
+	struct sp_history_pick *history;   /* the history, once the plan picked one */
 };
 
 /* Opens base_dir and ft_dir, and with adapter_dir (then ft_dir is the base) the adapter. With

@@ -40,9 +40,11 @@ static cJSON *base_fp_json(const struct sp_base_fp *fp)
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "name", fp->name);
 	add_u64(js, "size", fp->size);
-	add_u64(js, "header_len", fp->header_len);
-	cJSON_AddItemToObject(js, "header_hash", json_hash(fp->header_hash));
-	cJSON_AddItemToObject(js, "sample_hash", json_hash(fp->sample_hash));
+	if (fp->size > SP_FP_WHOLE_MAX) {
+		add_u64(js, "header_len", fp->header_len);
+		cJSON_AddItemToObject(js, "header_hash", json_hash(fp->header_hash));
+		cJSON_AddItemToObject(js, "sample_hash", json_hash(fp->sample_hash));
+	}
 	cJSON_AddItemToObject(js, "content_hash", json_hash(fp->content_hash));
 	return js;
 }
@@ -224,13 +226,20 @@ static const char *get_str(const cJSON *obj, const char *key)
 static int parse_base_fp(const cJSON *js, struct sp_base_fp *fp)
 {
 	const char *name = get_str(js, "name");
-	if (!name || get_u64(js, "size", &fp->size) || get_u64(js, "header_len", &fp->header_len) ||
-	    json_get_hash(js, "header_hash", &fp->header_hash) ||
-	    json_get_hash(js, "sample_hash", &fp->sample_hash) ||
+	fp->whole = !cJSON_GetObjectItemCaseSensitive(js, "header_hash") &&
+		    !cJSON_GetObjectItemCaseSensitive(js, "header_len") &&
+		    !cJSON_GetObjectItemCaseSensitive(js, "sample_hash");
+	if (!name || get_u64(js, "size", &fp->size) ||
 	    json_get_hash(js, "content_hash", &fp->content_hash))
 		return -1;
 	fp->name = (char *)name;
-	return 0;
+	if (fp->whole)
+		return fp->size <= SP_FP_WHOLE_MAX ? 0 : -1;
+	return get_u64(js, "header_len", &fp->header_len) ||
+			       json_get_hash(js, "header_hash", &fp->header_hash) ||
+			       json_get_hash(js, "sample_hash", &fp->sample_hash)
+		       ? -1
+		       : 0;
 }
 
 /* A file name must stay inside the mount: relative, no "." or ".." parts, no empty parts. */

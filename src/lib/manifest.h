@@ -18,7 +18,13 @@ struct sp_base_fp {
 	uint64_t header_len;
 	uint64_t sample_hash;  /* XXH3-64 of SP_FP_SAMPLES blocks spread over the file */
 	uint64_t content_hash; /* XXH3-64 of the whole file */
+	int whole; /* read: only content_hash was recorded (a small file), so the quick check
+		    * hashes the file whole */
 };
+
+/* Base files up to this size are fingerprinted by their content hash alone: their quick check
+ * (header and samples) would read about as much. */
+#define SP_FP_WHOLE_MAX (64u << 10)
 
 /* A piece of the delta's history (codec_history.h): bytes [off, off + len) of a base file. */
 struct sp_history_seg {

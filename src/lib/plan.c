@@ -361,7 +361,12 @@ static int match_named(struct sp_plan *pl, const struct sp_mfile *f)
 	return usable(pl, i) ? i : -1;
 }
 
-/* ---- new files: coded against the delta's history ---- */
+/* ---- small files: new ones coded against the history, and packed with changed ones ---- */
+
+/* Packs pay from two files on: each shares what zstd learnt from the others. */
+#define PACK_MIN 2
+
+enum small_kind { SMALL_OTHER, SMALL_NEW, SMALL_CHANGED };
 
 static int tensors_overlap(const struct sp_st *st)
 {
@@ -371,56 +376,133 @@ static int tensors_overlap(const struct sp_st *st)
 	return 0;
 }
 
-/* A file the plan codes against the history, if the delta has one: not safetensors, at most
- * SMALL_FILE bytes (larger ones are patched against their likest base file), with no
- * counterpart by name. */
-static int is_new(struct sp_plan *pl, const struct sp_mfile *f)
+/* A file planned as bytes (not as safetensors), with some. */
+static int plain_bytes(const struct sp_mfile *f)
 {
-	return !f->link && f->size && f->size <= SMALL_FILE &&
-	       !(f->is_st && !tensors_overlap(&f->st)) && match_named(pl, f) == -1;
+	return !f->link && f->size && !(f->is_st && !tensors_overlap(&f->st));
 }
 
-/* The sketch of every new file's content together: what the history should resemble. */
-static int new_files_sketch(struct sp_plan *pl, struct sp_sketch *want)
+/* The largest file that joins a pack: a SLICE chunk is at most a chunk. */
+static uint64_t pack_file_max(const struct sp_plan *pl)
+{
+	return pl->o->chunk_size < SP_PACK_FILE_MAX ? pl->o->chunk_size : SP_PACK_FILE_MAX;
+}
+
+/* What file i is: NEW (at most SMALL_FILE bytes, no counterpart by name: larger ones are patched
+ * against their likest base file), CHANGED (small enough for a pack, and not its
+ * counterpart's), or OTHER; -1 when it cannot be read. */
+static int kind_of(struct sp_plan *pl, uint32_t i)
+{
+	const struct sp_mfile *f = &pl->in->ft.files[i];
+	int b = plain_bytes(f) && f->size <= SMALL_FILE ? match_named(pl, f) : -2;
+	if (b == -2 || (b >= 0 && f->size > pack_file_max(pl)))
+		return SMALL_OTHER;
+	if (sp_model_map(&pl->in->ft, i, pl->err) ||
+	    (b >= 0 && sp_model_map(&pl->in->base, (uint32_t)b, pl->err)))
+		return -1;
+	const struct sp_mfile *bf = b >= 0 ? &pl->in->base.files[b] : NULL;
+	if (bf && bf->size == f->size && !memcmp(bf->map, f->map, f->size))
+		return SMALL_OTHER;
+	return bf ? SMALL_CHANGED : SMALL_NEW;
+}
+
+/* Every file's kind; the sketch of the new and changed ones together (what the history should
+ * resemble), how many are new, and how many could join packs. */
+static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, size_t *npack)
 {
 	struct sp_sketch one;
 	want->n = 0;
+	*nnew = *npack = 0;
+	if (!(pl->small = calloc(pl->in->ft.nfiles + 1, 1))) {
+		sp_err_set(pl->err, "%s: out of memory", pl->in->ft.dir);
+		return -1;
+	}
 	for (uint32_t i = 0; i < pl->in->ft.nfiles; i++) {
-		struct sp_mfile *f = &pl->in->ft.files[i];
-		if (!is_new(pl, f))
-			continue;
-		if (sp_model_map(&pl->in->ft, i, pl->err))
+		const struct sp_mfile *f = &pl->in->ft.files[i];
+		int k = kind_of(pl, i);
+		if (k < 0)
 			return -1;
+		if (k == SMALL_OTHER)
+			continue;
+		pl->small[i] = (uint8_t)k;
+		*nnew += k == SMALL_NEW;
+		*npack += f->size <= pack_file_max(pl);
 		sp_sketch(f->map, f->size, &one);
 		sp_sketch_merge(want, &one);
 	}
 	return 0;
 }
 
-/* The history, picked when the first new file needs it; *dict NULL when the base has none. */
-static int history(struct sp_plan *pl, const ZSTD_CDict **dict)
+/* The history into the manifest; which base files it holds whole. */
+static int list_history(struct sp_plan *pl)
 {
-	struct sp_sketch want;
-	if (!pl->history_picked) {
-		pl->history_picked = 1;
-		if (new_files_sketch(pl, &want) ||
-		    sp_history_pick(pl->in, &want, META_LEVEL, &pl->history, pl->err))
-			return -1;
-		for (size_t k = 0; k < pl->history.nseg; k++) {
-			struct sp_history_seg seg = pl->history.seg[k];
-			if ((seg.file = base_index(pl, seg.file)) == SP_NO_BASE)
-				return -1;
-			sp_draft_add_history(pl->manifest, &seg);
-		}
+	if (!(pl->in_history = calloc(pl->in->base.nfiles + 1, 1))) {
+		sp_err_set(pl->err, "%s: out of memory", pl->in->base.dir);
+		return -1;
 	}
-	*dict = pl->history.dict;
+	for (size_t k = 0; k < pl->history->nseg; k++) {
+		struct sp_history_seg seg = pl->history->seg[k];
+		pl->in_history[seg.file] = seg.len == pl->in->base.files[seg.file].size;
+		if ((seg.file = base_index(pl, seg.file)) == SP_NO_BASE)
+			return -1;
+		sp_draft_add_history(pl->manifest, &seg);
+	}
 	return 0;
 }
 
-static int emit_history(struct sp_plan *pl, const struct sp_mfile *f, const ZSTD_CDict *dict)
+/* The history, picked in the first run and kept with the inputs for the next ones (a size
+ * budget's): zstd takes seconds to index it. */
+static const struct sp_history_pick *picked_history(struct sp_plan *pl,
+						    const struct sp_sketch *want)
+{
+	struct sp_inputs *in = pl->in;
+	if (in->history)
+		return in->history;
+	if (!(in->history = calloc(1, sizeof(*in->history)))) {
+		sp_err_set(pl->err, "%s: out of memory", in->base.dir);
+		return NULL;
+	}
+	if (sp_history_pick(in, want, META_LEVEL, in->history, pl->err)) {
+		free(in->history);
+		in->history = NULL;
+	}
+	return in->history;
+}
+
+/* Once, at the first file planned as bytes: the small files' kinds, the history when a new file
+ * or a pack needs it, and the packer when files can share packs. */
+static int prepare_small(struct sp_plan *pl)
+{
+	struct sp_sketch want;
+	size_t nnew, npack;
+	if (pl->small)
+		return 0;
+	if (classify(pl, &want, &nnew, &npack))
+		return -1;
+	if (!nnew && npack < PACK_MIN)
+		return 0;
+	if (!(pl->history = picked_history(pl, &want)) || list_history(pl))
+		return -1;
+	if (npack >= PACK_MIN &&
+	    !(pl->packer = sp_packer_new(pl->sink, pl->history->dict, META_LEVEL, pl->in->ft.dir,
+					  pl->err)))
+		return -1;
+	return 0;
+}
+
+/* A small file into a pack: a new one, or a changed one whose counterpart b the history holds. */
+static int packs(const struct sp_plan *pl, const struct sp_mfile *f, int b)
+{
+	enum small_kind k = pl->small[f - pl->in->ft.files];
+	return pl->packer && f->size <= pack_file_max(pl) &&
+	       (k == SMALL_NEW || (k == SMALL_CHANGED && pl->in_history && pl->in_history[b]));
+}
+
+static int emit_history(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	struct segment s = {.off = 0, .len = f->size, .ft = f->map, .dtype = SP_DT_BYTES,
-			    .base_dtype = SP_DT_BYTES, .level = META_LEVEL, .history = dict};
+			    .base_dtype = SP_DT_BYTES, .level = META_LEVEL,
+			    .history = pl->history->dict};
 	return emit(pl, &s);
 }
 
@@ -472,16 +554,17 @@ static int emit_patched(struct sp_plan *pl, const uint8_t *map, uint64_t off, ui
 static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 {
 	const char *kind = sp_compressed_kind(f->map, f->size);
-	const ZSTD_CDict *dict = NULL;
 	int b = match_named(pl, f);
 	if (kind && pl->notes)
 		sp_log("%s: %s-compressed: a patch cannot see through the compression, so expect "
 		       "little saving",
 		       f->path, kind);
-	if (b == -2 || (is_new(pl, f) && history(pl, &dict)))
+	if (b == -2 || prepare_small(pl))
 		return -1;
-	if (dict)
-		return emit_history(pl, f, dict);
+	if (packs(pl, f, b))
+		return sp_packer_add(pl->packer, f->map, (uint32_t)f->size);
+	if (pl->small[f - pl->in->ft.files] == SMALL_NEW && pl->history && pl->history->dict)
+		return emit_history(pl, f);
 	if (b < 0 && f->size)
 		b = base_similar(pl, f);
 	if (b < 0)
@@ -532,6 +615,11 @@ int sp_plan_file(struct sp_plan *pl, uint32_t i)
 	return rc;
 }
 
+int sp_plan_finish(struct sp_plan *pl)
+{
+	return pl->packer ? sp_packer_close(pl->packer) : 0;
+}
+
 int sp_plan_init(struct sp_plan *pl)
 {
 	size_t n = pl->in->base.nfiles;
@@ -548,8 +636,12 @@ void sp_plan_fini(struct sp_plan *pl)
 {
 	free(pl->base_index);
 	free(pl->held);
-	sp_history_pick_free(&pl->history);
-	pl->history_picked = 0;
+	sp_packer_free(pl->packer);
+	pl->history = NULL;
+	free(pl->small);
+	free(pl->in_history);
+	pl->packer = NULL;
+	pl->small = pl->in_history = NULL;
 	pl->base_index = NULL;
 	pl->held = NULL;
 }

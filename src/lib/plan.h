@@ -9,6 +9,7 @@
 #include "inputs.h"
 #include "manifest.h"
 #include "meter.h"
+#include "packer.h"
 #include "report.h"
 #include "sink.h"
 
@@ -31,8 +32,10 @@ struct sp_plan {
 	uint32_t nbase;           /* base files in the manifest so far */
 	struct sp_base_match match; /* the fine-tune's tensors coded against the base */
 	void *held; /* adapter mode: converted bytes the queue points into */
-	struct sp_history_pick history; /* what new files are coded against */
-	int history_picked;
+	const struct sp_history_pick *history; /* what new files are coded against, or NULL */
+	uint8_t *small;                 /* per fine-tune file: enum small_kind, once classified */
+	uint8_t *in_history;            /* per base file: the history holds it whole */
+	struct sp_packer *packer;       /* small files packed together, or NULL */
 };
 
 /* Readies p, whose caller's fields are set. */
@@ -40,5 +43,7 @@ int sp_plan_init(struct sp_plan *p);
 void sp_plan_fini(struct sp_plan *p);
 /* Plans file i of the fine-tune into chunks and its manifest entry. */
 int sp_plan_file(struct sp_plan *p, uint32_t i);
+/* Queues what the files planned left open (the last pack). */
+int sp_plan_finish(struct sp_plan *p);
 
 #endif

@@ -27,9 +27,10 @@ struct sp_sink {
 	struct encode_job *jobs;
 	size_t njobs, batch;
 	atomic_size_t next_job;
-	struct chunks chunks, aux;
+	struct chunks chunks, aux; /* aux: reserved entries are zero until their pack is stored */
+	size_t queued_packs;       /* queued jobs that are packs, not the files' chunks */
 	struct sp_lossy_stats stats; /* of the LOSSY chunks written since the last mark */
-	int lossy, patch, history;
+	int lossy, patch, history, slice;
 };
 
 /* A LOSSY chunk: its hash covers its inputs, and its error goes to the report. */
@@ -65,6 +66,12 @@ static void encode_worker(void *arg, unsigned t)
 			continue;
 		}
 		j->c.out_hash = XXH3_64bits(j->ft, j->c.out_len);
+		if (j->slice) {
+			j->c.codec = SP_CODEC_SLICE;
+			j->c.data_len = 0;
+			j->rc = 0;
+			continue;
+		}
 		if (j->history) {
 			j->rc = sp_chunk_encode_history(cs, &j->c, j->ft, j->history, j->dst,
 							j->dst_cap, j->level);
@@ -133,6 +140,23 @@ int sp_sink_add_aux(struct sp_sink *s, const uint8_t *bytes, size_t len, uint32_
 	return rc;
 }
 
+uint32_t sp_sink_reserve_aux(struct sp_sink *s)
+{
+	struct sp_chunk none = {0};
+	return append(&s->aux, &none) ? UINT32_MAX : (uint32_t)(s->aux.n - 1);
+}
+
+/* A pack into the auxiliary entry reserved for it. */
+static int store_pack(struct sp_sink *s, struct encode_job *j)
+{
+	uint64_t off;
+	if (sp_output_append(s->out, j->dst, j->c.data_len, &off, s->err))
+		return -1;
+	j->c.data_off = off;
+	s->aux.v[j->slot] = j->c;
+	return 0;
+}
+
 int sp_sink_flush(struct sp_sink *s)
 {
 	atomic_store(&s->next_job, 0);
@@ -143,7 +167,7 @@ int sp_sink_flush(struct sp_sink *s)
 			sp_err_set(s->err, "%s: a chunk failed to encode", sp_output_path(s->out));
 			return -1;
 		}
-		if (store(s, &s->chunks, &j->c, j->dst))
+		if (j->pack ? store_pack(s, j) : store(s, &s->chunks, &j->c, j->dst))
 			return -1;
 		add_stats(&s->stats, &j->stats);
 		s->meter->p.bytes_done += j->c.out_len;
@@ -151,8 +175,10 @@ int sp_sink_flush(struct sp_sink *s)
 		s->lossy |= j->c.codec == SP_CODEC_LOSSY;
 		s->patch |= j->c.codec == SP_CODEC_PATCH;
 		s->history |= j->c.codec == SP_CODEC_HISTORY;
+		s->slice |= j->c.codec == SP_CODEC_SLICE;
 	}
 	s->njobs = 0;
+	s->queued_packs = 0;
 	return 0;
 }
 
@@ -189,12 +215,13 @@ int sp_sink_queue(struct sp_sink *s, const struct encode_job *j)
 	q->dst = dst;
 	q->dst_cap = cap;
 	s->njobs++;
+	s->queued_packs += j->pack != 0;
 	return 0;
 }
 
 size_t sp_sink_count(const struct sp_sink *s)
 {
-	return s->chunks.n + s->njobs;
+	return s->chunks.n + s->njobs - s->queued_packs;
 }
 
 struct sp_sink_mark sp_sink_mark(struct sp_sink *s)
@@ -228,7 +255,7 @@ int sp_sink_finish(struct sp_sink *s, struct sp_sink_table *t)
 		}
 	*t = (struct sp_sink_table){.chunks = s->chunks.v, .n = s->chunks.n, .naux = s->aux.n,
 				    .lossy = s->lossy, .patch = s->patch,
-				    .history = s->history};
+				    .history = s->history, .slice = s->slice};
 	return 0;
 }
 

@@ -17,6 +17,9 @@ struct encode_job {
 	const uint8_t *window;               /* a base window to patch against, or NULL */
 	uint64_t wlen;
 	const ZSTD_CDict *history;           /* the delta's history to code against, or NULL */
+	int slice;            /* a SLICE chunk (c names its pack): only its hash is computed */
+	int pack;             /* a pack, stored as the auxiliary chunk reserved for it: */
+	uint32_t slot;        /* its ordinal */
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */
 	uint64_t e0;                         /* first element in it */
 	int measure;                         /* and its error wanted (a quality report) */
@@ -44,6 +47,9 @@ int sp_sink_flush(struct sp_sink *s);
 /* Stores bytes as an auxiliary chunk (written now, listed after all others); *ordinal is what
  * LOSSY chunks name it by. */
 int sp_sink_add_aux(struct sp_sink *s, const uint8_t *bytes, size_t len, uint32_t *ordinal);
+/* Reserves the next auxiliary chunk for a pack queued later (pack set, this ordinal in slot);
+ * UINT32_MAX when out of memory. */
+uint32_t sp_sink_reserve_aux(struct sp_sink *s);
 /* The index the next queued chunk will have. */
 size_t sp_sink_count(const struct sp_sink *s);
 
@@ -61,7 +67,7 @@ int sp_sink_since(struct sp_sink *s, struct sp_sink_mark mark, uint64_t *bytes,
 struct sp_sink_table {
 	const struct sp_chunk *chunks;
 	size_t n, naux;
-	int lossy, patch, history; /* a LOSSY, PATCH, HISTORY chunk is among them */
+	int lossy, patch, history, slice; /* a LOSSY, PATCH, HISTORY, SLICE chunk is among them */
 };
 /* Flushes and lists every chunk; s still owns the table. */
 int sp_sink_finish(struct sp_sink *s, struct sp_sink_table *t);

@@ -47,26 +47,71 @@ static int load_super(struct sp_delta *d, uint64_t file_size, struct sp_err *err
 	return 0;
 }
 
-static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
+/* A zstd frame of at most 128 KiB blocks makes at most 32768 bytes of each stored byte. */
+#define ZSTD_RATIO_MAX 32768
+
+/* The chunk table's stored length: the raw records, or (ZTABLE) the frame holding them. */
+static int table_span(const struct sp_super *sb, uint64_t *stored)
+{
+	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk);
+	int z = (sb->feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
+	*stored = z ? sb->chunk_table_len : bytes;
+	if ((!z && sb->chunk_table_len) ||
+	    (z ? sb->chunk_count > sb->chunk_table_len * (ZSTD_RATIO_MAX / sizeof(struct sp_chunk))
+	      : sb->chunk_count > sb->file_size / sizeof(struct sp_chunk)))
+		return -1;
+	return sb->chunk_table_off < sizeof(*sb) || *stored > sb->file_size ||
+			       sb->chunk_table_off > sb->file_size - *stored
+		       ? -1
+		       : 0;
+}
+
+/* The stored table into d->chunks: read, hashed, and decompressed when it is a frame. */
+static int read_table(struct sp_delta *d, uint8_t *stored, uint64_t len, struct sp_err *err)
 {
 	const struct sp_super *sb = &d->sb;
 	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk);
-	if (sb->chunk_count > sb->file_size / sizeof(struct sp_chunk) ||
-	    sb->chunk_table_off < sizeof(*sb) || sb->chunk_table_off > sb->file_size - bytes) {
+	int rc = sp_source_pread(d->src, stored, len, sb->chunk_table_off);
+	if (rc)
+		sp_err_set(err, "%s: cannot read the chunk table: %s", d->path, strerror(-rc));
+	else if (XXH3_64bits(stored, len) != sb->chunk_table_hash)
+		sp_err_set(err, "%s: chunk table checksum mismatch (damaged delta)", d->path);
+	else if (stored != (uint8_t *)d->chunks &&
+		 ZSTD_decompress(d->chunks, bytes, stored, len) != bytes)
+		sp_err_set(err, "%s: the chunk table does not decompress", d->path);
+	else
+		return 0;
+	return -1;
+}
+
+static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
+{
+	const struct sp_super *sb = &d->sb;
+	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk), len;
+	if (table_span(sb, &len)) {
 		sp_err_set(err, "%s: the chunk table lies outside the file", d->path);
 		return -1;
 	}
+	int framed = (sb->feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
 	d->chunks = malloc(bytes ? bytes : 1);
-	int rc = d->chunks ? sp_source_pread(d->src, d->chunks, bytes, sb->chunk_table_off)
-			   : -ENOMEM;
-	if (rc) {
-		sp_err_set(err, "%s: cannot read the chunk table: %s", d->path, strerror(-rc));
-		return -1;
-	}
-	if (XXH3_64bits(d->chunks, bytes) != sb->chunk_table_hash) {
-		sp_err_set(err, "%s: chunk table checksum mismatch (damaged delta)", d->path);
-		return -1;
-	}
+	uint8_t *stored = framed ? malloc(len + 1) : (uint8_t *)d->chunks;
+	int rc = d->chunks && stored ? read_table(d, stored, len, err) : -1;
+	if (!d->chunks || !stored)
+		sp_err_set(err, "%s: out of memory for the chunk table", d->path);
+	if (framed)
+		free(stored);
+	return rc;
+}
+
+/* A base file fingerprinted by its content hash alone, only where the delta declares them. */
+static int check_whole_fps(const struct sp_delta *d, struct sp_err *err)
+{
+	for (size_t i = 0; i < d->m.nbase; i++)
+		if (d->m.base[i].whole && !(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_WHOLEFP)) {
+			sp_err_set(err, "%s: base file %s: a fingerprint without its header and samples "
+					"in a delta that does not declare them", d->path, d->m.base[i].name);
+			return -1;
+		}
 	return 0;
 }
 
@@ -93,7 +138,7 @@ static int load_manifest(struct sp_delta *d, struct sp_err *err)
 		rc = sp_manifest_parse(json, sb->manifest_raw_len, sb->chunk_count, &d->m, d->path, err);
 	free(z);
 	free(json);
-	return rc;
+	return rc ? rc : check_whole_fps(d, err);
 }
 
 static int data_outside(const struct sp_delta *d, const struct sp_chunk *c)
@@ -121,6 +166,20 @@ static const char *bad_history(const struct sp_delta *d, const struct sp_chunk *
 	return c->base_file != SP_NO_BASE ? "a history chunk that names a base file" : NULL;
 }
 
+/* A SLICE chunk's range must lie within its pack: the auxiliary chunks are listed (and checked)
+ * after the files' chunks, so the pack's entry is read here only when it exists. */
+static const char *bad_slice(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	if (!(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_PACK))
+		return "a slice chunk in a delta that does not declare them";
+	if (c->data_len || c->base_file >= d->m.aux_chunks || d->m.aux_chunks > d->sb.chunk_count)
+		return "a slice of no such pack";
+	const struct sp_chunk *pack = &d->chunks[d->sb.chunk_count - d->m.aux_chunks + c->base_file];
+	if (c->base_off > pack->out_len || c->out_len > pack->out_len - c->base_off)
+		return "a slice outside its pack";
+	return NULL;
+}
+
 /* Why chunk c cannot be trusted, or NULL. Every reader-visible field is bounded here. */
 static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 {
@@ -140,6 +199,8 @@ static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 		return bad_patch(d, c);
 	if (c->codec == SP_CODEC_HISTORY)
 		return bad_history(d, c);
+	if (c->codec == SP_CODEC_SLICE)
+		return bad_slice(d, c);
 	if (c->codec != SP_CODEC_BASE && c->codec != SP_CODEC_DELTA && !lossy)
 		return NULL;
 	if (c->base_file >= d->m.nbase)
@@ -155,23 +216,30 @@ static const char *bad_chunk(const struct sp_delta *d, const struct sp_chunk *c)
 }
 
 /* After the files' chunks, the auxiliary chunks: whole blobs of stored bytes, up to the largest
- * chunk size (a low-rank factor may be larger than an output chunk). */
+ * chunk size (a low-rank factor may be larger than an output chunk), or packs coded with the
+ * history. */
+static int bad_aux(const struct sp_delta *d, const struct sp_chunk *c)
+{
+	int codec_ok = c->codec == SP_CODEC_RAW || c->codec == SP_CODEC_ZSTD ||
+		       (c->codec == SP_CODEC_HISTORY && !bad_history(d, c) &&
+			(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_PACK));
+	return !codec_ok || c->out_off || !c->out_len || c->out_len > SP_CHUNK_MAX ||
+	       data_outside(d, c) || (c->codec == SP_CODEC_RAW && c->data_len != c->out_len);
+}
+
 static int check_aux_chunks(const struct sp_delta *d, uint64_t first, struct sp_err *err)
 {
 	if (d->m.aux_chunks != d->sb.chunk_count - first || first > d->sb.chunk_count) {
 		sp_err_set(err, "%s: chunks belong to no file", d->path);
 		return -1;
 	}
-	if (d->m.aux_chunks && !(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_LOSSY)) {
+	if (d->m.aux_chunks &&
+	    !(d->sb.feature_incompat & (SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PACK))) {
 		sp_err_set(err, "%s: auxiliary chunks in a delta that does not declare them", d->path);
 		return -1;
 	}
 	for (uint64_t k = first; k < d->sb.chunk_count; k++) {
-		const struct sp_chunk *c = &d->chunks[k];
-		int bad = (c->codec != SP_CODEC_RAW && c->codec != SP_CODEC_ZSTD) || c->out_off ||
-			  !c->out_len || c->out_len > SP_CHUNK_MAX || data_outside(d, c) ||
-			  (c->codec == SP_CODEC_RAW && c->data_len != c->out_len);
-		if (bad) {
+		if (bad_aux(d, &d->chunks[k])) {
 			sp_err_set(err, "%s: auxiliary chunk %llu is malformed", d->path,
 				   (unsigned long long)k);
 			return -1;
