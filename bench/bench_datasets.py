@@ -31,7 +31,7 @@ import argparse, math, os, random, shutil, signal, statistics, subprocess, sys, 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "tests", "gen_datasets.py")
-CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz"]
+CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split"]
 READS, READ_SIZE = 200, 4096
 
 

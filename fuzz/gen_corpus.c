@@ -2,7 +2,7 @@
 /*
  * sparse-fuzz-corpus FUZZ_DIR: writes the fuzz targets' seeds. A tiny model pair (every codec's
  * case: perturbed floats, a dtype change, an unchanged tensor, a new one, an edited text file,
- * two new text files)
+ * new text files, large and small)
  * goes into FUZZ_DIR/model/base and a temporary fine-tune; its lossless and quant deltas into
  * FUZZ_DIR/model/{lossless,quant}; and from them FUZZ_DIR/corpus/<target>/ for each target, in
  * the input layout that target's comment gives.
@@ -163,9 +163,10 @@ static void model_pair(const char *base_dir, const char *ft_dir)
 		snprintf(path, sizeof(path), "%s/config.json", edit ? ft_dir : base_dir);
 		write_file(path, "{\"model_type\": \"fuzz\"}\n", 23);
 	}
-	for (int i = 0; i < 2; i++) { /* new files of the base's words: a pack, on the history */
+	/* New files of the base's words: a large one in HISTORY chunks, two small in a pack. */
+	for (int i = 0; i < 3; i++) {
 		rng = saved + (uint64_t)i;
-		char *t = text(300, 1);
+		char *t = text(i ? 300 : 9000, 1);
 		snprintf(path, sizeof(path), "%s/notes%d.txt", ft_dir, i);
 		write_file(path, t, strlen(t));
 		free(t);

@@ -141,6 +141,24 @@ int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_
 	return 0;
 }
 
+/* Listing the history in the manifest costs some bytes: a saving below them is none. */
+#define HISTORY_MARGIN 32
+
+void sp_chunk_try_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			  const ZSTD_CDict *history, uint8_t *dst, size_t cap)
+{
+	size_t hcap = ZSTD_compressBound(c->out_len);
+	uint8_t *p = sp_scratch_get(&cs->patch, hcap);
+	size_t n = p ? sp_history_encode(cs->cctx, history, src, c->out_len, p, hcap) : 0;
+	if (n && n + HISTORY_MARGIN < c->data_len && n <= cap) {
+		memcpy(dst, p, n);
+		c->codec = SP_CODEC_HISTORY;
+		c->data_len = (uint32_t)n;
+		c->base_file = SP_NO_BASE;
+		c->base_off = 0;
+	}
+}
+
 int sp_chunk_encode_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
 			    const ZSTD_CDict *history, uint8_t *dst, size_t cap, int level)
 {
@@ -148,14 +166,7 @@ int sp_chunk_encode_history(struct sp_codecs *cs, struct sp_chunk *c, const uint
 	c->base_off = 0;
 	if (sp_chunk_encode(cs, c, src, NULL, dst, cap, level))
 		return -1;
-	size_t hcap = ZSTD_compressBound(c->out_len);
-	uint8_t *p = sp_scratch_get(&cs->patch, hcap);
-	size_t n = p ? sp_history_encode(cs->cctx, history, src, c->out_len, p, hcap) : 0;
-	if (n && n < c->data_len && n <= cap) {
-		memcpy(dst, p, n);
-		c->codec = SP_CODEC_HISTORY;
-		c->data_len = (uint32_t)n;
-	}
+	sp_chunk_try_history(cs, c, src, history, dst, cap);
 	return 0;
 }
 

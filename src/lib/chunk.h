@@ -54,6 +54,9 @@ int sp_chunk_encode_patch(struct sp_codecs *cs, struct sp_chunk *c, const uint8_
 			  const uint8_t *window, size_t wlen, const uint8_t *same, uint8_t *dst,
 			  size_t cap, int level);
 
+/* Recodes an encoded chunk of src with the delta's history when that is smaller. */
+void sp_chunk_try_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,
+			  const ZSTD_CDict *history, uint8_t *dst, size_t cap);
 /* Encodes src[0..c->out_len) as zstd or raw (as sp_chunk_encode without a base) or with the
  * delta's history, whichever is smallest. */
 int sp_chunk_encode_history(struct sp_codecs *cs, struct sp_chunk *c, const uint8_t *src,

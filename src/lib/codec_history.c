@@ -21,21 +21,13 @@ ZSTD_DDict *sp_history_ddict(const uint8_t *h, size_t n)
 size_t sp_history_encode(ZSTD_CCtx *cctx, const ZSTD_CDict *history, const uint8_t *src, size_t n,
 			 uint8_t *dst, size_t cap)
 {
-	ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-	size_t z = ZSTD_isError(ZSTD_CCtx_refCDict(cctx, history))
-			   ? (size_t)-1
-			   : ZSTD_compress2(cctx, dst, cap, src, n);
-	ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+	size_t z = ZSTD_compress_usingCDict(cctx, dst, cap, src, n, history);
 	return ZSTD_isError(z) ? 0 : z;
 }
 
 int sp_history_decode(ZSTD_DCtx *dctx, const ZSTD_DDict *history, const uint8_t *data, size_t len,
 		      uint8_t *out, size_t n)
 {
-	ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
-	size_t z = ZSTD_isError(ZSTD_DCtx_refDDict(dctx, history))
-			   ? (size_t)-1
-			   : ZSTD_decompressDCtx(dctx, out, n, data, len);
-	ZSTD_DCtx_reset(dctx, ZSTD_reset_session_and_parameters);
+	size_t z = ZSTD_decompress_usingDDict(dctx, out, n, data, len, history);
 	return ZSTD_isError(z) || z != n ? -1 : 0;
 }

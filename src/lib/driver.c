@@ -130,14 +130,18 @@ static int write_tail(struct drive *d, struct sp_super *sb)
 		free(m.data);
 		return -1;
 	}
-	sb->feature_incompat |= SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP;
+	/* A table of a few records is smaller as it is than as a frame. */
+	int framed = table.len < table.raw_len;
+	const void *stored = framed ? (const void *)table.data : (const void *)t->chunks;
+	size_t stored_len = framed ? table.len : table.raw_len;
+	sb->feature_incompat |= SP_FEATURE_INCOMPAT_WHOLEFP | (framed ? SP_FEATURE_INCOMPAT_ZTABLE : 0);
 	sb->chunk_count = t->n;
-	sb->chunk_table_len = table.len;
-	sb->chunk_table_hash = XXH3_64bits(table.data, table.len);
+	sb->chunk_table_len = framed ? table.len : 0;
+	sb->chunk_table_hash = XXH3_64bits(stored, stored_len);
 	sb->manifest_len = m.len;
 	sb->manifest_raw_len = m.raw_len;
 	sb->manifest_hash = XXH3_64bits(m.data, m.len);
-	int rc = sp_output_append(d->out, table.data, table.len, &sb->chunk_table_off, d->err) ||
+	int rc = sp_output_append(d->out, stored, stored_len, &sb->chunk_table_off, d->err) ||
 		 sp_output_append(d->out, m.data, m.len, &sb->manifest_off, d->err);
 	sb->file_size = sp_output_size(d->out);
 	free(table.data);

@@ -365,6 +365,9 @@ static int match_named(struct sp_plan *pl, const struct sp_mfile *f)
 
 /* Packs pay from two files on: each shares what zstd learnt from the others. */
 #define PACK_MIN 2
+/* Below this many bytes of new and changed small files, the seconds zstd takes to index a
+ * history are not worth the few KB it saves them. */
+#define HISTORY_MIN (64u << 10)
 
 enum small_kind { SMALL_OTHER, SMALL_NEW, SMALL_CHANGED };
 
@@ -407,12 +410,14 @@ static int kind_of(struct sp_plan *pl, uint32_t i)
 }
 
 /* Every file's kind; the sketch of the new and changed ones together (what the history should
- * resemble), how many are new, and how many could join packs. */
-static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, size_t *npack)
+ * resemble), how many are new, how many could join packs, and their bytes. */
+static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, size_t *npack,
+		    uint64_t *bytes)
 {
 	struct sp_sketch one;
 	want->n = 0;
 	*nnew = *npack = 0;
+	*bytes = 0;
 	if (!(pl->small = calloc(pl->in->ft.nfiles + 1, 1))) {
 		sp_err_set(pl->err, "%s: out of memory", pl->in->ft.dir);
 		return -1;
@@ -427,22 +432,32 @@ static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, si
 		pl->small[i] = (uint8_t)k;
 		*nnew += k == SMALL_NEW;
 		*npack += f->size <= pack_file_max(pl);
+		*bytes += f->size;
 		sp_sketch(f->map, f->size, &one);
 		sp_sketch_merge(want, &one);
 	}
 	return 0;
 }
 
-/* The history into the manifest; which base files it holds whole. */
-static int list_history(struct sp_plan *pl)
+/* Which base files the history holds whole. */
+static int mark_history(struct sp_plan *pl)
 {
 	if (!(pl->in_history = calloc(pl->in->base.nfiles + 1, 1))) {
 		sp_err_set(pl->err, "%s: out of memory", pl->in->base.dir);
 		return -1;
 	}
 	for (size_t k = 0; k < pl->history->nseg; k++) {
+		const struct sp_history_seg *seg = &pl->history->seg[k];
+		pl->in_history[seg->file] = seg->len == pl->in->base.files[seg->file].size;
+	}
+	return 0;
+}
+
+/* The history into the manifest, its files among the base files the reader checks. */
+static int list_history(struct sp_plan *pl)
+{
+	for (size_t k = 0; k < pl->history->nseg; k++) {
 		struct sp_history_seg seg = pl->history->seg[k];
-		pl->in_history[seg.file] = seg.len == pl->in->base.files[seg.file].size;
 		if ((seg.file = base_index(pl, seg.file)) == SP_NO_BASE)
 			return -1;
 		sp_draft_add_history(pl->manifest, &seg);
@@ -475,13 +490,14 @@ static int prepare_small(struct sp_plan *pl)
 {
 	struct sp_sketch want;
 	size_t nnew, npack;
+	uint64_t bytes;
 	if (pl->small)
 		return 0;
-	if (classify(pl, &want, &nnew, &npack))
+	if (classify(pl, &want, &nnew, &npack, &bytes))
 		return -1;
-	if (!nnew && npack < PACK_MIN)
+	if ((!nnew && npack < PACK_MIN) || bytes < HISTORY_MIN)
 		return 0;
-	if (!(pl->history = picked_history(pl, &want)) || list_history(pl))
+	if (!(pl->history = picked_history(pl, &want)) || mark_history(pl))
 		return -1;
 	if (npack >= PACK_MIN &&
 	    !(pl->packer = sp_packer_new(pl->sink, pl->history->dict, META_LEVEL, pl->in->ft.dir,
@@ -496,6 +512,13 @@ static int packs(const struct sp_plan *pl, const struct sp_mfile *f, int b)
 	enum small_kind k = pl->small[f - pl->in->ft.files];
 	return pl->packer && f->size <= pack_file_max(pl) &&
 	       (k == SMALL_NEW || (k == SMALL_CHANGED && pl->in_history && pl->in_history[b]));
+}
+
+/* The history a new file is coded against, or NULL. */
+static const ZSTD_CDict *history_of(const struct sp_plan *pl, const struct sp_mfile *f)
+{
+	int is_new = pl->small && pl->small[f - pl->in->ft.files] == SMALL_NEW;
+	return is_new && pl->history ? pl->history->dict : NULL;
 }
 
 static int emit_history(struct sp_plan *pl, const struct sp_mfile *f)
@@ -522,7 +545,8 @@ static void patch_window(uint64_t off, uint64_t n, uint64_t fsize, uint64_t bsiz
 /* Bytes [off, off+len) of a file of fsize bytes, each chunk patched against a window of base
  * model file bfile (or, with wlen, against that fixed window), else stored. */
 static int emit_patched(struct sp_plan *pl, const uint8_t *map, uint64_t off, uint64_t len,
-			uint64_t fsize, uint32_t bfile, uint64_t woff, uint64_t wlen)
+			uint64_t fsize, uint32_t bfile, uint64_t woff, uint64_t wlen,
+			const ZSTD_CDict *history)
 {
 	const struct sp_mfile *b = &pl->in->base.files[bfile];
 	uint32_t bi = base_index(pl, bfile);
@@ -542,6 +566,7 @@ static int emit_patched(struct sp_plan *pl, const uint8_t *map, uint64_t off, ui
 			.window = b->map + woff,
 			.wlen = wlen,
 			.level = fsize <= SMALL_FILE ? META_LEVEL : pl->patch_level,
+			.history = history,
 		};
 		if (sp_sink_queue(pl->sink, &j))
 			return -1;
@@ -563,14 +588,17 @@ static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 		return -1;
 	if (packs(pl, f, b))
 		return sp_packer_add(pl->packer, f->map, (uint32_t)f->size);
-	if (pl->small[f - pl->in->ft.files] == SMALL_NEW && pl->history && pl->history->dict)
+	const ZSTD_CDict *history = history_of(pl, f);
+	if (history && b < 0)
+		b = base_similar(pl, f);
+	if (history && b < 0)
 		return emit_history(pl, f);
 	if (b < 0 && f->size)
 		b = base_similar(pl, f);
 	if (b < 0)
 		return emit_stored(pl, f->map, 0, f->size, SP_DT_BYTES,
 				   f->size <= SMALL_FILE ? META_LEVEL : pl->patch_level);
-	return emit_patched(pl, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0);
+	return emit_patched(pl, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0, history_of(pl, f));
 }
 
 /* ---- files ---- */
@@ -584,7 +612,7 @@ static int plan_safetensors(struct sp_plan *pl, const struct sp_mfile *f)
 	int b = base_named(pl, f->name);
 	int rc = b >= 0 && pl->in->base.files[b].is_st
 			 ? emit_patched(pl, f->map, 0, pos, f->size, (uint32_t)b, 0,
-					pl->in->base.files[b].st.header_len)
+					pl->in->base.files[b].st.header_len, NULL)
 			 : emit_stored(pl, f->map, 0, pos, SP_DT_BYTES, META_LEVEL);
 	if (rc)
 		return -1;
@@ -617,7 +645,10 @@ int sp_plan_file(struct sp_plan *pl, uint32_t i)
 
 int sp_plan_finish(struct sp_plan *pl)
 {
-	return pl->packer ? sp_packer_close(pl->packer) : 0;
+	if ((pl->packer && sp_packer_close(pl->packer)) || sp_sink_flush(pl->sink))
+		return -1;
+	/* Listed only when a chunk uses it: its files would be checked for nothing. */
+	return pl->history && sp_sink_table_uses(pl->sink, SP_CODEC_HISTORY) ? list_history(pl) : 0;
 }
 
 int sp_plan_init(struct sp_plan *pl)

@@ -43,7 +43,8 @@ int sp_plan_init(struct sp_plan *p);
 void sp_plan_fini(struct sp_plan *p);
 /* Plans file i of the fine-tune into chunks and its manifest entry. */
 int sp_plan_file(struct sp_plan *p, uint32_t i);
-/* Queues what the files planned left open (the last pack). */
+/* Queues what the files planned left open (the last pack), and lists the history when a chunk
+ * uses it. */
 int sp_plan_finish(struct sp_plan *p);
 
 #endif

@@ -72,7 +72,7 @@ static void encode_worker(void *arg, unsigned t)
 			j->rc = 0;
 			continue;
 		}
-		if (j->history) {
+		if (j->history && !j->window) {
 			j->rc = sp_chunk_encode_history(cs, &j->c, j->ft, j->history, j->dst,
 							j->dst_cap, j->level);
 			continue;
@@ -81,6 +81,8 @@ static void encode_worker(void *arg, unsigned t)
 							  j->base, j->dst, j->dst_cap, j->level)
 				  : sp_chunk_encode(cs, &j->c, j->ft, j->base, j->dst, j->dst_cap,
 						    j->level);
+		if (j->rc == 0 && j->history && j->c.codec != SP_CODEC_BASE)
+			sp_chunk_try_history(cs, &j->c, j->ft, j->history, j->dst, j->dst_cap);
 	}
 }
 
@@ -217,6 +219,22 @@ int sp_sink_queue(struct sp_sink *s, const struct encode_job *j)
 	s->njobs++;
 	s->queued_packs += j->pack != 0;
 	return 0;
+}
+
+int sp_sink_table_uses(const struct sp_sink *s, enum sp_codec codec)
+{
+	switch (codec) {
+	case SP_CODEC_LOSSY:
+		return s->lossy;
+	case SP_CODEC_PATCH:
+		return s->patch;
+	case SP_CODEC_HISTORY:
+		return s->history;
+	case SP_CODEC_SLICE:
+		return s->slice;
+	default:
+		return -1;
+	}
 }
 
 size_t sp_sink_count(const struct sp_sink *s)

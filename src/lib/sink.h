@@ -16,7 +16,8 @@ struct encode_job {
 	int level;
 	const uint8_t *window;               /* a base window to patch against, or NULL */
 	uint64_t wlen;
-	const ZSTD_CDict *history;           /* the delta's history to code against, or NULL */
+	const ZSTD_CDict *history;           /* the delta's history to code against (as well as
+					      * the window, if any), or NULL */
 	int slice;            /* a SLICE chunk (c names its pack): only its hash is computed */
 	int pack;             /* a pack, stored as the auxiliary chunk reserved for it: */
 	uint32_t slot;        /* its ordinal */
@@ -50,6 +51,8 @@ int sp_sink_add_aux(struct sp_sink *s, const uint8_t *bytes, size_t len, uint32_
 /* Reserves the next auxiliary chunk for a pack queued later (pack set, this ordinal in slot);
  * UINT32_MAX when out of memory. */
 uint32_t sp_sink_reserve_aux(struct sp_sink *s);
+/* Whether a chunk written so far has this codec (a pack's included). */
+int sp_sink_table_uses(const struct sp_sink *s, enum sp_codec codec);
 /* The index the next queued chunk will have. */
 size_t sp_sink_count(const struct sp_sink *s);
 
