@@ -197,6 +197,9 @@ size_t sp_delta_file_count(const struct sp_delta *d);
 const struct sp_file_info *sp_delta_file(const struct sp_delta *d, size_t i);
 uint64_t sp_delta_chunk_count(const struct sp_delta *d);
 const struct sp_chunk *sp_delta_chunk(const struct sp_delta *d, uint64_t i);
+/* The bytes of delta.sparse chunk i stands for: its data, or for a SLICE chunk its share of its
+ * pack's data, in proportion to the bytes it takes of the pack. */
+uint64_t sp_delta_chunk_stored(const struct sp_delta *d, uint64_t i);
 /* What the manifest says of the delta and its base; NULL members were not recorded. */
 struct sp_delta_about {
 	const char *created_by;      /* the writer and its version */

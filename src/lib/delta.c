@@ -294,6 +294,15 @@ void sp_delta_about(const struct sp_delta *d, struct sp_delta_about *about)
 	};
 }
 
+uint64_t sp_delta_chunk_stored(const struct sp_delta *d, uint64_t i)
+{
+	const struct sp_chunk *c = &d->chunks[i];
+	if (c->codec != SP_CODEC_SLICE)
+		return c->data_len;
+	const struct sp_chunk *pack = &d->chunks[d->sb.chunk_count - d->m.aux_chunks + c->base_file];
+	return (pack->data_len * (uint64_t)c->out_len + pack->out_len / 2) / pack->out_len;
+}
+
 const struct sp_tensor_info *sp_delta_tensors(const struct sp_delta *d, size_t i, size_t *n)
 {
 	*n = d->m.tensors[i].n;

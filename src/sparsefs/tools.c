@@ -32,23 +32,6 @@ struct usage {
 	uint64_t out, data, chunks[SP_CODEC_COUNT];
 };
 
-/* The first auxiliary chunk: the files' chunk ranges come first, one after the other. */
-static uint64_t first_aux(const struct sp_delta *d)
-{
-	size_t n = sp_delta_file_count(d);
-	const struct sp_file_info *f = n ? sp_delta_file(d, n - 1) : NULL;
-	return f ? f->first_chunk + f->chunk_count : 0;
-}
-
-/* The bytes chunk c stands for: its data, or a SLICE's share of its pack's, by output. */
-static uint64_t data_of(const struct sp_delta *d, const struct sp_chunk *c)
-{
-	if (c->codec != SP_CODEC_SLICE)
-		return c->data_len;
-	const struct sp_chunk *pack = sp_delta_chunk(d, first_aux(d) + c->base_file);
-	return (pack->data_len * (uint64_t)c->out_len + pack->out_len / 2) / pack->out_len;
-}
-
 /* Adds what the chunks of file f spend on output bytes [off, off+len). */
 static void count_range(const struct sp_delta *d, const struct sp_file_info *f, uint64_t off,
 			uint64_t len, struct usage *u)
@@ -58,7 +41,7 @@ static void count_range(const struct sp_delta *d, const struct sp_file_info *f, 
 		if (c->out_off + c->out_len <= off || c->out_off >= off + len)
 			continue;
 		u->out += c->out_len;
-		u->data += data_of(d, c);
+		u->data += sp_delta_chunk_stored(d, k);
 		u->chunks[c->codec]++;
 	}
 }

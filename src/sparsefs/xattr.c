@@ -20,7 +20,7 @@ static uint64_t stored_size(const struct node *n)
 	const struct sp_file_info *f = sp_delta_file(n->delta, n->file);
 	uint64_t sum = 0;
 	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++)
-		sum += sp_delta_chunk(n->delta, k)->data_len;
+		sum += sp_delta_chunk_stored(n->delta, k);
 	return sum;
 }
 
