@@ -589,16 +589,14 @@ static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 	if (packs(pl, f, b))
 		return sp_packer_add(pl->packer, f->map, (uint32_t)f->size);
 	const ZSTD_CDict *history = history_of(pl, f);
-	if (history && b < 0)
-		b = base_similar(pl, f);
-	if (history && b < 0)
-		return emit_history(pl, f);
 	if (b < 0 && f->size)
 		b = base_similar(pl, f);
+	if (b < 0 && history)
+		return emit_history(pl, f);
 	if (b < 0)
 		return emit_stored(pl, f->map, 0, f->size, SP_DT_BYTES,
 				   f->size <= SMALL_FILE ? META_LEVEL : pl->patch_level);
-	return emit_patched(pl, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0, history_of(pl, f));
+	return emit_patched(pl, f->map, 0, f->size, f->size, (uint32_t)b, 0, 0, history);
 }
 
 /* ---- files ---- */
