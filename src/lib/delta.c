@@ -294,12 +294,18 @@ void sp_delta_about(const struct sp_delta *d, struct sp_delta_about *about)
 	};
 }
 
+/* The index of auxiliary chunk ord: they end the table. */
+static uint64_t aux_index(const struct sp_delta *d, uint64_t ord)
+{
+	return d->sb.chunk_count - d->m.aux_chunks + ord;
+}
+
 uint64_t sp_delta_chunk_stored(const struct sp_delta *d, uint64_t i)
 {
 	const struct sp_chunk *c = &d->chunks[i];
 	if (c->codec != SP_CODEC_SLICE)
 		return c->data_len;
-	const struct sp_chunk *pack = &d->chunks[d->sb.chunk_count - d->m.aux_chunks + c->base_file];
+	const struct sp_chunk *pack = &d->chunks[aux_index(d, c->base_file)];
 	return (pack->data_len * (uint64_t)c->out_len + pack->out_len / 2) / pack->out_len;
 }
 
@@ -459,7 +465,7 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s,
 	if (sp_lossy_inputs_hash(in->data, c->data_len, in->base, in->base_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta, or the base changed)");
 	long ord = sp_lossy_aux(in->data, c->data_len);
-	uint64_t first_aux = d->sb.chunk_count - d->m.aux_chunks, k = first_aux + (uint64_t)ord;
+	uint64_t k = aux_index(d, (uint64_t)ord);
 	struct sp_cache_entry *held = NULL;
 	const uint8_t *aux = NULL;
 	int rc = 0;
@@ -480,7 +486,7 @@ static int decode_lossy(struct sp_delta *d, uint64_t idx, struct scratch *s,
 static int decode_slice(struct sp_delta *d, uint64_t idx, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
-	uint64_t k = d->sb.chunk_count - d->m.aux_chunks + c->base_file;
+	uint64_t k = aux_index(d, c->base_file);
 	struct sp_cache_entry *held = NULL;
 	int rc = 0;
 	const uint8_t *pack = sp_cache_get(d->aux_cache, d, k, d->chunks[k].out_len, decode_aux,

@@ -30,7 +30,7 @@ struct sp_sink {
 	struct chunks chunks, aux; /* aux: reserved entries are zero until their pack is stored */
 	size_t queued_packs;       /* queued jobs that are packs, not the files' chunks */
 	struct sp_lossy_stats stats; /* of the LOSSY chunks written since the last mark */
-	int lossy, patch, history, slice;
+	uint8_t used[SP_CODEC_COUNT]; /* the codecs of the chunks written, packs' included */
 };
 
 /* A LOSSY chunk: its hash covers its inputs, and its error goes to the report. */
@@ -174,10 +174,7 @@ int sp_sink_flush(struct sp_sink *s)
 		add_stats(&s->stats, &j->stats);
 		s->meter->p.bytes_done += j->c.out_len;
 		sp_meter_tick(s->meter, 0);
-		s->lossy |= j->c.codec == SP_CODEC_LOSSY;
-		s->patch |= j->c.codec == SP_CODEC_PATCH;
-		s->history |= j->c.codec == SP_CODEC_HISTORY;
-		s->slice |= j->c.codec == SP_CODEC_SLICE;
+		s->used[j->c.codec] = 1;
 	}
 	s->njobs = 0;
 	s->queued_packs = 0;
@@ -223,18 +220,7 @@ int sp_sink_queue(struct sp_sink *s, const struct encode_job *j)
 
 int sp_sink_table_uses(const struct sp_sink *s, enum sp_codec codec)
 {
-	switch (codec) {
-	case SP_CODEC_LOSSY:
-		return s->lossy;
-	case SP_CODEC_PATCH:
-		return s->patch;
-	case SP_CODEC_HISTORY:
-		return s->history;
-	case SP_CODEC_SLICE:
-		return s->slice;
-	default:
-		return -1;
-	}
+	return s->used[codec];
 }
 
 size_t sp_sink_count(const struct sp_sink *s)
@@ -272,8 +258,9 @@ int sp_sink_finish(struct sp_sink *s, struct sp_sink_table *t)
 			return -1;
 		}
 	*t = (struct sp_sink_table){.chunks = s->chunks.v, .n = s->chunks.n, .naux = s->aux.n,
-				    .lossy = s->lossy, .patch = s->patch,
-				    .history = s->history, .slice = s->slice};
+				    .lossy = s->used[SP_CODEC_LOSSY], .patch = s->used[SP_CODEC_PATCH],
+				    .history = s->used[SP_CODEC_HISTORY],
+				    .slice = s->used[SP_CODEC_SLICE]};
 	return 0;
 }
 
