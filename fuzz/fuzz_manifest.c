@@ -6,12 +6,19 @@
 #include "codec_history.h"
 #include "manifest.h"
 
-/* What sp_delta_load passes for the chunk table size in these inputs. */
+/* The chunk table the inputs are read with: what the manifest may leave to it (sizes, content
+ * hashes) comes from here. */
 #define CHUNKS 4096
+static struct sp_chunk table[CHUNKS];
 
+/* Chunks of a few sizes, one in four a BASE chunk that reads a small base file whole. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
+	for (uint32_t k = 0; k < CHUNKS; k++)
+		table[k] = (struct sp_chunk){.out_len = 1u << (k % 13), .out_hash = k,
+					     .codec = k % 4 ? SP_CODEC_ZSTD : SP_CODEC_BASE,
+					     .base_file = k % 7};
 	return 0;
 }
 
@@ -19,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sp_manifest m;
 	struct sp_err err;
-	if (sp_manifest_parse((const char *)data, size, CHUNKS, &m, "fuzz", &err))
+	struct sp_manifest_table t = {table, CHUNKS, SP_FEATURE_INCOMPAT_SUPPORTED};
+	if (sp_manifest_parse((const char *)data, size, &t, &m, "fuzz", &err))
 		return 0;
 	FUZZ_CHECK(m.chunk_size >= SP_CHUNK_MIN && m.chunk_size <= SP_CHUNK_MAX && m.mode);
 	for (size_t i = 0; i < m.nfiles; i++) {
@@ -29,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(!f->link || (strlen(f->link) == f->size && !f->chunk_count));
 	}
 	for (size_t i = 0; i < m.nbase; i++)
-		FUZZ_CHECK(m.base[i].name != NULL);
+		FUZZ_CHECK(m.base[i].name != NULL && (!m.base[i].hashless || m.base[i].whole));
 	uint64_t total = 0;
 	for (size_t i = 0; i < m.nhistory; i++) {
 		const struct sp_history_seg *h = &m.history[i];

@@ -12,8 +12,10 @@ import json, os, struct, subprocess, sys
 SUPER = struct.Struct("<8sIIQQQQQQQQQQQ16sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
 CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history", "slice"]
-KNOWN_INCOMPAT = 0x3f  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps
+KNOWN_INCOMPAT = 0x7f  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
+                       # members the table implies
 ZTABLE = 0x10
+IMPLIED = 0x40
 
 
 def unzstd(frame):
@@ -34,14 +36,18 @@ def main():
     table = data[table_off:table_off + count * CHUNK.size]
     if incompat & ZTABLE:
         table = unzstd(data[table_off:table_off + table_len])
+    first = 0
     for f in manifest["files"]:
-        for k in range(f["first_chunk"], f["first_chunk"] + f["chunk_count"]):
+        if "first_chunk" in f or not incompat & IMPLIED:
+            first = f["first_chunk"]
+        for k in range(first, first + f["chunk_count"]):
             (out_off, data_off, base_off, _h, out_len, data_len, base_file, codec, _dt, _bdt,
              _r) = CHUNK.unpack_from(table, k * CHUNK.size)
             print(json.dumps({"file": f["name"], "index": k, "codec": CODECS[codec],
                               "out_off": out_off, "out_len": out_len, "data_off": data_off,
                               "data_len": data_len, "base_file": base_file,
                               "base_off": base_off}))
+        first += f["chunk_count"]
     assert count == sum(f["chunk_count"] for f in manifest["files"]) + manifest.get("aux_chunks", 0)
 
 

@@ -212,20 +212,30 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	edit_manifest "$d" "t = f[$model][\"tensors\"][0]; t[\"shape\"] = [2**31, 2**31, 2**2]; t[\"dtype\"] = \"F32\""
 	delta_refused "$d" "a size that overflows" "a tensor shape whose byte size overflows"
 	fresh "$d"
-	edit_manifest "$d" "t = f[$model][\"tensors\"][0]; t[\"offset\"] = f[$model][\"size\"]"
+	edit_manifest "$d" "t = f[$model][\"tensors\"][0]; t[\"offset\"] = 10**12"
 	delta_refused "$d" "outside its file" "a tensor offset past the end of its file"
 	fresh "$d"
 	edit_manifest "$d" "del f[$model][\"tensors\"][0][\"offset\"]"
 	delta_refused "$d" "a tensor's shape, dtype or offsets" "a tensor without an offset"
 	fresh "$d"
-	edit_manifest "$d" "f[$model][\"size\"] += 4096"
-	delta_refused "$d" "chunks do not add up to the file size" "a file size past its chunks"
+	edit_manifest "$d" "f[$model][\"size\"] = 10**12"
+	delta_refused "$d" "chunks do not add up to the file size" "a file size other than its chunks'"
+	# What the table implies, given where it was left out: it must agree with the table.
+	fresh "$d"
+	edit_manifest "$d" "f[-1][\"first_chunk\"] = 0"
+	delta_refused "$d" "chunk range out of order" "a first chunk that repeats a chunk"
+	fresh "$d"
+	"$TOOL" set "$d" chunk.0.base_off 1
+	delta_refused "$d" "a chunk reads, without its content hash" "a base file read in part, its hash left out"
+	fresh "$d"
+	"$TOOL" set "$d" feature_incompat $(($(super_field "$d" feature_incompat) & ~64))
+	delta_refused "$d" "the manifest is malformed" "a manifest that leaves out what the table implies, in a delta without the bit"
 	fresh "$d"
 	edit_manifest "$d" "f[$model][\"chunk_count\"] = 10**9"
 	delta_refused "$d" "a chunk range outside the chunk table" "a chunk range past the table"
 	fresh "$d"
 	edit_manifest "$d" "f[$model][\"mtime\"] = 1e30"
-	delta_refused "$d" "a file's size, chunks or time" "an mtime past int64"
+	delta_refused "$d" "a file's time" "an mtime past int64"
 	fresh "$d"
 	edit_manifest "$d" 'm["version"] = 2'
 	delta_refused "$d" "a format version this reader does not know" "manifest format version 2"
@@ -235,13 +245,13 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	local basek
 	basek=$(python3 "$HERE/delta_reader.py" "$TMP/delta" | python3 -c '
 import json, sys
-print([r for r in map(json.loads, sys.stdin) if r["codec"] in ("base", "delta")][0]["index"])')
+print([r for r in map(json.loads, sys.stdin) if r["codec"] == "delta"][0]["index"])')
 	fresh "$d"
 	"$TOOL" set "$d" chunk.$basek.base_off $((1 << 40))
 	delta_refused "$d" "base range outside the base file" "a chunk's base offset past the base file's end"
 	fresh "$d"
 	"$TOOL" set "$d" chunk.$bigk.out_len 12345
-	delta_refused "$d" "model.safetensors: chunk $bigk:" "a chunk's output length changed"
+	delta_refused "$d" "model.safetensors" "a chunk's output length changed (the file size it implies with it)"
 	fresh "$d"
 	"$TOOL" set "$d" version 2
 	delta_refused "$d" "format version 2 is not supported" "superblock format version 2"

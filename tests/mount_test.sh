@@ -278,6 +278,9 @@ split_history() {
 		grep -q "Input/output error" "$TMP/split.err" || fail "$f: $(cat "$TMP/split.err")"
 	done
 	unmount "$m"
+	# The base files only the history reads have no hash of their own: the history's catches it.
+	grep -q "history changed since it was written" "$m.log" ||
+		fail "no log line says the history changed: $(cat "$m.log")"
 	echo "ok: history chunks are EIO over a changed base"
 }
 

@@ -120,7 +120,7 @@ static int parse_with_hub(const char *hub, struct sp_manifest *m)
 		 "{\"chunk_size\": 1048576, \"mode\": \"lossless\", \"files\": [], "
 		 "\"base\": {\"path\": \"/b\", \"files\": []%s%s}}",
 		 *hub ? ", \"hub\": " : "", hub);
-	return sp_manifest_parse(json, strlen(json), 0, m, "test", &err);
+	return sp_manifest_parse(json, strlen(json), &(struct sp_manifest_table){0}, m, "test", &err);
 }
 
 /* Deltas without a hub id (all older ones) read as before; a malformed one is refused. */

@@ -32,9 +32,12 @@
 #define SP_FEATURE_INCOMPAT_PACK (1ULL << 3) /* SP_CODEC_SLICE chunks of auxiliary packs */
 #define SP_FEATURE_INCOMPAT_ZTABLE (1ULL << 4) /* the chunk table is one zstd frame */
 #define SP_FEATURE_INCOMPAT_WHOLEFP (1ULL << 5) /* small base files: a content hash alone */
+#define SP_FEATURE_INCOMPAT_IMPLIED (1ULL << 6) /* the manifest leaves out what the table implies;
+						 * SLICE chunks are covered by their pack's hash */
 #define SP_FEATURE_INCOMPAT_SUPPORTED                                                            \
 	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY |    \
-	 SP_FEATURE_INCOMPAT_PACK | SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP)
+	 SP_FEATURE_INCOMPAT_PACK | SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP |    \
+	 SP_FEATURE_INCOMPAT_IMPLIED)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large. By default a chunk of tensor data coded losslessly holds
@@ -113,7 +116,8 @@ enum sp_dtype {
  * hash of its data followed by its base bytes. SP_CODEC_PATCH reads the window of base file
  * base_file at base_off whose length its data names (codec_patch.h). SP_CODEC_HISTORY reads
  * the delta's history, which the manifest lists; its base_file is SP_NO_BASE. SP_CODEC_SLICE
- * copies out_len bytes at base_off of auxiliary chunk number base_file (0 is the first).
+ * copies out_len bytes at base_off of auxiliary chunk number base_file (0 is the first); with
+ * SP_FEATURE_INCOMPAT_IMPLIED its out_hash is 0, the pack's own hash covering its bytes.
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

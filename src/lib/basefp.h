@@ -15,7 +15,8 @@
 /* Fills size, header_hash, sample_hash and content_hash (reads the whole file) of fd. */
 int sp_fp_compute(int fd, uint64_t header_len, struct sp_base_fp *fp, const char *path,
 		  struct sp_err *err);
-/* Checks fd against fp, cheaply (no content hash, unless fp records nothing else). */
+/* Checks fd against fp, cheaply (no content hash, unless fp records nothing else; only the size
+ * when it records no content hash). */
 int sp_fp_check_quick(int fd, const struct sp_base_fp *fp, const char *path, struct sp_err *err);
 /* Checks the content hash of fd against fp (reads the whole file). */
 int sp_fp_check_content(int fd, const struct sp_base_fp *fp, const char *path, struct sp_err *err);

@@ -66,6 +66,8 @@ static int check_base_file(struct sp_delta *d, size_t i, struct sp_err *err)
 {
 	struct sp_base_file *b = &d->base[i];
 	time_t began = time(NULL);
+	if (d->m.base[i].hashless) /* no chunk reads it: the history's own hash covers it */
+		return 0;
 	if (sp_fp_check_content(b->fd, &d->m.base[i], b->path, err))
 		return -1;
 	if (base_changed(b)) {
@@ -95,6 +97,8 @@ static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigne
 	}
 	if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
 		return -1;
+	if (d->m.base[i].hashless)
+		return 0;
 	b->verified = sp_fp_verdict_known(&b->seen, d->m.base[i].content_hash);
 	if (b->verified || !(flags & SP_OPEN_CHECK_BASE))
 		return 0;
@@ -495,7 +499,8 @@ static int decode_slice(struct sp_delta *d, uint64_t idx, void *out)
 		return rc;
 	memcpy(out, pack + c->base_off, c->out_len);
 	sp_cache_release(d->aux_cache, held);
-	if (XXH3_64bits(out, c->out_len) != c->out_hash)
+	if (!(d->sb.feature_incompat & SP_FEATURE_INCOMPAT_IMPLIED) && /* else the pack's hash */
+	    XXH3_64bits(out, c->out_len) != c->out_hash)
 		return chunk_failed(d, idx, "checksum mismatch (damaged delta)");
 	return 0;
 }

@@ -123,7 +123,7 @@ static int write_tail(struct drive *d, struct sp_super *sb)
 		sb->feature_incompat |= SP_FEATURE_INCOMPAT_HISTORY;
 	if (t->naux)
 		sp_draft_set_aux(d->manifest, t->naux);
-	if (sp_draft_pack(d->manifest, META_LEVEL, &m, d->in->ft.dir, d->err))
+	if (sp_draft_pack(d->manifest, t->chunks, t->n, META_LEVEL, &m, d->in->ft.dir, d->err))
 		return -1;
 	struct sp_packed table;
 	if (pack_table(t, &table, d->in->ft.dir, d->err)) {
@@ -134,7 +134,8 @@ static int write_tail(struct drive *d, struct sp_super *sb)
 	int framed = table.len < table.raw_len;
 	const void *stored = framed ? (const void *)table.data : (const void *)t->chunks;
 	size_t stored_len = framed ? table.len : table.raw_len;
-	sb->feature_incompat |= SP_FEATURE_INCOMPAT_WHOLEFP | (framed ? SP_FEATURE_INCOMPAT_ZTABLE : 0);
+	sb->feature_incompat |= SP_FEATURE_INCOMPAT_WHOLEFP | SP_FEATURE_INCOMPAT_IMPLIED |
+				(framed ? SP_FEATURE_INCOMPAT_ZTABLE : 0);
 	sb->chunk_count = t->n;
 	sb->chunk_table_len = framed ? table.len : 0;
 	sb->chunk_table_hash = XXH3_64bits(stored, stored_len);

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <xxhash.h>
 
 #include "codec_history.h"
 
@@ -50,6 +51,10 @@ static const char *build(struct sp_history *h)
 			return "cannot read the base for the delta's history";
 		}
 		at += s->len;
+	}
+	if (m->has_history_hash && XXH3_64bits(bytes, m->history_len) != m->history_hash) {
+		free(bytes);
+		return "the base files of the delta's history changed since it was written";
 	}
 	ZSTD_DDict *dict = sp_history_ddict(bytes, m->history_len);
 	if (!dict) {

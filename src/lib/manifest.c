@@ -49,14 +49,16 @@ static cJSON *base_fp_json(const struct sp_base_fp *fp)
 	return js;
 }
 
+/* The chunk table implies a file's first chunk (where the previous file's end) and, but for a
+ * link, its size (its chunks' total). */
 static cJSON *file_json(const struct sp_file_info *f)
 {
 	cJSON *js = cJSON_CreateObject();
 	cJSON_AddStringToObject(js, "name", f->name);
-	add_u64(js, "size", f->size);
+	if (f->link)
+		add_u64(js, "size", f->size);
 	cJSON_AddNumberToObject(js, "mtime", (double)f->mtime);
 	add_u64(js, "mtime_nsec", f->mtime_nsec);
-	add_u64(js, "first_chunk", f->first_chunk);
 	add_u64(js, "chunk_count", f->chunk_count);
 	add_u64(js, "mode", f->mode);
 	if (f->link)
@@ -87,7 +89,6 @@ struct sp_manifest_draft {
 	cJSON *tensors; /* the next file's, as they are added */
 };
 
-/* The members' order is the one every mksparse so far wrote: deltas stay byte-identical. */
 struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size)
 {
 	struct sp_manifest_draft *d = calloc(1, sizeof(*d));
@@ -117,6 +118,8 @@ void sp_draft_free(struct sp_manifest_draft *d)
 void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char *relpath,
 		       const struct sp_hub_ref *hub)
 {
+	/* The output files first: the base files' names, mostly the same, compress against them. */
+	cJSON_AddArrayToObject(d->root, "files");
 	cJSON *base = cJSON_AddObjectToObject(d->root, "base");
 	cJSON_AddStringToObject(base, "path", path);
 	if (hub && hub->id) {
@@ -128,13 +131,17 @@ void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char
 	if (relpath)
 		cJSON_AddStringToObject(base, "relpath", relpath);
 	cJSON_AddArrayToObject(base, "files");
-	cJSON_AddArrayToObject(d->root, "files");
+}
+
+static cJSON *base_files(const struct sp_manifest_draft *d)
+{
+	return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d->root, "base"),
+						"files");
 }
 
 void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *fp)
 {
-	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base");
-	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(base, "files"), base_fp_json(fp));
+	cJSON_AddItemToArray(base_files(d), base_fp_json(fp));
 }
 
 void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
@@ -174,18 +181,68 @@ void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks)
 void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg)
 {
 	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history");
-	cJSON *js = cJSON_CreateObject();
+	const cJSON *size = cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetArrayItem(base_files(d), (int)seg->file), "size");
 	if (!list)
 		list = cJSON_AddArrayToObject(d->root, "history");
+	if (!seg->off && cJSON_IsNumber(size) && (double)seg->len == size->valuedouble) {
+		cJSON_AddItemToArray(list, cJSON_CreateNumber(seg->file)); /* a whole file */
+		return;
+	}
+	cJSON *js = cJSON_CreateObject();
 	add_u64(js, "file", seg->file);
 	add_u64(js, "off", seg->off);
 	add_u64(js, "len", seg->len);
 	cJSON_AddItemToArray(list, js);
 }
 
-int sp_draft_pack(const struct sp_manifest_draft *d, int level, struct sp_packed *out,
-		  const char *path, struct sp_err *err)
+void sp_draft_set_history_hash(struct sp_manifest_draft *d, uint64_t hash)
 {
+	cJSON_AddItemToObject(d->root, "history_hash", json_hash(hash));
+}
+
+/* Does chunk c read base bytes (and so name a base file by base_file)? */
+static int reads_base(const struct sp_chunk *c)
+{
+	return c->codec == SP_CODEC_BASE || c->codec == SP_CODEC_DELTA ||
+	       c->codec == SP_CODEC_LOSSY || c->codec == SP_CODEC_PATCH;
+}
+
+/* Does base chunk c read base file fp (one fingerprinted by its content hash alone) whole? */
+static int reads_whole(const struct sp_chunk *c, uint64_t size)
+{
+	return c->codec == SP_CODEC_BASE && !c->base_off && c->out_len == size;
+}
+
+/* The content hashes a reader of SP_FEATURE_INCOMPAT_IMPLIED does without: of a small base file
+ * that a BASE chunk reads whole (the chunk's hash is the file's), or that no chunk reads. */
+static void imply_content_hashes(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
+				 size_t n)
+{
+	cJSON *files = base_files(d), *fp;
+	size_t nfiles = (size_t)cJSON_GetArraySize(files);
+	uint8_t *keep = calloc(nfiles + 1, 1);
+	if (!keep)
+		return; /* the hashes stay: a reader takes them as they are */
+	for (size_t k = 0; k < n; k++) {
+		const struct sp_chunk *c = &chunks[k];
+		const cJSON *size = cJSON_GetObjectItemCaseSensitive(
+			cJSON_GetArrayItem(files, (int)c->base_file), "size");
+		if (reads_base(c) && c->base_file < nfiles)
+			keep[c->base_file] |= !cJSON_IsNumber(size) ||
+					      !reads_whole(c, (uint64_t)size->valuedouble);
+	}
+	size_t i = 0;
+	cJSON_ArrayForEach(fp, files)
+		if (!keep[i++] && !cJSON_GetObjectItemCaseSensitive(fp, "header_hash"))
+			cJSON_DeleteItemFromObjectCaseSensitive(fp, "content_hash");
+	free(keep);
+}
+
+int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
+		  struct sp_packed *out, const char *path, struct sp_err *err)
+{
+	imply_content_hashes(d, chunks, n);
 	char *json = cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	memset(out, 0, sizeof(*out));
@@ -223,14 +280,20 @@ static const char *get_str(const cJSON *obj, const char *key)
 	return cJSON_IsString(js) ? js->valuestring : NULL;
 }
 
-static int parse_base_fp(const cJSON *js, struct sp_base_fp *fp)
+static int has(const cJSON *obj, const char *key)
+{
+	return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
+/* A base file's fingerprint; with implied, a small file's content hash may be left out (hashless
+ * until the chunk table gives it). */
+static int parse_base_fp(const cJSON *js, int implied, struct sp_base_fp *fp)
 {
 	const char *name = get_str(js, "name");
-	fp->whole = !cJSON_GetObjectItemCaseSensitive(js, "header_hash") &&
-		    !cJSON_GetObjectItemCaseSensitive(js, "header_len") &&
-		    !cJSON_GetObjectItemCaseSensitive(js, "sample_hash");
+	fp->whole = !has(js, "header_hash") && !has(js, "header_len") && !has(js, "sample_hash");
+	fp->hashless = implied && fp->whole && !has(js, "content_hash");
 	if (!name || get_u64(js, "size", &fp->size) ||
-	    json_get_hash(js, "content_hash", &fp->content_hash))
+	    (!fp->hashless && json_get_hash(js, "content_hash", &fp->content_hash)))
 		return -1;
 	fp->name = (char *)name;
 	if (fp->whole)
@@ -349,20 +412,43 @@ static int parse_tensors(const cJSON *ts, uint64_t file_size, struct sp_file_ten
 	return 0;
 }
 
+/* A file's run of chunks and its size. With SP_FEATURE_INCOMPAT_IMPLIED either may be left to
+ * the table: the run then starts at next (where the previous file's ends), and the size is what
+ * the run's chunks add up to. */
+static const char *parse_chunks(const cJSON *js, const struct sp_manifest_table *t, uint64_t next,
+				struct sp_file_info *f)
+{
+	int implied = (t->features & SP_FEATURE_INCOMPAT_IMPLIED) != 0;
+	f->first_chunk = next;
+	if (get_u64(js, "chunk_count", &f->chunk_count) ||
+	    ((!implied || has(js, "first_chunk")) && get_u64(js, "first_chunk", &f->first_chunk)))
+		return "a file's chunks";
+	if (f->first_chunk > t->count || f->chunk_count > t->count - f->first_chunk)
+		return "a chunk range outside the chunk table";
+	if (!implied || has(js, "size"))
+		return get_u64(js, "size", &f->size) ? "a file's size" : NULL;
+	f->size = 0;
+	for (uint64_t k = f->first_chunk; k < f->first_chunk + f->chunk_count; k++)
+		f->size += t->chunks[k].out_len;
+	return NULL;
+}
+
 /* Why file entry js is wrong, or NULL. */
-static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_file_info *f,
-			      struct sp_file_tensors *ft)
+static const char *parse_file(const cJSON *js, const struct sp_manifest_table *t, uint64_t next,
+			      struct sp_file_info *f, struct sp_file_tensors *ft)
 {
 	uint64_t nsec = 0, mode = 0;
 	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(js, "mtime");
+	const char *why;
 	if (!(f->name = get_str(js, "name")))
 		return "a file without a name";
 	if (!safe_name(f->name))
 		return "a file name that leaves the mount (absolute, empty, '.' or '..')";
-	if (get_u64(js, "size", &f->size) || get_u64(js, "first_chunk", &f->first_chunk) ||
-	    get_u64(js, "chunk_count", &f->chunk_count) || get_u64(js, "mtime_nsec", &nsec) ||
-	    !cJSON_IsNumber(mt) || !(fabs(mt->valuedouble) < 9.2e18) || nsec >= 1000000000u)
-		return "a file's size, chunks or time"; /* an mtime past int64 would not convert */
+	if ((why = parse_chunks(js, t, next, f)))
+		return why;
+	if (get_u64(js, "mtime_nsec", &nsec) || !cJSON_IsNumber(mt) ||
+	    !(fabs(mt->valuedouble) < 9.2e18) || nsec >= 1000000000u)
+		return "a file's time"; /* an mtime past int64 would not convert */
 	f->mtime = (int64_t)mt->valuedouble;
 	f->mtime_nsec = (uint32_t)nsec;
 	const cJSON *link = cJSON_GetObjectItemCaseSensitive(js, "link");
@@ -375,8 +461,6 @@ static const char *parse_file(const cJSON *js, uint64_t chunk_count, struct sp_f
 	f->mode = (uint32_t)mode;
 	if (parse_tensors(cJSON_GetObjectItemCaseSensitive(js, "tensors"), f->size, ft))
 		return "a tensor's shape, dtype or offsets (outside its file, or a size that overflows)";
-	if (f->first_chunk > chunk_count || f->chunk_count > chunk_count - f->first_chunk)
-		return "a chunk range outside the chunk table";
 	return NULL;
 }
 
@@ -411,7 +495,7 @@ static int parse_match(const cJSON *js, struct sp_manifest *m)
 	return mt->tensors > mt->of_tensors || mt->bytes > mt->of_bytes ? -1 : 0;
 }
 
-static const char *parse_base(const cJSON *base, struct sp_manifest *m)
+static const char *parse_base(const cJSON *base, int implied, struct sp_manifest *m)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
 	m->base_path = get_str(base, "path");
@@ -427,7 +511,7 @@ static const char *parse_base(const cJSON *base, struct sp_manifest *m)
 		return "out of memory";
 	cJSON_ArrayForEach(js, files) {
 		struct sp_base_fp *fp = &m->base[m->nbase++];
-		if (parse_base_fp(js, fp))
+		if (parse_base_fp(js, implied, fp))
 			return "a base file's fingerprint";
 		if (!safe_name(fp->name))
 			return "a base file name that leaves the base (absolute, empty, '.' or '..')";
@@ -472,10 +556,11 @@ static const char *name_clash(const struct sp_manifest *m, const char **which)
 	return why;
 }
 
-static const char *parse_files(const cJSON *files, uint64_t chunk_count, struct sp_manifest *m,
-			       const char **which)
+static const char *parse_files(const cJSON *files, const struct sp_manifest_table *t,
+			       struct sp_manifest *m, const char **which)
 {
 	const cJSON *js;
+	uint64_t next = 0;
 	if (!cJSON_IsArray(files))
 		return "no files";
 	m->files = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->files));
@@ -483,13 +568,14 @@ static const char *parse_files(const cJSON *files, uint64_t chunk_count, struct 
 	if (!m->files || !m->tensors)
 		return "out of memory";
 	cJSON_ArrayForEach(js, files) {
-		const char *why = parse_file(js, chunk_count, &m->files[m->nfiles],
-					     &m->tensors[m->nfiles]);
+		struct sp_file_info *f = &m->files[m->nfiles];
+		const char *why = parse_file(js, t, next, f, &m->tensors[m->nfiles]);
 		m->nfiles++;
 		if (why) {
 			*which = get_str(js, "name");
 			return why;
 		}
+		next = f->first_chunk + f->chunk_count;
 	}
 	return name_clash(m, which);
 }
@@ -510,12 +596,31 @@ static int has_nul(const char *json, size_t len)
 	return 0;
 }
 
+/* A history segment: an object, or (implied) the number of a base file taken whole. */
+static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
+			 struct sp_history_seg *h)
+{
+	uint64_t file;
+	if (implied && cJSON_IsNumber(js)) {
+		double v = js->valuedouble;
+		if (!(v >= 0 && v < (double)m->nbase) || v != (double)(file = (uint64_t)v))
+			return -1;
+		*h = (struct sp_history_seg){.file = (uint32_t)file, .len = m->base[file].size};
+		return 0;
+	}
+	if (get_u64(js, "file", &file) || get_u64(js, "off", &h->off) ||
+	    get_u64(js, "len", &h->len) || file >= m->nbase || h->off > m->base[file].size ||
+	    h->len > m->base[file].size - h->off)
+		return -1;
+	h->file = (uint32_t)file;
+	return 0;
+}
+
 /* The optional history (deltas without HISTORY chunks have none): segments of base files
  * within them, at most SP_HISTORY_MAX bytes in all. */
-static const char *parse_history(const cJSON *list, struct sp_manifest *m)
+static const char *parse_history(const cJSON *list, int implied, struct sp_manifest *m)
 {
 	const cJSON *js;
-	uint64_t file;
 	if (!list)
 		return NULL;
 	if (!cJSON_IsArray(list) ||
@@ -523,20 +628,41 @@ static const char *parse_history(const cJSON *list, struct sp_manifest *m)
 		return cJSON_IsArray(list) ? "out of memory" : "a history that is not a list";
 	cJSON_ArrayForEach(js, list) {
 		struct sp_history_seg *h = &m->history[m->nhistory++];
-		if (get_u64(js, "file", &file) || get_u64(js, "off", &h->off) ||
-		    get_u64(js, "len", &h->len) || file >= m->nbase ||
-		    h->off > m->base[file].size || h->len > m->base[file].size - h->off ||
-		    h->len > SP_HISTORY_MAX - m->history_len)
+		if (parse_segment(js, implied, m, h) || h->len > SP_HISTORY_MAX - m->history_len)
 			return "a history segment outside its base file, or too long a history";
-		h->file = (uint32_t)file;
 		m->history_len += h->len;
 	}
 	return NULL;
 }
 
-/* Why the top level is wrong, or NULL. */
-static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const char **which)
+/* The content hashes left to the table: each that of a BASE chunk that reads its file whole
+ * (the chunk itself is checked later, with the table); a file that no chunk reads has none. */
+static const char *take_content_hashes(struct sp_manifest *m, const struct sp_manifest_table *t,
+				       const char **which)
 {
+	for (uint64_t k = 0; k < t->count; k++) {
+		const struct sp_chunk *c = &t->chunks[k];
+		struct sp_base_fp *fp = c->base_file < m->nbase ? &m->base[c->base_file] : NULL;
+		if (fp && fp->hashless && reads_whole(c, fp->size)) {
+			fp->content_hash = c->out_hash;
+			fp->hashless = 0;
+		}
+	}
+	for (uint64_t k = 0; k < t->count; k++) {
+		const struct sp_chunk *c = &t->chunks[k];
+		if (reads_base(c) && c->base_file < m->nbase && m->base[c->base_file].hashless) {
+			*which = m->base[c->base_file].name;
+			return "a base file that a chunk reads, without its content hash";
+		}
+	}
+	return NULL;
+}
+
+/* Why the top level is wrong, or NULL. */
+static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_table *t,
+			     const char **which)
+{
+	int implied = (t->features & SP_FEATURE_INCOMPAT_IMPLIED) != 0;
 	uint64_t cs = 0, version = SP_VERSION;
 	const char *why;
 	if (!cJSON_IsObject(m->root))
@@ -550,19 +676,21 @@ static const char *parse_top(struct sp_manifest *m, uint64_t chunk_count, const 
 	m->created_by = get_str(m->root, "created_by");
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
-	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), m)))
+	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), implied, m)) ||
+	    (why = take_content_hashes(m, t, which)))
 		return why;
-	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), chunk_count, m,
-			       which)))
+	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)))
 		return why;
-	if (cJSON_GetObjectItemCaseSensitive(m->root, "aux_chunks") &&
-	    get_u64(m->root, "aux_chunks", &m->aux_chunks))
+	if (has(m->root, "aux_chunks") && get_u64(m->root, "aux_chunks", &m->aux_chunks))
 		return "aux_chunks";
-	return parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), m);
+	if ((m->has_history_hash = has(m->root, "history_hash")) &&
+	    json_get_hash(m->root, "history_hash", &m->history_hash))
+		return "history_hash";
+	return parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied, m);
 }
 
-int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
-		      const char *path, struct sp_err *err)
+int sp_manifest_parse(const char *json, size_t len, const struct sp_manifest_table *t,
+		      struct sp_manifest *m, const char *path, struct sp_err *err)
 {
 	const char *which = NULL, *why;
 	memset(m, 0, sizeof(*m));
@@ -571,7 +699,7 @@ int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct
 	else if (!(m->root = cJSON_ParseWithLength(json, len)))
 		why = "not JSON";
 	else
-		why = parse_top(m, chunk_count, &which);
+		why = parse_top(m, t, &which);
 	if (!why)
 		return 0;
 	if (which)

@@ -20,6 +20,8 @@ struct sp_base_fp {
 	uint64_t content_hash; /* XXH3-64 of the whole file */
 	int whole; /* read: only content_hash was recorded (a small file), so the quick check
 		    * hashes the file whole */
+	int hashless; /* read: no content hash, as no chunk reads the file (the history alone
+		       * does, and its own hash covers it): checks compare its size alone */
 };
 
 /* Base files up to this size are fingerprinted by their content hash alone: their quick check
@@ -61,6 +63,8 @@ struct sp_manifest {
 	struct sp_history_seg *history; /* HISTORY chunks' dictionary, these concatenated */
 	size_t nhistory;
 	uint64_t history_len; /* their total, at most SP_HISTORY_MAX */
+	uint64_t history_hash; /* XXH3-64 of the history's bytes, */
+	int has_history_hash;  /* when recorded */
 };
 
 /* ---- writer side: the only code that knows the manifest's keys ---- */
@@ -84,6 +88,7 @@ void sp_draft_add_file(struct sp_manifest_draft *d, const struct sp_file_info *f
 void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match *match);
 void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks);
 void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg);
+void sp_draft_set_history_hash(struct sp_manifest_draft *d, uint64_t hash);
 
 /* The manifest as the delta stores it: zstd-compressed JSON, data (len bytes) owned by the
  * caller. */
@@ -91,14 +96,24 @@ struct sp_packed {
 	uint8_t *data;
 	size_t len, raw_len;
 };
-/* Packs d at zstd level level; errors name path. */
-int sp_draft_pack(const struct sp_manifest_draft *d, int level, struct sp_packed *out,
-		  const char *path, struct sp_err *err);
+/* Packs d at zstd level level, leaving out what the delta's n chunks imply (a reader of
+ * SP_FEATURE_INCOMPAT_IMPLIED takes it from them) and the content hashes of small base files no
+ * chunk reads; errors name path. */
+int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
+		  struct sp_packed *out, const char *path, struct sp_err *err);
 
 /* ---- reader side ---- */
-/* Parses and validates json; chunk_count bounds the files' chunk ranges. */
-int sp_manifest_parse(const char *json, size_t len, uint64_t chunk_count, struct sp_manifest *m,
-		      const char *path, struct sp_err *err);
+/* What a manifest is read with: the delta's chunk table, loaded first (its records are checked
+ * later, against the manifest) and its incompatible features. */
+struct sp_manifest_table {
+	const struct sp_chunk *chunks;
+	uint64_t count;
+	uint64_t features;
+};
+/* Parses and validates json; the table bounds the files' chunk ranges and, with
+ * SP_FEATURE_INCOMPAT_IMPLIED, gives what the manifest leaves out. */
+int sp_manifest_parse(const char *json, size_t len, const struct sp_manifest_table *t,
+		      struct sp_manifest *m, const char *path, struct sp_err *err);
 void sp_manifest_free(struct sp_manifest *m);
 /* The tensor holding output offset off of file file, for log lines: "(none)" outside any. */
 const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off);

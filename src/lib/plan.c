@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "dtype.h"
 #include "plan.h"
@@ -462,6 +463,7 @@ static int list_history(struct sp_plan *pl)
 			return -1;
 		sp_draft_add_history(pl->manifest, &seg);
 	}
+	sp_draft_set_history_hash(pl->manifest, XXH3_64bits(pl->history->bytes, pl->history->len));
 	return 0;
 }
 

@@ -65,13 +65,14 @@ static void encode_worker(void *arg, unsigned t)
 			j->rc = encode_lossy(cs, j);
 			continue;
 		}
-		j->c.out_hash = XXH3_64bits(j->ft, j->c.out_len);
-		if (j->slice) {
+		if (j->slice) { /* its pack's hash covers it (SP_FEATURE_INCOMPAT_IMPLIED) */
+			j->c.out_hash = 0;
 			j->c.codec = SP_CODEC_SLICE;
 			j->c.data_len = 0;
 			j->rc = 0;
 			continue;
 		}
+		j->c.out_hash = XXH3_64bits(j->ft, j->c.out_len);
 		if (j->history && !j->window) {
 			j->rc = sp_chunk_encode_history(cs, &j->c, j->ft, j->history, j->dst,
 							j->dst_cap, j->level);

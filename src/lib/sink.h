@@ -18,7 +18,7 @@ struct encode_job {
 	uint64_t wlen;
 	const ZSTD_CDict *history;           /* the delta's history to code against (as well as
 					      * the window, if any), or NULL */
-	int slice;            /* a SLICE chunk (c names its pack): only its hash is computed */
+	int slice;            /* a SLICE chunk (c names its pack): nothing to encode or hash */
 	int pack;             /* a pack, stored as the auxiliary chunk reserved for it: */
 	uint32_t slot;        /* its ordinal */
 	const struct sp_lossy_tensor *lossy; /* LOSSY chunks: the tensor, and this chunk's */

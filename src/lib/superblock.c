@@ -135,7 +135,10 @@ static int load_manifest(struct sp_delta *d, struct sp_err *err)
 		 sb->manifest_raw_len)
 		sp_err_set(err, "%s: the manifest does not decompress", d->path);
 	else
-		rc = sp_manifest_parse(json, sb->manifest_raw_len, sb->chunk_count, &d->m, d->path, err);
+		rc = sp_manifest_parse(json, sb->manifest_raw_len,
+				       &(struct sp_manifest_table){d->chunks, sb->chunk_count,
+								   sb->feature_incompat},
+				       &d->m, d->path, err);
 	free(z);
 	free(json);
 	return rc ? rc : check_whole_fps(d, err);
