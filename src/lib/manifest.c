@@ -84,9 +84,18 @@ static cJSON *tensor_json(const struct sp_tensor *t, const struct sp_tensor *bas
 	return js;
 }
 
+/* A base file as listed: its entry, and its size (a cJSON array is a list: no lookups in it). */
+struct draft_fp {
+	cJSON *js;
+	uint64_t size;
+};
+
 struct sp_manifest_draft {
 	cJSON *root;
 	cJSON *tensors; /* the next file's, as they are added */
+	struct draft_fp *fps;
+	size_t nfps, capfps;
+	int oom; /* an entry could not be kept: packing fails */
 };
 
 struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size)
@@ -112,6 +121,7 @@ void sp_draft_free(struct sp_manifest_draft *d)
 		return;
 	cJSON_Delete(d->root);
 	cJSON_Delete(d->tensors);
+	free(d->fps);
 	free(d);
 }
 
@@ -141,7 +151,24 @@ static cJSON *base_files(const struct sp_manifest_draft *d)
 
 void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *fp)
 {
-	cJSON_AddItemToArray(base_files(d), base_fp_json(fp));
+	cJSON *js = base_fp_json(fp);
+	if (!js) {
+		d->oom = 1;
+		return;
+	}
+	if (d->nfps == d->capfps) {
+		size_t cap = d->capfps ? 2 * d->capfps : 64;
+		struct draft_fp *p = realloc(d->fps, cap * sizeof(*p));
+		if (!p) {
+			d->oom = 1;
+			cJSON_Delete(js);
+			return;
+		}
+		d->fps = p;
+		d->capfps = cap;
+	}
+	d->fps[d->nfps++] = (struct draft_fp){js, fp->size};
+	cJSON_AddItemToArray(base_files(d), js);
 }
 
 void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
@@ -181,11 +208,9 @@ void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks)
 void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg)
 {
 	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history");
-	const cJSON *size = cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetArrayItem(base_files(d), (int)seg->file), "size");
 	if (!list)
 		list = cJSON_AddArrayToObject(d->root, "history");
-	if (!seg->off && cJSON_IsNumber(size) && (double)seg->len == size->valuedouble) {
+	if (!seg->off && seg->file < d->nfps && seg->len == d->fps[seg->file].size) {
 		cJSON_AddItemToArray(list, cJSON_CreateNumber(seg->file)); /* a whole file */
 		return;
 	}
@@ -208,7 +233,7 @@ static int reads_base(const struct sp_chunk *c)
 	       c->codec == SP_CODEC_LOSSY || c->codec == SP_CODEC_PATCH;
 }
 
-/* Does base chunk c read base file fp (one fingerprinted by its content hash alone) whole? */
+/* Does chunk c read the whole of a base file of this size? */
 static int reads_whole(const struct sp_chunk *c, uint64_t size)
 {
 	return c->codec == SP_CODEC_BASE && !c->base_off && c->out_len == size;
@@ -219,23 +244,17 @@ static int reads_whole(const struct sp_chunk *c, uint64_t size)
 static void imply_content_hashes(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
 				 size_t n)
 {
-	cJSON *files = base_files(d), *fp;
-	size_t nfiles = (size_t)cJSON_GetArraySize(files);
-	uint8_t *keep = calloc(nfiles + 1, 1);
+	uint8_t *keep = calloc(d->nfps + 1, 1);
 	if (!keep)
 		return; /* the hashes stay: a reader takes them as they are */
 	for (size_t k = 0; k < n; k++) {
 		const struct sp_chunk *c = &chunks[k];
-		const cJSON *size = cJSON_GetObjectItemCaseSensitive(
-			cJSON_GetArrayItem(files, (int)c->base_file), "size");
-		if (reads_base(c) && c->base_file < nfiles)
-			keep[c->base_file] |= !cJSON_IsNumber(size) ||
-					      !reads_whole(c, (uint64_t)size->valuedouble);
+		if (reads_base(c) && c->base_file < d->nfps)
+			keep[c->base_file] |= !reads_whole(c, d->fps[c->base_file].size);
 	}
-	size_t i = 0;
-	cJSON_ArrayForEach(fp, files)
-		if (!keep[i++] && !cJSON_GetObjectItemCaseSensitive(fp, "header_hash"))
-			cJSON_DeleteItemFromObjectCaseSensitive(fp, "content_hash");
+	for (size_t i = 0; i < d->nfps; i++)
+		if (!keep[i] && !cJSON_GetObjectItemCaseSensitive(d->fps[i].js, "header_hash"))
+			cJSON_DeleteItemFromObjectCaseSensitive(d->fps[i].js, "content_hash");
 	free(keep);
 }
 
@@ -243,7 +262,7 @@ int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, si
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
 	imply_content_hashes(d, chunks, n);
-	char *json = cJSON_PrintUnformatted(d->root);
+	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	memset(out, 0, sizeof(*out));
 	out->data = json ? malloc(cap) : NULL;
