@@ -225,8 +225,11 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	edit_manifest "$d" "f[-1][\"first_chunk\"] = 0"
 	delta_refused "$d" "chunk range out of order" "a first chunk that repeats a chunk"
 	fresh "$d"
-	"$TOOL" set "$d" chunk.0.base_off 1
+	edit_manifest "$d" 'm["base"]["files"][0]["size"] = 1'
 	delta_refused "$d" "a chunk reads, without its content hash" "a base file read in part, its hash left out"
+	fresh "$d"
+	"$TOOL" set "$d" chunk.0.base_off 1
+	delta_refused "$d" "without its size that no chunk reads whole" "a base file's size left to no chunk"
 	fresh "$d"
 	"$TOOL" set "$d" feature_incompat $(($(super_field "$d" feature_incompat) & ~64))
 	delta_refused "$d" "the manifest is malformed" "a manifest that leaves out what the table implies, in a delta without the bit"

@@ -239,29 +239,40 @@ static int reads_whole(const struct sp_chunk *c, uint64_t size)
 	return c->codec == SP_CODEC_BASE && !c->base_off && c->out_len == size;
 }
 
-/* The content hashes a reader of SP_FEATURE_INCOMPAT_IMPLIED does without: of a small base file
- * that a BASE chunk reads whole (the chunk's hash is the file's), or that no chunk reads. */
-static void imply_content_hashes(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
-				 size_t n)
+/* How chunks read a base file: */
+#define READ_PART 1  /* a chunk reads part of it, */
+#define READ_WHOLE 2 /* a BASE chunk reads it whole */
+
+/* What a reader of SP_FEATURE_INCOMPAT_IMPLIED does without, of a small base file that chunks
+ * read only whole: its content hash and size (the chunk's hash and length are the file's); of
+ * one no chunk reads: its content hash. */
+static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
+			       size_t n)
 {
-	uint8_t *keep = calloc(d->nfps + 1, 1);
-	if (!keep)
-		return; /* the hashes stay: a reader takes them as they are */
+	uint8_t *use = calloc(d->nfps + 1, 1);
+	if (!use)
+		return; /* the fingerprints stay whole: a reader takes them as they are */
 	for (size_t k = 0; k < n; k++) {
 		const struct sp_chunk *c = &chunks[k];
 		if (reads_base(c) && c->base_file < d->nfps)
-			keep[c->base_file] |= !reads_whole(c, d->fps[c->base_file].size);
+			use[c->base_file] |=
+				reads_whole(c, d->fps[c->base_file].size) ? READ_WHOLE : READ_PART;
 	}
-	for (size_t i = 0; i < d->nfps; i++)
-		if (!keep[i] && !cJSON_GetObjectItemCaseSensitive(d->fps[i].js, "header_hash"))
-			cJSON_DeleteItemFromObjectCaseSensitive(d->fps[i].js, "content_hash");
-	free(keep);
+	for (size_t i = 0; i < d->nfps; i++) {
+		cJSON *js = d->fps[i].js;
+		if ((use[i] & READ_PART) || cJSON_GetObjectItemCaseSensitive(js, "header_hash"))
+			continue;
+		cJSON_DeleteItemFromObjectCaseSensitive(js, "content_hash");
+		if (use[i] & READ_WHOLE)
+			cJSON_DeleteItemFromObjectCaseSensitive(js, "size");
+	}
+	free(use);
 }
 
 int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
-	imply_content_hashes(d, chunks, n);
+	imply_fingerprints(d, chunks, n);
 	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	memset(out, 0, sizeof(*out));
@@ -304,19 +315,23 @@ static int has(const cJSON *obj, const char *key)
 	return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
 }
 
-/* A base file's fingerprint; with implied, a small file's content hash may be left out (hashless
- * until the chunk table gives it). */
+/* A base file's size the chunk table is to give (JSON sizes are below 2^53). */
+#define SIZE_PENDING UINT64_MAX
+
+/* A base file's fingerprint; with implied, a small file's content hash, and then its size, may be
+ * left out (hashless, SIZE_PENDING, until the chunk table gives them). */
 static int parse_base_fp(const cJSON *js, int implied, struct sp_base_fp *fp)
 {
 	const char *name = get_str(js, "name");
 	fp->whole = !has(js, "header_hash") && !has(js, "header_len") && !has(js, "sample_hash");
 	fp->hashless = implied && fp->whole && !has(js, "content_hash");
-	if (!name || get_u64(js, "size", &fp->size) ||
+	fp->size = SIZE_PENDING;
+	if (!name || ((!fp->hashless || has(js, "size")) && get_u64(js, "size", &fp->size)) ||
 	    (!fp->hashless && json_get_hash(js, "content_hash", &fp->content_hash)))
 		return -1;
 	fp->name = (char *)name;
 	if (fp->whole)
-		return fp->size <= SP_FP_WHOLE_MAX ? 0 : -1;
+		return fp->size <= SP_FP_WHOLE_MAX || fp->size == SIZE_PENDING ? 0 : -1;
 	return get_u64(js, "header_len", &fp->header_len) ||
 			       json_get_hash(js, "header_hash", &fp->header_hash) ||
 			       json_get_hash(js, "sample_hash", &fp->sample_hash)
@@ -654,19 +669,33 @@ static const char *parse_history(const cJSON *list, int implied, struct sp_manif
 	return NULL;
 }
 
-/* The content hashes left to the table: each that of a BASE chunk that reads its file whole
- * (the chunk itself is checked later, with the table); a file that no chunk reads has none. */
-static const char *take_content_hashes(struct sp_manifest *m, const struct sp_manifest_table *t,
-				       const char **which)
+/* Does BASE chunk c give hashless fingerprint fp its content hash (and its size, if pending)? */
+static int gives_fingerprint(const struct sp_chunk *c, const struct sp_base_fp *fp)
+{
+	return fp->hashless && c->codec == SP_CODEC_BASE && !c->base_off &&
+	       (fp->size == SIZE_PENDING ? c->out_len <= SP_FP_WHOLE_MAX : c->out_len == fp->size);
+}
+
+/* The fingerprints left to the table: each takes the hash (and length) of the first BASE chunk
+ * that reads its file from the start, whole (the chunk itself is checked later, with the
+ * table); a file that no chunk reads has no hash. */
+static const char *take_fingerprints(struct sp_manifest *m, const struct sp_manifest_table *t,
+				     const char **which)
 {
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
 		struct sp_base_fp *fp = c->base_file < m->nbase ? &m->base[c->base_file] : NULL;
-		if (fp && fp->hashless && reads_whole(c, fp->size)) {
+		if (fp && gives_fingerprint(c, fp)) {
 			fp->content_hash = c->out_hash;
+			fp->size = c->out_len;
 			fp->hashless = 0;
 		}
 	}
+	for (size_t i = 0; i < m->nbase; i++)
+		if (m->base[i].size == SIZE_PENDING) {
+			*which = m->base[i].name;
+			return "a base file without its size that no chunk reads whole";
+		}
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
 		if (reads_base(c) && c->base_file < m->nbase && m->base[c->base_file].hashless) {
@@ -696,7 +725,7 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
 	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), implied, m)) ||
-	    (why = take_content_hashes(m, t, which)))
+	    (why = take_fingerprints(m, t, which)))
 		return why;
 	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)))
 		return why;
