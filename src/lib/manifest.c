@@ -269,10 +269,23 @@ static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chun
 	free(use);
 }
 
+/* A history of the first N base files whole, in order, is written as N. */
+static void count_history(struct sp_manifest_draft *d)
+{
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history"), *js, *count;
+	double i = 0;
+	cJSON_ArrayForEach(js, list)
+		if (!cJSON_IsNumber(js) || js->valuedouble != i++)
+			return;
+	if (list && (count = cJSON_CreateNumber(i)))
+		cJSON_ReplaceItemInObjectCaseSensitive(d->root, "history", count);
+}
+
 int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
 	imply_fingerprints(d, chunks, n);
+	count_history(d);
 	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	memset(out, 0, sizeof(*out));
@@ -650,6 +663,24 @@ static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
 	return 0;
 }
 
+/* A history given as a count: the first n base files, whole, in order. */
+static const char *count_segments(double n, struct sp_manifest *m)
+{
+	if (!(n >= 1 && n <= (double)m->nbase && n == (double)(size_t)n))
+		return "a history of more base files than the manifest lists";
+	if (!(m->history = calloc((size_t)n, sizeof(*m->history))))
+		return "out of memory";
+	for (; m->nhistory < (size_t)n; m->nhistory++) {
+		struct sp_history_seg *h = &m->history[m->nhistory];
+		*h = (struct sp_history_seg){.file = (uint32_t)m->nhistory,
+					     .len = m->base[m->nhistory].size};
+		if (h->len > SP_HISTORY_MAX - m->history_len)
+			return "a history segment outside its base file, or too long a history";
+		m->history_len += h->len;
+	}
+	return NULL;
+}
+
 /* The optional history (deltas without HISTORY chunks have none): segments of base files
  * within them, at most SP_HISTORY_MAX bytes in all. */
 static const char *parse_history(const cJSON *list, int implied, struct sp_manifest *m)
@@ -657,6 +688,8 @@ static const char *parse_history(const cJSON *list, int implied, struct sp_manif
 	const cJSON *js;
 	if (!list)
 		return NULL;
+	if (implied && cJSON_IsNumber(list))
+		return count_segments(list->valuedouble, m);
 	if (!cJSON_IsArray(list) ||
 	    !(m->history = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*m->history))))
 		return cJSON_IsArray(list) ? "out of memory" : "a history that is not a list";

@@ -501,6 +501,11 @@ static int prepare_small(struct sp_plan *pl)
 		return 0;
 	if (!(pl->history = picked_history(pl, &want)) || mark_history(pl))
 		return -1;
+	/* The history's files first among the base files, in its order: the manifest can then say
+	 * "the first N" instead of listing them. */
+	for (size_t k = 0; k < pl->history->nseg; k++)
+		if (base_index(pl, pl->history->seg[k].file) == SP_NO_BASE)
+			return -1;
 	if (npack >= PACK_MIN &&
 	    !(pl->packer = sp_packer_new(pl->sink, pl->history->dict, META_LEVEL, pl->in->ft.dir,
 					  pl->err)))
