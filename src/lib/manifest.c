@@ -277,7 +277,7 @@ static void count_history(struct sp_manifest_draft *d)
 	cJSON_ArrayForEach(js, list)
 		if (!cJSON_IsNumber(js) || js->valuedouble != i++)
 			return;
-	if (list && (count = cJSON_CreateNumber(i)))
+	if (i > 0 && (count = cJSON_CreateNumber(i)))
 		cJSON_ReplaceItemInObjectCaseSensitive(d->root, "history", count);
 }
 
