@@ -232,7 +232,7 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	delta_refused "$d" "without its size that no chunk reads whole" "a base file's size left to no chunk"
 	fresh "$d"
 	edit_manifest "$d" 'm["history"] = len(m["base"]["files"]) + 1'
-	delta_refused "$d" "a history of more base files than the manifest lists" "a history of too many base files"
+	delta_refused "$d" "a history count outside 1 to the number of base files" "a history of too many base files"
 	fresh "$d"
 	"$TOOL" set "$d" feature_incompat $(($(super_field "$d" feature_incompat) & ~64))
 	delta_refused "$d" "the manifest is malformed" "a manifest that leaves out what the table implies, in a delta without the bit"

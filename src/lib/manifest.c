@@ -643,16 +643,32 @@ static int has_nul(const char *json, size_t len)
 	return 0;
 }
 
+/* An integer from 0 to below max, into *i. */
+static int get_index(const cJSON *js, size_t max, size_t *i)
+{
+	double v = cJSON_IsNumber(js) ? js->valuedouble : -1;
+	if (!(v >= 0 && v < (double)max) || v != (double)(size_t)v)
+		return -1;
+	*i = (size_t)v;
+	return 0;
+}
+
+/* Base file i, whole, as a history segment. */
+static struct sp_history_seg whole_file(const struct sp_manifest *m, size_t i)
+{
+	return (struct sp_history_seg){.file = (uint32_t)i, .len = m->base[i].size};
+}
+
 /* A history segment: an object, or (implied) the number of a base file taken whole. */
 static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
 			 struct sp_history_seg *h)
 {
 	uint64_t file;
+	size_t i;
 	if (implied && cJSON_IsNumber(js)) {
-		double v = js->valuedouble;
-		if (!(v >= 0 && v < (double)m->nbase) || v != (double)(file = (uint64_t)v))
+		if (get_index(js, m->nbase, &i))
 			return -1;
-		*h = (struct sp_history_seg){.file = (uint32_t)file, .len = m->base[file].size};
+		*h = whole_file(m, i);
 		return 0;
 	}
 	if (get_u64(js, "file", &file) || get_u64(js, "off", &h->off) ||
@@ -663,39 +679,29 @@ static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
 	return 0;
 }
 
-/* A history given as a count: the first n base files, whole, in order. */
-static const char *count_segments(double n, struct sp_manifest *m)
-{
-	if (!(n >= 1 && n <= (double)m->nbase && n == (double)(size_t)n))
-		return "a history of more base files than the manifest lists";
-	if (!(m->history = calloc((size_t)n, sizeof(*m->history))))
-		return "out of memory";
-	for (; m->nhistory < (size_t)n; m->nhistory++) {
-		struct sp_history_seg *h = &m->history[m->nhistory];
-		*h = (struct sp_history_seg){.file = (uint32_t)m->nhistory,
-					     .len = m->base[m->nhistory].size};
-		if (h->len > SP_HISTORY_MAX - m->history_len)
-			return "a history segment outside its base file, or too long a history";
-		m->history_len += h->len;
-	}
-	return NULL;
-}
-
-/* The optional history (deltas without HISTORY chunks have none): segments of base files
- * within them, at most SP_HISTORY_MAX bytes in all. */
+/* The optional history (deltas without HISTORY chunks have none): a list of segments of base
+ * files within them, or (implied) a count n, the first n base files whole; at most
+ * SP_HISTORY_MAX bytes in all. */
 static const char *parse_history(const cJSON *list, int implied, struct sp_manifest *m)
 {
-	const cJSON *js;
+	int counted = implied && cJSON_IsNumber(list);
+	size_t n = 0;
 	if (!list)
 		return NULL;
-	if (implied && cJSON_IsNumber(list))
-		return count_segments(list->valuedouble, m);
-	if (!cJSON_IsArray(list) ||
-	    !(m->history = calloc((size_t)cJSON_GetArraySize(list) + 1, sizeof(*m->history))))
-		return cJSON_IsArray(list) ? "out of memory" : "a history that is not a list";
-	cJSON_ArrayForEach(js, list) {
+	if (counted ? get_index(list, m->nbase + 1, &n) || !n : !cJSON_IsArray(list))
+		return counted ? "a history count outside 1 to the number of base files"
+			       : "a history that is not a list";
+	if (!counted)
+		n = (size_t)cJSON_GetArraySize(list);
+	if (!(m->history = calloc(n + 1, sizeof(*m->history))))
+		return "out of memory";
+	const cJSON *js = counted ? NULL : list->child;
+	for (size_t i = 0; i < n; i++, js = js ? js->next : NULL) {
 		struct sp_history_seg *h = &m->history[m->nhistory++];
-		if (parse_segment(js, implied, m, h) || h->len > SP_HISTORY_MAX - m->history_len)
+		if (counted)
+			*h = whole_file(m, i);
+		if ((!counted && parse_segment(js, implied, m, h)) ||
+		    h->len > SP_HISTORY_MAX - m->history_len)
 			return "a history segment outside its base file, or too long a history";
 		m->history_len += h->len;
 	}
