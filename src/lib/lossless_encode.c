@@ -18,24 +18,24 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 	return p;
 }
 
+/* An LSB-first bit writer: whole bytes go out at once, the last partial byte stays in acc. The
+ * buffer needs 8 bytes of slack, as every put stores a whole word. */
 struct bitw {
 	uint8_t *p;
 	uint64_t acc;
-	unsigned n;
+	unsigned n; /* bits in acc, below 8 between puts */
 };
 
-/* Appends the low r bits of v, r <= 32. */
+/* Appends the low r bits of v, r <= 32. Branch-free: the flush of a branch taken every few
+ * elements at random would mispredict. */
 static inline void bitw_put(struct bitw *w, uint64_t v, unsigned r)
 {
 	w->acc |= (v & ((1ull << r) - 1)) << w->n;
 	w->n += r;
-	if (w->n >= 32) {
-		uint32_t x = (uint32_t)w->acc;
-		memcpy(w->p, &x, 4);
-		w->p += 4;
-		w->acc >>= 32;
-		w->n -= 32;
-	}
+	memcpy(w->p, &w->acc, 8);
+	w->p += w->n >> 3;
+	w->acc >>= w->n & ~7u;
+	w->n &= 7;
 }
 
 static inline void bitw_put64(struct bitw *w, uint64_t v, unsigned r)
@@ -95,19 +95,23 @@ static inline __attribute__((always_inline)) size_t analyze_dt(struct sp_lossles
 	struct bitw bw = {raw, 0, 0};
 	unsigned w = di.width, t = di.tbits;
 	uint64_t mask = word_mask(w);
+	uint8_t *syms = s->sym.p; /* locals: a byte store could alias the fields of s */
+	uint32_t (*hist)[NSYM] = s->hist, *keyn = s->keyn;
 	for (size_t i = 0; i < ne; i++) {
 		uint64_t b = load_word(base + i * w, w), f = load_word(ft + i * w, w);
+		/* Branch-free: the signs and sizes of the differences are close to random, and gcc
+		 * made branches of ?: here that mispredicted about every other element. */
 		uint64_t d = (ord(f, di) - ord(b, di)) & mask;
-		unsigned neg = (unsigned)(d >> (8 * w - 1));
-		uint64_t a = (neg ? 0 - d : d) & mask;
-		unsigned bl = bitlen64(a);
-		unsigned r = bl > t + 1 ? bl - 1 - t : 0;
+		uint64_t neg = d >> (8 * w - 1);
+		uint64_t a = ((d ^ (0 - neg)) + neg) & mask;
+		int excess = (int)bitlen64(a | 1) - 1 - (int)t;
+		unsigned r = (unsigned)(excess & ~(excess >> 31));
 		unsigned tok = (r << t) + (unsigned)(a >> r);
-		unsigned sym = a ? 2 * tok - 1 + (neg ^ mirror(b, di)) : 0;
+		unsigned sym = (2 * tok - 1 + ((unsigned)neg ^ mirror(b, di))) & (0u - (a != 0));
 		unsigned k = key_of(b, di);
-		s->sym.p[i] = (uint8_t)sym;
-		s->hist[k][sym]++;
-		s->keyn[k]++;
+		syms[i] = (uint8_t)sym;
+		hist[k][sym]++;
+		keyn[k]++;
 		if (w == 8)
 			bitw_put64(&bw, a, r);
 		else
@@ -167,6 +171,14 @@ static unsigned choose_groups(const struct sp_lossless *s, unsigned na, unsigned
 {
 	double best[GMAX + 1];
 	unsigned from[GMAX + 1];
+	uint8_t used[GMAX][NSYM]; /* the symbols each atom uses, in order: most are not */
+	unsigned nused[GMAX];
+	for (unsigned j = 0; j < na; j++) {
+		nused[j] = 0;
+		for (unsigned y = 0; y < nsym; y++)
+			if (s->ahist[j][y])
+				used[j][nused[j]++] = (uint8_t)y;
+	}
 	best[0] = 0;
 	for (unsigned j = 1; j <= na; j++)
 		best[j] = 1e300;
@@ -175,10 +187,9 @@ static unsigned choose_groups(const struct sp_lossless *s, unsigned na, unsigned
 		double sum_xlogx = 0, xl[NSYM] = {0}; /* xl[y] = xlog2x(acc[y]) */
 		unsigned nnz = 0;
 		for (unsigned j = i; j < na; j++) {
-			for (unsigned y = 0; y < nsym; y++) {
+			for (unsigned u = 0; u < nused[j]; u++) {
+				unsigned y = used[j][u];
 				uint32_t h = s->ahist[j][y];
-				if (!h)
-					continue;
 				nnz += !acc[y];
 				acc[y] += h;
 				double x = xlog2x(acc[y]);
@@ -309,23 +320,48 @@ static void tune_table(const uint64_t cnt[NSYM], uint8_t q[NSYM])
  * rANS-encodes the symbols backwards, writing the words of stream v down from p[v]; p[v] ends
  * at the start of the words written.
  */
-static void rans_encode(const struct sp_lossless *s, struct dtinfo di, const uint8_t *base,
+static inline __attribute__((always_inline)) void rans_encode_dt(const uint8_t *syms,
+								  struct dtinfo di,
+								  const uint8_t *base,
+								  const struct table *tabs,
+								  const uint8_t *lut, size_t ne,
+								  uint8_t *p[NWS],
+								  uint32_t st[NSTATES])
+{
+	uint32_t x[NSTATES]; /* locals, which the byte stores below cannot alias */
+	uint8_t *out[NWS];
+	memcpy(out, p, sizeof out);
+	for (unsigned k = 0; k < NSTATES; k++)
+		x[k] = RANS_L;
+	for (size_t i = ne; i-- > 0;) {
+		const struct table *t = &tabs[lut[key_of(load_word(base + i * di.width, di.width), di)]];
+		unsigned k = i % NSTATES, v = k / (NSTATES / NWS), y = syms[i];
+		uint32_t f = t->freq[y], xk = x[k];
+		/* Branch-free, as whether a state renormalises is close to random: the word is
+		 * always stored below the stream, where it is overwritten when not kept. */
+		unsigned more = xk >= (uint64_t)f << (32 - PROB_BITS);
+		uint16_t low = (uint16_t)xk;
+		memcpy(out[v] - 2, &low, 2);
+		out[v] -= 2 * more;
+		xk >>= 16 * more;
+		x[k] = ((xk / f) << PROB_BITS) + xk % f + t->cum[y];
+	}
+	memcpy(p, out, sizeof out);
+	memcpy(st, x, sizeof x);
+}
+
+static void rans_encode(const struct sp_lossless *s, enum sp_dtype dt, const uint8_t *base,
 			const struct table *tabs, const uint8_t *lut, size_t ne, uint8_t *p[NWS],
 			uint32_t st[NSTATES])
 {
-	for (unsigned k = 0; k < NSTATES; k++)
-		st[k] = RANS_L;
-	for (size_t i = ne; i-- > 0;) {
-		const struct table *t = &tabs[lut[key_of(load_word(base + i * di.width, di.width), di)]];
-		unsigned k = i % NSTATES;
-		uint32_t f = t->freq[s->sym.p[i]], x = st[k];
-		if (x >= (uint64_t)f << (32 - PROB_BITS)) {
-			uint8_t *w = p[k / (NSTATES / NWS)] -= 2;
-			w[0] = (uint8_t)x;
-			w[1] = (uint8_t)(x >> 8);
-			x >>= 16;
-		}
-		st[k] = ((x / f) << PROB_BITS) + x % f + t->cum[s->sym.p[i]];
+	switch (dt) { /* one specialised copy per layout, as in analyze */
+#define X(d) case d: rans_encode_dt(s->sym.p, dtinfo(d), base, tabs, lut, ne, p, st); return;
+	DT_CASES(X)
+#undef X
+	case SP_DT_U16: rans_encode_dt(s->sym.p, dtinfo(SP_DT_I16), base, tabs, lut, ne, p, st); return;
+	case SP_DT_U32: rans_encode_dt(s->sym.p, dtinfo(SP_DT_I32), base, tabs, lut, ne, p, st); return;
+	case SP_DT_U64: rans_encode_dt(s->sym.p, dtinfo(SP_DT_I64), base, tabs, lut, ne, p, st); return;
+	default: rans_encode_dt(s->sym.p, dtinfo(SP_DT_U8), base, tabs, lut, ne, p, st); return;
 	}
 }
 
@@ -376,7 +412,7 @@ size_t sp_lossless_encode_rans(struct sp_lossless *s, enum sp_dtype dt, const ui
 	size_t words_len[NWS], total = tab_len + raw_len;
 	for (unsigned v = 0; v < NWS; v++)
 		words[v] = raw + raw_cap + (v + 1) * rans_cap;
-	rans_encode(s, di, base, tabs, lut, ne, words, st);
+	rans_encode(s, dt, base, tabs, lut, ne, words, st);
 	for (unsigned v = 0; v < NWS; v++)
 		total += words_len[v] = (size_t)(raw + raw_cap + (v + 1) * rans_cap - words[v]);
 
