@@ -12,10 +12,29 @@ import json, os, struct, subprocess, sys
 SUPER = struct.Struct("<8sIIQQQQQQQQQQQ16sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
 CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history", "slice"]
-KNOWN_INCOMPAT = 0x7f  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
-                       # members the table implies
+KNOWN_INCOMPAT = 0x3ff  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
+                        # members the table implies; base chunks read from the history; base
+                        # files named by index; a coded table
 ZTABLE = 0x10
 IMPLIED = 0x40
+DTABLE = 0x200
+
+
+def uncode(records):
+    """The records of a coded table (DTABLE), decoded in order as sparse-format(5) says."""
+    d, f, prev, out = 128, {}, None, []
+    for r in records:
+        (out_off, data_off, base_off, h, out_len, data_len, base_file, codec, dt, bdt, res) = r
+        base_file = (base_file + f.get(codec, 0)) % 2**32
+        if prev and prev[7] == codec and prev[6] == base_file and base_file != 0xffffffff:
+            base_off = (base_off + prev[2] + prev[4]) % 2**64
+        if data_len:
+            data_off = (data_off + d) % 2**64
+            d = data_off + data_len
+        f[codec] = base_file
+        prev = (out_off, data_off, base_off, h, out_len, data_len, base_file, codec, dt, bdt, res)
+        out.append(prev)
+    return out
 
 
 def unzstd(frame):
@@ -36,13 +55,17 @@ def main():
     table = data[table_off:table_off + count * CHUNK.size]
     if incompat & ZTABLE:
         table = unzstd(data[table_off:table_off + table_len])
+    records = [CHUNK.unpack_from(table, k * CHUNK.size) for k in range(count)]
+    if incompat & DTABLE:
+        assert incompat & ZTABLE, "a coded table that is not a frame"
+        records = uncode(records)
     first = 0
     for f in manifest["files"]:
         if "first_chunk" in f or not incompat & IMPLIED:
             first = f["first_chunk"]
         for k in range(first, first + f["chunk_count"]):
             (out_off, data_off, base_off, _h, out_len, data_len, base_file, codec, _dt, _bdt,
-             _r) = CHUNK.unpack_from(table, k * CHUNK.size)
+             _r) = records[k]
             print(json.dumps({"file": f["name"], "index": k, "codec": CODECS[codec],
                               "out_off": out_off, "out_len": out_len, "data_off": data_off,
                               "data_len": data_len, "base_file": base_file,

@@ -20,6 +20,7 @@
 #include <zstd.h>
 
 #include "sparse/format.h"
+#include "table_code.h"
 
 static void die(const char *what)
 {
@@ -33,10 +34,16 @@ struct delta {
 	struct sp_chunk *chunks;
 };
 
-/* The chunk table as stored: raw records, or (ZTABLE) one zstd frame of them. */
+/* The chunk table as stored: raw records, or (ZTABLE) one zstd frame of them, (DTABLE) coded
+ * against the records before them. */
 static int framed(const struct delta *d)
 {
 	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
+}
+
+static int coded(const struct delta *d)
+{
+	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_DTABLE) != 0;
 }
 
 static void load(const char *dir, struct delta *d)
@@ -57,6 +64,8 @@ static void load(const char *dir, struct delta *d)
 		memcpy(d->chunks, z, bytes);
 	else if (ZSTD_decompress(d->chunks, bytes, z, stored) != bytes)
 		die("chunk table frame");
+	if (coded(d))
+		sp_table_uncode(d->chunks, d->sb.chunk_count);
 	free(z);
 }
 
@@ -66,7 +75,14 @@ static void put_table(struct delta *d)
 {
 	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk), cap = ZSTD_compressBound(bytes);
 	uint8_t *z = malloc(cap), *man = malloc(d->sb.manifest_len + 1);
-	size_t len = framed(d) ? ZSTD_compress(z, cap, d->chunks, bytes, 19) : bytes;
+	struct sp_chunk *records = malloc(bytes + 1);
+	if (!records)
+		die("chunk table");
+	memcpy(records, d->chunks, bytes);
+	if (coded(d))
+		sp_table_code(records, d->sb.chunk_count);
+	size_t len = framed(d) ? ZSTD_compress(z, cap, records, bytes, 19) : bytes;
+	free(records);
 	if (!z || !man || ZSTD_isError(len) ||
 	    pread(d->fd, man, d->sb.manifest_len, (off_t)d->sb.manifest_off) !=
 		    (ssize_t)d->sb.manifest_len)

@@ -88,16 +88,6 @@ fd = os.open(sys.argv[1], os.O_RDWR); off = int(sys.argv[2])
 b = os.pread(fd, 1, off); os.pwrite(fd, bytes([b[0] ^ 0x5a]), off); os.close(fd)' "$1" "$2"
 }
 
-super_field() { # DIR FIELD -> its value, from delta_reader.py's layout
-	python3 -c '
-import struct, sys
-f = open(sys.argv[1] + "/delta.sparse", "rb").read(128)
-names = ["magic", "version", "super_size", "feature_compat", "feature_incompat", "chunk_table_off",
-         "chunk_count", "chunk_table_hash", "manifest_off", "manifest_len", "manifest_raw_len",
-         "manifest_hash", "file_size", "chunk_table_len", "reserved", "super_hash"]
-print(dict(zip(names, struct.unpack("<8sIIQQQQQQQQQQQ16sQ", f)))[sys.argv[2]])' "$1" "$2"
-}
-
 # DIR PYTHON: runs PYTHON on the manifest m (a dict; files f = m["files"]), then writes it back
 # and seals the delta. PYTHON may instead set raw (bytes) to write exactly those bytes.
 edit_manifest() {
@@ -201,11 +191,16 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	edit_manifest "$d" 'raw = json.dumps(m).replace("config.json", "conf\u0000ig.json").encode()'
 	delta_refused "$d" "a NUL character" "a file name with a raw NUL byte"
 	fresh "$d"
-	edit_manifest "$d" 'm["base"]["files"][0]["name"] = "../ft/model.safetensors"'
+	# The base files: runs [first, count] of output files' names, and fingerprints (objects).
+	local fp='[b for b in m["base"]["files"] if isinstance(b, dict)][0]'
+	edit_manifest "$d" "$fp[\"name\"] = \"../ft/model.safetensors\""
 	delta_refused "$d" "a base file name that leaves the base" "a base file named ../"
 	fresh "$d"
-	edit_manifest "$d" 'm["base"]["files"][0]["name"] = "/etc/passwd"'
+	edit_manifest "$d" "$fp[\"name\"] = \"/etc/passwd\""
 	delta_refused "$d" "a base file name that leaves the base" "an absolute base file name"
+	fresh "$d"
+	edit_manifest "$d" "$fp[\"name\"] = len(f)"
+	delta_refused "$d" "a base file's fingerprint" "a base file named by an output file past the last"
 
 	model=$(python3 -c 'import json, sys; print([i for i, f in enumerate(json.load(open(sys.argv[1]))["files"]) if f["name"] == "model.safetensors"][0])' <("$TOOL" get-manifest "$TMP/delta"))
 	fresh "$d"
@@ -225,13 +220,13 @@ assert bad, "the damaged chunk read without error"' "$TMP/mnt-bad/model.safetens
 	edit_manifest "$d" "f[-1][\"first_chunk\"] = 0"
 	delta_refused "$d" "chunk range out of order" "a first chunk that repeats a chunk"
 	fresh "$d"
-	edit_manifest "$d" 'm["base"]["files"][0]["size"] = 1'
+	edit_manifest "$d" 'b = m["base"]["files"]; first, n = b[0]; b[0:1] = [{"name": first, "size": 1}] + [[first + 1, n - 1]] * (n > 1)'
 	delta_refused "$d" "a chunk reads, without its content hash" "a base file read in part, its hash left out"
 	fresh "$d"
 	"$TOOL" set "$d" chunk.0.base_off 1
 	delta_refused "$d" "without its size that no chunk reads whole" "a base file's size left to no chunk"
 	fresh "$d"
-	edit_manifest "$d" 'm["history"] = len(m["base"]["files"]) + 1'
+	edit_manifest "$d" 'm["history"] = sum(b[1] if isinstance(b, list) else 1 for b in m["base"]["files"]) + 1'
 	delta_refused "$d" "a history count outside 1 to the number of base files" "a history of too many base files"
 	fresh "$d"
 	"$TOOL" set "$d" feature_incompat $(($(super_field "$d" feature_incompat) & ~64))
@@ -292,7 +287,45 @@ st(d + "/past_end.safetensors", None, {"t": {"dtype": "U8", "shape": [4096], "da
 	same_sums "$TMP/ft-odd" "$TMP/mnt-odd"
 	fusermount3 -u "$TMP/mnt-odd"
 	ok "delta: safetensors headers over 100 MB, with overflowing shapes, past the end: noted, stored and served exactly"
+	tree_forms
 	echo "delta: $CASES fault cases passed"
+}
+
+# A tree's delta in the forms only trees use: unchanged files read from the history, which
+# have no hash of their own (the history's must be there); base files named by the output
+# files' indices, in runs; the table coded against earlier records, in a frame.
+tree_forms() {
+	python3 -c '
+import os, random, sys
+r = random.Random(7); words = [("w%d" % i) * (1 + i % 3) for i in range(400)]
+def text(n): return " ".join(r.choice(words) for _ in range(n)).encode()
+kept = [text(3000) for _ in range(4)]
+for side in ("base", "derived"):
+    os.makedirs(os.path.join(sys.argv[1], side))
+    for i, b in enumerate(kept):
+        open(os.path.join(sys.argv[1], side, "kept%d.txt" % i), "wb").write(b)
+for i in range(4):
+    open(os.path.join(sys.argv[1], "derived", "new%d.txt" % i), "wb").write(
+        kept[i][:9000] + text(500) + kept[(i + 1) % 4][5000:])' "$TMP/hb"
+	"$MKSPARSE" -q "$TMP/hb/base" "$TMP/hb/derived" -o "$TMP/d-hb"
+	(( $(super_field "$TMP/d-hb" feature_incompat) & 128 )) ||
+		fail "no unchanged file is read from the history"
+	local d=$TMP/d-hb-bad bits
+	bits=$(super_field "$TMP/d-hb" feature_incompat)
+	(( (bits & 896) == 896 )) || fail "the tree's delta lacks bit 7, 8 or 9: $bits"
+	cp -r "$TMP/d-hb" "$d"
+	edit_manifest "$d" 'del m["history_hash"]'
+	delta_refused "$d" "a history without its hash, that base files are read from" \
+		"base files read from a history without its hash"
+	rm -rf "$d" && cp -r "$TMP/d-hb" "$d"
+	edit_manifest "$d" 'm["base"]["files"].append([0, 1])'
+	delta_refused "$d" "naming one twice" "a base file named by an output file's index twice"
+	rm -rf "$d" && cp -r "$TMP/d-hb" "$d"
+	edit_manifest "$d" 'm["base"]["files"] = [[0, len(f) + 1]]'
+	delta_refused "$d" "a run of base files outside the files" "a run of base files past the files"
+	rm -rf "$d" && cp -r "$TMP/d-hb" "$d"
+	"$TOOL" set "$d" feature_incompat $((bits & ~16))
+	delta_refused "$d" "a coded chunk table that is not a zstd frame" "a coded table, not in a frame"
 }
 
 # ---- the base ----

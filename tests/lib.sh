@@ -55,3 +55,13 @@ same_sums() {
 	(cd "$orig" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$TMP/sums"
 	(cd "$mnt" && sha256sum --quiet -c "$TMP/sums") || fail "sha256 of $mnt differs from $orig"
 }
+
+super_field() { # DIR FIELD -> its value, from delta_reader.py's layout
+	python3 -c '
+import struct, sys
+f = open(sys.argv[1] + "/delta.sparse", "rb").read(128)
+names = ["magic", "version", "super_size", "feature_compat", "feature_incompat", "chunk_table_off",
+         "chunk_count", "chunk_table_hash", "manifest_off", "manifest_len", "manifest_raw_len",
+         "manifest_hash", "file_size", "chunk_table_len", "reserved", "super_hash"]
+print(dict(zip(names, struct.unpack("<8sIIQQQQQQQQQQQ16sQ", f)))[sys.argv[2]])' "$1" "$2"
+}

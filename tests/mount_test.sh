@@ -259,19 +259,35 @@ for d, dirs, files in os.walk(orig):
             raise SystemExit(f"{b}: mode {oct(os.stat(b).st_mode)}")' "$1" "$2"
 }
 
+# Zeroes bytes 50..249 of every file under $1, in place.
+damage_tree() {
+	find "$1" -type f -exec dd if=/dev/zero of={} bs=1 seek=50 count=200 conv=notrunc status=none \;
+}
+
 # The split case's small files are packed, its larger new file coded against the history (base
-# files they took parts of); over a base whose content changed since the mount, reading one is
-# EIO, never other bytes.
+# files they took parts of), and its unchanged files read from the history (they have no hash of
+# their own); over a base whose content changed since the mount, reading one is EIO, never other
+# bytes. Once the history is joined, an unchanged file comes from it whatever the base holds.
 split_history() {
-	local b=$TMP/split-base m=$TMP/mnt-split f info
+	local b=$TMP/split-base m=$TMP/mnt-split f info d=$TMP/ds/split/derived
 	info=$("$SPARSEFS" --info "$TMP/ds-split")
-	[[ $info =~ " history "[1-9] && $info =~ " slice "[1-9] ]] ||
-		fail "the split case is not coded against the history, or not packed: $info"
+	[[ $info =~ " history "[1-9] && $info =~ " slice "[1-9] && $info =~ " base "[1-9] ]] ||
+		fail "the split case is not coded against the history, packed, or kept: $info"
+	(( $(super_field "$TMP/ds-split" feature_incompat) & 128 )) ||
+		fail "the split case's unchanged files are not read from the history"
+	cp -r "$TMP/ds/split/base" "$b"
+	mount_fg "$TMP/ds-split" "$m" -o base="$b"
+	cmp -s "$m/pkg0/mod000.txt" "$d/pkg0/mod000.txt" || fail "an unchanged file differs"
+	damage_tree "$b"
+	cmp -s "$m/pkg0/mod018.txt" "$d/pkg0/mod018.txt" ||
+		fail "an unchanged file, read after the base changed, is not what the history held"
+	unmount "$m"
+	rm -rf "$b"
 	cp -r "$TMP/ds/split/base" "$b"
 	mount_fg "$TMP/ds-split" "$m" -o base="$b"
 	# In place, after the mount checked the base: the first paragraphs of every base file.
-	find "$b" -type f -exec dd if=/dev/zero of={} bs=1 seek=50 count=200 conv=notrunc status=none \;
-	for f in new/mix0.txt new/all.txt; do
+	damage_tree "$b"
+	for f in new/mix0.txt new/all.txt pkg0/mod024.txt; do
 		if cat "$m/$f" >/dev/null 2>"$TMP/split.err"; then
 			fail "$f read over a changed base"
 		fi
@@ -281,7 +297,7 @@ split_history() {
 	# The base files only the history reads have no hash of their own: the history's catches it.
 	grep -q "history changed since it was written" "$m.log" ||
 		fail "no log line says the history changed: $(cat "$m.log")"
-	echo "ok: history chunks are EIO over a changed base"
+	echo "ok: history chunks and unchanged files are EIO over a changed base; once joined, the history serves the bytes it held"
 }
 
 datasets() {

@@ -34,10 +34,15 @@
 #define SP_FEATURE_INCOMPAT_WHOLEFP (1ULL << 5) /* small base files: a content hash alone */
 #define SP_FEATURE_INCOMPAT_IMPLIED (1ULL << 6) /* the manifest leaves out what the table implies;
 						 * SLICE chunks are covered by their pack's hash */
+#define SP_FEATURE_INCOMPAT_HISTBASE (1ULL << 7) /* BASE chunks of files the history holds
+						  * whole read it, covered by its hash */
+#define SP_FEATURE_INCOMPAT_NAMEREF (1ULL << 8) /* base files named by an output file's index */
+#define SP_FEATURE_INCOMPAT_DTABLE (1ULL << 9) /* the table's records coded against earlier ones */
 #define SP_FEATURE_INCOMPAT_SUPPORTED                                                            \
 	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY |    \
 	 SP_FEATURE_INCOMPAT_PACK | SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP |    \
-	 SP_FEATURE_INCOMPAT_IMPLIED)
+	 SP_FEATURE_INCOMPAT_IMPLIED | SP_FEATURE_INCOMPAT_HISTBASE | SP_FEATURE_INCOMPAT_NAMEREF | \
+	 SP_FEATURE_INCOMPAT_DTABLE)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large. By default a chunk of tensor data coded losslessly holds
@@ -117,7 +122,9 @@ enum sp_dtype {
  * base_file at base_off whose length its data names (codec_patch.h). SP_CODEC_HISTORY reads
  * the delta's history, which the manifest lists; its base_file is SP_NO_BASE. SP_CODEC_SLICE
  * copies out_len bytes at base_off of auxiliary chunk number base_file (0 is the first); with
- * SP_FEATURE_INCOMPAT_IMPLIED its out_hash is 0, the pack's own hash covering its bytes.
+ * SP_FEATURE_INCOMPAT_IMPLIED its out_hash is 0, the pack's own hash covering its bytes. With
+ * SP_FEATURE_INCOMPAT_HISTBASE, a BASE chunk of a base file the history holds whole reads the
+ * history instead, and its out_hash is 0: the history's hash covers those bytes.
  */
 struct sp_chunk {
 	uint64_t out_off;   /* offset of the chunk in its output file */

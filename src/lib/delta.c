@@ -532,9 +532,24 @@ static int base_mismatch(struct sp_delta *d, uint64_t k)
 	return chunk_failed(d, k, why);
 }
 
+/* A BASE chunk of a file the history holds whole: its bytes there, which the history's hash
+ * checked when it was joined (SP_FEATURE_INCOMPAT_HISTBASE). */
+static int decode_base_from_history(struct sp_delta *d, uint64_t idx, void *out)
+{
+	const struct sp_chunk *c = &d->chunks[idx];
+	const char *why = NULL;
+	const uint8_t *h = sp_history_bytes(d->history, &why);
+	if (!h)
+		return chunk_failed(d, idx, why);
+	memcpy(out, h + d->m.base[c->base_file].history_at + c->base_off, c->out_len);
+	return 0;
+}
+
 static int decode_base(struct sp_delta *d, uint64_t idx, void *out)
 {
 	const struct sp_chunk *c = &d->chunks[idx];
+	if (d->m.base[c->base_file].from_history)
+		return decode_base_from_history(d, idx, out);
 	if (sp_pread_full(d->base[c->base_file].fd, out, c->out_len, c->base_off))
 		return chunk_failed(d, idx, "cannot read the base");
 	if (XXH3_64bits(out, c->out_len) != c->out_hash)
@@ -702,7 +717,8 @@ int sp_delta_base_ranges(struct sp_delta *d, size_t file, size_t len, uint64_t o
 		const struct sp_chunk *c = &d->chunks[k];
 		uint64_t from = off > c->out_off ? off : c->out_off;
 		uint64_t to = end < c->out_off + c->out_len ? end : c->out_off + c->out_len;
-		if (c->codec != SP_CODEC_BASE || add_range(d, c, from, to, r, &n, max))
+		if (c->codec != SP_CODEC_BASE || d->m.base[c->base_file].from_history ||
+		    add_range(d, c, from, to, r, &n, max))
 			return 0;
 	}
 	int rc = check_spliced(d, first, k - 1);

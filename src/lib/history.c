@@ -77,3 +77,8 @@ const ZSTD_DDict *sp_history_dict(struct sp_history *h, const char **why)
 	pthread_mutex_unlock(&h->lock);
 	return dict;
 }
+
+const uint8_t *sp_history_bytes(struct sp_history *h, const char **why)
+{
+	return sp_history_dict(h, why) ? h->bytes : NULL;
+}

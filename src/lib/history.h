@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A delta's history on the read side: the base segments its manifest lists, read and joined on
- * the first HISTORY chunk a reader decodes, then shared by every thread until the delta closes. */
+ * the first HISTORY chunk a reader decodes (or BASE chunk it reads from the history), then
+ * shared by every thread until the delta closes. */
 #ifndef SP_HISTORY_H
 #define SP_HISTORY_H
 
@@ -22,5 +23,7 @@ void sp_history_free(struct sp_history *h);
 /* The history as a dictionary, built on the first call; NULL when a segment cannot be read (the
  * next call tries again) or memory is short, *why saying which. Thread-safe. */
 const ZSTD_DDict *sp_history_dict(struct sp_history *h, const char **why);
+/* The history's bytes, checked against its hash, as sp_history_dict builds them. */
+const uint8_t *sp_history_bytes(struct sp_history *h, const char **why);
 
 #endif

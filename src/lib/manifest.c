@@ -35,6 +35,12 @@ static void add_u64(cJSON *obj, const char *key, uint64_t v)
 	cJSON_AddNumberToObject(obj, key, (double)v);
 }
 
+static const char *get_str(const cJSON *obj, const char *key)
+{
+	const cJSON *js = cJSON_GetObjectItemCaseSensitive(obj, key);
+	return cJSON_IsString(js) ? js->valuestring : NULL;
+}
+
 static cJSON *base_fp_json(const struct sp_base_fp *fp)
 {
 	cJSON *js = cJSON_CreateObject();
@@ -269,6 +275,28 @@ static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chun
 	free(use);
 }
 
+int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history"), *js;
+	uint8_t *whole = calloc(d->nfps + 1, 1);
+	int any = 0;
+	if (!whole || !cJSON_GetObjectItemCaseSensitive(d->root, "history_hash")) {
+		free(whole); /* the hashes stay: a reader checks them as without the bit */
+		return 0;
+	}
+	cJSON_ArrayForEach(js, list)
+		if (cJSON_IsNumber(js) && js->valuedouble < (double)d->nfps) /* a whole file */
+			whole[(size_t)js->valuedouble] = 1;
+	for (size_t k = 0; k < n; k++)
+		if (chunks[k].codec == SP_CODEC_BASE && chunks[k].base_file < d->nfps &&
+		    whole[chunks[k].base_file]) {
+			chunks[k].out_hash = 0;
+			any = 1;
+		}
+	free(whole);
+	return any;
+}
+
 /* A history of the first N base files whole, in order, is written as N. */
 static void count_history(struct sp_manifest_draft *d)
 {
@@ -281,14 +309,88 @@ static void count_history(struct sp_manifest_draft *d)
 		cJSON_ReplaceItemInObjectCaseSensitive(d->root, "history", count);
 }
 
+struct name_index {
+	const char *name;
+	size_t i;
+	UT_hash_handle hh;
+};
+
+/* The output files' names, each to its index; NULL when out of memory (*all to free). */
+static struct name_index *index_names(const struct sp_manifest_draft *d, struct name_index **all)
+{
+	const cJSON *files = cJSON_GetObjectItemCaseSensitive(d->root, "files"), *js;
+	struct name_index *set = NULL;
+	size_t i = 0;
+	if (!(*all = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(**all))))
+		return NULL;
+	cJSON_ArrayForEach(js, files) {
+		struct name_index *e = &(*all)[i];
+		*e = (struct name_index){.name = get_str(js, "name"), .i = i++};
+		HASH_ADD_KEYPTR(hh, set, e->name, strlen(e->name), e);
+	}
+	return set;
+}
+
+/* Base file fp (detached) into list, named by output file i: a fingerprint of its name alone
+ * extends a run [first, count] that ends at i, or starts one; another keeps its members. 0, or
+ * 1 when out of memory. */
+static int refer_name(cJSON *list, cJSON *fp, size_t i)
+{
+	cJSON *last = cJSON_GetArrayItem(list, cJSON_GetArraySize(list) - 1), *run;
+	if (fp->child->next)
+		return !cJSON_ReplaceItemInObjectCaseSensitive(fp, "name",
+							       cJSON_CreateNumber((double)i)) ||
+		       !cJSON_AddItemToArray(list, fp);
+	cJSON_Delete(fp);
+	if (cJSON_IsArray(last) && last->child->valuedouble + last->child->next->valuedouble == i) {
+		cJSON_SetNumberValue(last->child->next, last->child->next->valuedouble + 1);
+		return 0;
+	}
+	return !(run = cJSON_CreateArray()) || !cJSON_AddItemToArray(list, run) ||
+	       !cJSON_AddItemToArray(run, cJSON_CreateNumber((double)i)) ||
+	       !cJSON_AddItemToArray(run, cJSON_CreateNumber(1));
+}
+
+/* Most base files of a derived tree share their names with output files, which the manifest
+ * lists already: those name them by index (SP_FEATURE_INCOMPAT_NAMEREF). Returns the bit, or 0
+ * when no base file was renamed (also when memory is short: the names then stay). */
+static uint64_t refer_names(struct sp_manifest_draft *d)
+{
+	struct name_index *all, *set = index_names(d, &all), *e, *tmp;
+	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base"), *list, *fp;
+	cJSON *old = cJSON_GetObjectItemCaseSensitive(base, "files");
+	uint64_t bit = 0;
+	if (!set || !(list = cJSON_CreateArray())) {
+		HASH_CLEAR(hh, set);
+		free(all);
+		return 0;
+	}
+	while ((fp = cJSON_DetachItemFromArray(old, 0))) {
+		const char *name = get_str(fp, "name");
+		HASH_FIND_STR(set, name, e);
+		if (e) {
+			d->oom |= refer_name(list, fp, e->i);
+			bit = SP_FEATURE_INCOMPAT_NAMEREF;
+		} else {
+			d->oom |= !cJSON_AddItemToArray(list, fp);
+		}
+	}
+	cJSON_ReplaceItemInObjectCaseSensitive(base, "files", list);
+	HASH_ITER(hh, set, e, tmp)
+		HASH_DEL(set, e);
+	free(all);
+	return bit;
+}
+
 int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
+	memset(out, 0, sizeof(*out));
 	imply_fingerprints(d, chunks, n);
 	count_history(d);
+	out->features = refer_names(d);
 	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
-	memset(out, 0, sizeof(*out));
 	out->data = json ? malloc(cap) : NULL;
 	out->raw_len = json ? strlen(json) : 0;
 	size_t zlen = out->data ? ZSTD_compress(out->data, cap, json, out->raw_len, level) : 0;
@@ -317,12 +419,6 @@ static int get_u64(const cJSON *obj, const char *key, uint64_t *v)
 	return 0;
 }
 
-static const char *get_str(const cJSON *obj, const char *key)
-{
-	const cJSON *js = cJSON_GetObjectItemCaseSensitive(obj, key);
-	return cJSON_IsString(js) ? js->valuestring : NULL;
-}
-
 static int has(const cJSON *obj, const char *key)
 {
 	return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
@@ -331,11 +427,10 @@ static int has(const cJSON *obj, const char *key)
 /* A base file's size the chunk table is to give (JSON sizes are below 2^53). */
 #define SIZE_PENDING UINT64_MAX
 
-/* A base file's fingerprint; with implied, a small file's content hash, and then its size, may be
- * left out (hashless, SIZE_PENDING, until the chunk table gives them). */
-static int parse_base_fp(const cJSON *js, int implied, struct sp_base_fp *fp)
+/* A base file's fingerprint, its name given; with implied, a small file's content hash, and then
+ * its size, may be left out (hashless, SIZE_PENDING, until the chunk table gives them). */
+static int parse_base_fp(const cJSON *js, const char *name, int implied, struct sp_base_fp *fp)
 {
-	const char *name = get_str(js, "name");
 	fp->whole = !has(js, "header_hash") && !has(js, "header_len") && !has(js, "sample_hash");
 	fp->hashless = implied && fp->whole && !has(js, "content_hash");
 	fp->size = SIZE_PENDING;
@@ -542,7 +637,79 @@ static int parse_match(const cJSON *js, struct sp_manifest *m)
 	return mt->tensors > mt->of_tensors || mt->bytes > mt->of_bytes ? -1 : 0;
 }
 
-static const char *parse_base(const cJSON *base, int implied, struct sp_manifest *m)
+/* An integer from 0 to below max, into *i. */
+static int get_index(const cJSON *js, size_t max, size_t *i)
+{
+	double v = cJSON_IsNumber(js) ? js->valuedouble : -1;
+	if (!(v >= 0 && v < (double)max) || v != (double)(size_t)v)
+		return -1;
+	*i = (size_t)v;
+	return 0;
+}
+
+/* How many base files the list names: its entries, a run [first, count] counting count. With
+ * each output file named at most once, that is at most the entries and the output files
+ * together; SIZE_MAX when more, or a run is malformed. */
+static size_t count_base_files(const cJSON *files, int refs, size_t nfiles)
+{
+	const cJSON *js;
+	size_t n = 0, entries = 0, first, count;
+	cJSON_ArrayForEach(js, files) {
+		entries++;
+		if (!(refs && cJSON_IsArray(js))) {
+			n++;
+			continue;
+		}
+		if (cJSON_GetArraySize(js) != 2 || get_index(js->child, nfiles, &first) ||
+		    get_index(js->child->next, nfiles + 1, &count) || !count ||
+		    count > nfiles - first)
+			return SIZE_MAX;
+		n += count;
+		if (n > nfiles + entries)
+			return SIZE_MAX;
+	}
+	return n;
+}
+
+/* Output file i's name for a base file (SP_FEATURE_INCOMPAT_NAMEREF); NULL when named before. */
+static const char *named_name(const struct sp_manifest *m, uint8_t *named, size_t i)
+{
+	return named[i]++ ? NULL : m->files[i].name;
+}
+
+/* A base file entry: its fingerprint, named by a string or (named: SP_FEATURE_INCOMPAT_NAMEREF)
+ * by an output file's index. */
+static const char *parse_base_entry(const cJSON *js, int implied, struct sp_manifest *m,
+				    uint8_t *named)
+{
+	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(js, "name");
+	struct sp_base_fp *fp = &m->base[m->nbase++];
+	size_t i;
+	const char *name = cJSON_IsString(nm) ? nm->valuestring
+			   : named && !get_index(nm, m->nfiles, &i) ? named_name(m, named, i)
+								    : NULL;
+	if (!name || parse_base_fp(js, name, implied, fp))
+		return "a base file's fingerprint";
+	return safe_name(fp->name) ? NULL
+				   : "a base file name that leaves the base (absolute, empty, '.' or '..')";
+}
+
+/* A run [first, count]: base files named as output files first to first + count - 1, each
+ * fingerprinted by its name alone (as SP_FEATURE_INCOMPAT_IMPLIED allows). */
+static const char *parse_run(const cJSON *js, int implied, struct sp_manifest *m, uint8_t *named)
+{
+	size_t first = (size_t)js->child->valuedouble, count = (size_t)js->child->next->valuedouble;
+	for (size_t i = first; i < first + count; i++) {
+		const char *name = implied ? named_name(m, named, i) : NULL;
+		if (!name)
+			return "a run of base files outside the files, or naming one twice";
+		m->base[m->nbase++] = (struct sp_base_fp){
+			.name = (char *)name, .size = SIZE_PENDING, .whole = 1, .hashless = 1};
+	}
+	return NULL;
+}
+
+static const char *parse_base(const cJSON *base, int implied, int refs, struct sp_manifest *m)
 {
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
 	m->base_path = get_str(base, "path");
@@ -553,17 +720,20 @@ static const char *parse_base(const cJSON *base, int implied, struct sp_manifest
 		return "a malformed hub id";
 	if (parse_match(cJSON_GetObjectItemCaseSensitive(base, "matched"), m))
 		return "a malformed share of tensors matched";
-	m->base = calloc((size_t)cJSON_GetArraySize(files) + 1, sizeof(*m->base));
-	if (!m->base)
-		return "out of memory";
+	size_t n = count_base_files(files, refs, m->nfiles);
+	if (n == SIZE_MAX)
+		return "a run of base files outside the files, or naming one twice";
+	m->base = calloc(n + 1, sizeof(*m->base));
+	uint8_t *named = refs ? calloc(m->nfiles + 1, 1) : NULL;
+	const char *why = m->base && (named || !refs) ? NULL : "out of memory";
 	cJSON_ArrayForEach(js, files) {
-		struct sp_base_fp *fp = &m->base[m->nbase++];
-		if (parse_base_fp(js, implied, fp))
-			return "a base file's fingerprint";
-		if (!safe_name(fp->name))
-			return "a base file name that leaves the base (absolute, empty, '.' or '..')";
+		if (why)
+			break;
+		why = refs && cJSON_IsArray(js) ? parse_run(js, implied, m, named)
+						: parse_base_entry(js, implied, m, named);
 	}
-	return NULL;
+	free(named);
+	return why;
 }
 
 struct seen {
@@ -643,16 +813,6 @@ static int has_nul(const char *json, size_t len)
 	return 0;
 }
 
-/* An integer from 0 to below max, into *i. */
-static int get_index(const cJSON *js, size_t max, size_t *i)
-{
-	double v = cJSON_IsNumber(js) ? js->valuedouble : -1;
-	if (!(v >= 0 && v < (double)max) || v != (double)(size_t)v)
-		return -1;
-	*i = (size_t)v;
-	return 0;
-}
-
 /* Base file i, whole, as a history segment. */
 static struct sp_history_seg whole_file(const struct sp_manifest *m, size_t i)
 {
@@ -728,6 +888,7 @@ static const char *take_fingerprints(struct sp_manifest *m, const struct sp_mani
 			fp->content_hash = c->out_hash;
 			fp->size = c->out_len;
 			fp->hashless = 0;
+			fp->hash_implied = 1;
 		}
 	}
 	for (size_t i = 0; i < m->nbase; i++)
@@ -735,10 +896,38 @@ static const char *take_fingerprints(struct sp_manifest *m, const struct sp_mani
 			*which = m->base[i].name;
 			return "a base file without its size that no chunk reads whole";
 		}
+	return NULL;
+}
+
+/* With SP_FEATURE_INCOMPAT_HISTBASE, BASE chunks read a base file that a history segment holds
+ * whole from the history (its first such segment): a content hash taken from such a chunk is
+ * none (the writer wrote 0), the history's hash covering the file instead. */
+static const char *mark_history_files(struct sp_manifest *m, int histbase)
+{
+	uint64_t at = 0;
+	for (size_t k = 0; histbase && k < m->nhistory; at += m->history[k++].len) {
+		struct sp_base_fp *fp = &m->base[m->history[k].file];
+		if (m->history[k].off || !fp->size || m->history[k].len != fp->size || fp->from_history)
+			continue;
+		if (!m->has_history_hash)
+			return "a history without its hash, that base files are read from";
+		fp->from_history = 1;
+		fp->history_at = at;
+		fp->hashless |= fp->hash_implied;
+	}
+	return NULL;
+}
+
+/* Every base file a chunk reads has a content hash, but one whose BASE chunks read the history. */
+static const char *check_hashless_reads(const struct sp_manifest *m,
+					const struct sp_manifest_table *t, const char **which)
+{
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
-		if (reads_base(c) && c->base_file < m->nbase && m->base[c->base_file].hashless) {
-			*which = m->base[c->base_file].name;
+		const struct sp_base_fp *fp = c->base_file < m->nbase ? &m->base[c->base_file] : NULL;
+		if (reads_base(c) && fp && fp->hashless &&
+		    !(c->codec == SP_CODEC_BASE && fp->from_history)) {
+			*which = fp->name;
 			return "a base file that a chunk reads, without its content hash";
 		}
 	}
@@ -763,17 +952,20 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 	m->created_by = get_str(m->root, "created_by");
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
-	if ((why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), implied, m)) ||
+	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)) ||
+	    (why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), implied,
+			      (t->features & SP_FEATURE_INCOMPAT_NAMEREF) != 0, m)) ||
 	    (why = take_fingerprints(m, t, which)))
-		return why;
-	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)))
 		return why;
 	if (has(m->root, "aux_chunks") && get_u64(m->root, "aux_chunks", &m->aux_chunks))
 		return "aux_chunks";
 	if ((m->has_history_hash = has(m->root, "history_hash")) &&
 	    json_get_hash(m->root, "history_hash", &m->history_hash))
 		return "history_hash";
-	return parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied, m);
+	if ((why = parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied, m)) ||
+	    (why = mark_history_files(m, (t->features & SP_FEATURE_INCOMPAT_HISTBASE) != 0)))
+		return why;
+	return check_hashless_reads(m, t, which);
 }
 
 int sp_manifest_parse(const char *json, size_t len, const struct sp_manifest_table *t,

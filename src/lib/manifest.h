@@ -22,6 +22,10 @@ struct sp_base_fp {
 		    * hashes the file whole */
 	int hashless; /* read: no content hash, as no chunk reads the file (the history alone
 		       * does, and its own hash covers it): checks compare its size alone */
+	int hash_implied; /* read: size and content hash taken from a BASE chunk */
+	int from_history; /* read: the history holds it whole, at history_at, and BASE chunks
+			   * read it there (SP_FEATURE_INCOMPAT_HISTBASE) */
+	uint64_t history_at;
 };
 
 /* Base files up to this size are fingerprinted by their content hash alone: their quick check
@@ -89,16 +93,22 @@ void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match 
 void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks);
 void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg);
 void sp_draft_set_history_hash(struct sp_manifest_draft *d, uint64_t hash);
+/* Before sp_draft_pack: the BASE chunks of base files the history holds whole lose their
+ * hashes, as a reader of SP_FEATURE_INCOMPAT_HISTBASE takes their bytes from the history, which
+ * its own hash covers; 1 when any did (the delta then sets the bit). */
+int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n);
 
 /* The manifest as the delta stores it: zstd-compressed JSON, data (len bytes) owned by the
  * caller. */
 struct sp_packed {
 	uint8_t *data;
 	size_t len, raw_len;
+	uint64_t features; /* the incompatible features its form needs (the manifest's) */
 };
 /* Packs d at zstd level level, leaving out what the delta's n chunks imply (a reader of
  * SP_FEATURE_INCOMPAT_IMPLIED takes it from them) and the content hashes of small base files no
- * chunk reads; errors name path. */
+ * chunk reads, and naming base files by the output files of their names
+ * (SP_FEATURE_INCOMPAT_NAMEREF); errors name path. */
 int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
 		  struct sp_packed *out, const char *path, struct sp_err *err);
 

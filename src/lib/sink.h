@@ -68,7 +68,7 @@ int sp_sink_since(struct sp_sink *s, struct sp_sink_mark mark, uint64_t *bytes,
 
 /* Every chunk, once the sink is finished: the auxiliary chunks last. */
 struct sp_sink_table {
-	const struct sp_chunk *chunks;
+	struct sp_chunk *chunks; /* the driver may still clear hashes (sp_draft_base_from_history) */
 	size_t n, naux;
 	int lossy, patch, history, slice; /* a LOSSY, PATCH, HISTORY, SLICE chunk is among them */
 };

@@ -11,6 +11,7 @@
 #include "delta.h"
 #include "dtype.h"
 #include "source.h"
+#include "table_code.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the on-disk structures are read as they lie: this needs a little-endian host"
@@ -88,11 +89,15 @@ static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
 {
 	const struct sp_super *sb = &d->sb;
 	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk), len;
+	int framed = (sb->feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
+	if (!framed && (sb->feature_incompat & SP_FEATURE_INCOMPAT_DTABLE)) {
+		sp_err_set(err, "%s: a coded chunk table that is not a zstd frame", d->path);
+		return -1;
+	}
 	if (table_span(sb, &len)) {
 		sp_err_set(err, "%s: the chunk table lies outside the file", d->path);
 		return -1;
 	}
-	int framed = (sb->feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
 	d->chunks = malloc(bytes ? bytes : 1);
 	uint8_t *stored = framed ? malloc(len + 1) : (uint8_t *)d->chunks;
 	int rc = d->chunks && stored ? read_table(d, stored, len, err) : -1;
@@ -100,6 +105,8 @@ static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
 		sp_err_set(err, "%s: out of memory for the chunk table", d->path);
 	if (framed)
 		free(stored);
+	if (rc == 0 && (sb->feature_incompat & SP_FEATURE_INCOMPAT_DTABLE))
+		sp_table_uncode(d->chunks, sb->chunk_count);
 	return rc;
 }
 
