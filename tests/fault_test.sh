@@ -324,6 +324,10 @@ for i in range(4):
 	edit_manifest "$d" 'm["base"]["files"] = [[0, len(f) + 1]]'
 	delta_refused "$d" "a run of base files outside the files" "a run of base files past the files"
 	rm -rf "$d" && cp -r "$TMP/d-hb" "$d"
+	edit_manifest "$d" 'm["base"]["files"].append({"name": "other.txt", "size": 100000})'
+	delta_refused "$d" "more than 64 KiB without its hashes, that the history does not hold whole" \
+		"a large base file without its hashes, outside the history"
+	rm -rf "$d" && cp -r "$TMP/d-hb" "$d"
 	"$TOOL" set "$d" feature_incompat $((bits & ~16))
 	delta_refused "$d" "a coded chunk table that is not a zstd frame" "a coded table, not in a frame"
 }

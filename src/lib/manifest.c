@@ -94,6 +94,7 @@ static cJSON *tensor_json(const struct sp_tensor *t, const struct sp_tensor *bas
 struct draft_fp {
 	cJSON *js;
 	uint64_t size;
+	int in_history; /* held whole by a history with a hash (SP_FEATURE_INCOMPAT_HISTBASE) */
 };
 
 struct sp_manifest_draft {
@@ -173,7 +174,7 @@ void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *
 		d->fps = p;
 		d->capfps = cap;
 	}
-	d->fps[d->nfps++] = (struct draft_fp){js, fp->size};
+	d->fps[d->nfps++] = (struct draft_fp){.js = js, .size = fp->size};
 	cJSON_AddItemToArray(base_files(d), js);
 }
 
@@ -247,29 +248,41 @@ static int reads_whole(const struct sp_chunk *c, uint64_t size)
 
 /* How chunks read a base file: */
 #define READ_PART 1  /* a chunk reads part of it, */
-#define READ_WHOLE 2 /* a BASE chunk reads it whole */
+#define READ_WHOLE 2 /* a BASE chunk reads it whole, */
+#define READ_OTHER 4 /* a chunk other than BASE reads it (READ_PART too) */
+
+static int read_as(const struct sp_chunk *c, uint64_t size)
+{
+	return c->codec != SP_CODEC_BASE ? READ_OTHER | READ_PART
+	       : reads_whole(c, size)	 ? READ_WHOLE
+					 : READ_PART;
+}
 
 /* What a reader of SP_FEATURE_INCOMPAT_IMPLIED does without, of a small base file that chunks
  * read only whole: its content hash and size (the chunk's hash and length are the file's); of
- * one no chunk reads: its content hash. */
+ * one no chunk reads: its content hash; and with SP_FEATURE_INCOMPAT_HISTBASE, of a file the
+ * history holds whole that only BASE chunks read, whatever its size: every hash. */
 static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
 			       size_t n)
 {
+	static const char *const hashes[] = {"content_hash", "header_len", "header_hash",
+					     "sample_hash"};
 	uint8_t *use = calloc(d->nfps + 1, 1);
 	if (!use)
 		return; /* the fingerprints stay whole: a reader takes them as they are */
 	for (size_t k = 0; k < n; k++) {
 		const struct sp_chunk *c = &chunks[k];
 		if (reads_base(c) && c->base_file < d->nfps)
-			use[c->base_file] |=
-				reads_whole(c, d->fps[c->base_file].size) ? READ_WHOLE : READ_PART;
+			use[c->base_file] |= (uint8_t)read_as(c, d->fps[c->base_file].size);
 	}
 	for (size_t i = 0; i < d->nfps; i++) {
 		cJSON *js = d->fps[i].js;
-		if ((use[i] & READ_PART) || cJSON_GetObjectItemCaseSensitive(js, "header_hash"))
+		int all = d->fps[i].in_history && !(use[i] & READ_OTHER);
+		if (!all && ((use[i] & READ_PART) || cJSON_GetObjectItemCaseSensitive(js, "header_hash")))
 			continue;
-		cJSON_DeleteItemFromObjectCaseSensitive(js, "content_hash");
-		if (use[i] & READ_WHOLE)
+		for (size_t h = 0; h < (all ? 4 : 1); h++)
+			cJSON_DeleteItemFromObjectCaseSensitive(js, hashes[h]);
+		if (use[i] == READ_WHOLE && d->fps[i].size <= SP_FP_WHOLE_MAX)
 			cJSON_DeleteItemFromObjectCaseSensitive(js, "size");
 	}
 	free(use);
@@ -285,14 +298,15 @@ int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chu
 		return 0;
 	}
 	cJSON_ArrayForEach(js, list)
-		if (cJSON_IsNumber(js) && js->valuedouble < (double)d->nfps) /* a whole file */
+		if (cJSON_IsNumber(js) && js->valuedouble < (double)d->nfps) { /* a whole file */
 			whole[(size_t)js->valuedouble] = 1;
-	for (size_t k = 0; k < n; k++)
-		if (chunks[k].codec == SP_CODEC_BASE && chunks[k].base_file < d->nfps &&
-		    whole[chunks[k].base_file]) {
-			chunks[k].out_hash = 0;
+			d->fps[(size_t)js->valuedouble].in_history = 1;
 			any = 1;
 		}
+	for (size_t k = 0; k < n; k++)
+		if (chunks[k].codec == SP_CODEC_BASE && chunks[k].base_file < d->nfps &&
+		    whole[chunks[k].base_file])
+			chunks[k].out_hash = 0;
 	free(whole);
 	return any;
 }
@@ -428,8 +442,10 @@ static int has(const cJSON *obj, const char *key)
 #define SIZE_PENDING UINT64_MAX
 
 /* A base file's fingerprint, its name given; with implied, a small file's content hash, and then
- * its size, may be left out (hashless, SIZE_PENDING, until the chunk table gives them). */
-static int parse_base_fp(const cJSON *js, const char *name, int implied, struct sp_base_fp *fp)
+ * its size, may be left out (hashless, SIZE_PENDING, until the chunk table gives them); with
+ * histbase, a larger file's hashes too (when the history holds it whole: checked later). */
+static int parse_base_fp(const cJSON *js, const char *name, int implied, int histbase,
+			 struct sp_base_fp *fp)
 {
 	fp->whole = !has(js, "header_hash") && !has(js, "header_len") && !has(js, "sample_hash");
 	fp->hashless = implied && fp->whole && !has(js, "content_hash");
@@ -439,7 +455,10 @@ static int parse_base_fp(const cJSON *js, const char *name, int implied, struct 
 		return -1;
 	fp->name = (char *)name;
 	if (fp->whole)
-		return fp->size <= SP_FP_WHOLE_MAX || fp->size == SIZE_PENDING ? 0 : -1;
+		return fp->size <= SP_FP_WHOLE_MAX || fp->size == SIZE_PENDING ||
+			       (histbase && fp->hashless)
+			       ? 0
+			       : -1;
 	return get_u64(js, "header_len", &fp->header_len) ||
 			       json_get_hash(js, "header_hash", &fp->header_hash) ||
 			       json_get_hash(js, "sample_hash", &fp->sample_hash)
@@ -679,8 +698,8 @@ static const char *named_name(const struct sp_manifest *m, uint8_t *named, size_
 
 /* A base file entry: its fingerprint, named by a string or (named: SP_FEATURE_INCOMPAT_NAMEREF)
  * by an output file's index. */
-static const char *parse_base_entry(const cJSON *js, int implied, struct sp_manifest *m,
-				    uint8_t *named)
+static const char *parse_base_entry(const cJSON *js, int implied, int histbase,
+				    struct sp_manifest *m, uint8_t *named)
 {
 	const cJSON *nm = cJSON_GetObjectItemCaseSensitive(js, "name");
 	struct sp_base_fp *fp = &m->base[m->nbase++];
@@ -688,7 +707,7 @@ static const char *parse_base_entry(const cJSON *js, int implied, struct sp_mani
 	const char *name = cJSON_IsString(nm) ? nm->valuestring
 			   : named && !get_index(nm, m->nfiles, &i) ? named_name(m, named, i)
 								    : NULL;
-	if (!name || parse_base_fp(js, name, implied, fp))
+	if (!name || parse_base_fp(js, name, implied, histbase, fp))
 		return "a base file's fingerprint";
 	return safe_name(fp->name) ? NULL
 				   : "a base file name that leaves the base (absolute, empty, '.' or '..')";
@@ -709,8 +728,12 @@ static const char *parse_run(const cJSON *js, int implied, struct sp_manifest *m
 	return NULL;
 }
 
-static const char *parse_base(const cJSON *base, int implied, int refs, struct sp_manifest *m)
+/* The base; features say which forms its files may take (SP_FEATURE_INCOMPAT_*). */
+static const char *parse_base(const cJSON *base, uint64_t features, struct sp_manifest *m)
 {
+	int implied = (features & SP_FEATURE_INCOMPAT_IMPLIED) != 0;
+	int refs = (features & SP_FEATURE_INCOMPAT_NAMEREF) != 0;
+	int histbase = (features & SP_FEATURE_INCOMPAT_HISTBASE) != 0;
 	const cJSON *files = cJSON_GetObjectItemCaseSensitive(base, "files"), *js;
 	m->base_path = get_str(base, "path");
 	m->base_relpath = get_str(base, "relpath");
@@ -730,7 +753,7 @@ static const char *parse_base(const cJSON *base, int implied, int refs, struct s
 		if (why)
 			break;
 		why = refs && cJSON_IsArray(js) ? parse_run(js, implied, m, named)
-						: parse_base_entry(js, implied, m, named);
+						: parse_base_entry(js, implied, histbase, m, named);
 	}
 	free(named);
 	return why;
@@ -918,10 +941,18 @@ static const char *mark_history_files(struct sp_manifest *m, int histbase)
 	return NULL;
 }
 
-/* Every base file a chunk reads has a content hash, but one whose BASE chunks read the history. */
-static const char *check_hashless_reads(const struct sp_manifest *m,
-					const struct sp_manifest_table *t, const char **which)
+/* Every base file a chunk reads has a content hash, but one whose BASE chunks read the history;
+ * one of more than SP_FP_WHOLE_MAX bytes without its hashes is one the history holds whole. */
+static const char *check_hashless(const struct sp_manifest *m, const struct sp_manifest_table *t,
+				  const char **which)
 {
+	for (size_t i = 0; i < m->nbase; i++)
+		if (m->base[i].hashless && m->base[i].size > SP_FP_WHOLE_MAX &&
+		    !m->base[i].from_history) {
+			*which = m->base[i].name;
+			return "a base file of more than 64 KiB without its hashes, that the history "
+			       "does not hold whole";
+		}
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
 		const struct sp_base_fp *fp = c->base_file < m->nbase ? &m->base[c->base_file] : NULL;
@@ -953,8 +984,7 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
 	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)) ||
-	    (why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), implied,
-			      (t->features & SP_FEATURE_INCOMPAT_NAMEREF) != 0, m)) ||
+	    (why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), t->features, m)) ||
 	    (why = take_fingerprints(m, t, which)))
 		return why;
 	if (has(m->root, "aux_chunks") && get_u64(m->root, "aux_chunks", &m->aux_chunks))
@@ -965,7 +995,7 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 	if ((why = parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied, m)) ||
 	    (why = mark_history_files(m, (t->features & SP_FEATURE_INCOMPAT_HISTBASE) != 0)))
 		return why;
-	return check_hashless_reads(m, t, which);
+	return check_hashless(m, t, which);
 }
 
 int sp_manifest_parse(const char *json, size_t len, const struct sp_manifest_table *t,

@@ -95,7 +95,8 @@ void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_s
 void sp_draft_set_history_hash(struct sp_manifest_draft *d, uint64_t hash);
 /* Before sp_draft_pack: the BASE chunks of base files the history holds whole lose their
  * hashes, as a reader of SP_FEATURE_INCOMPAT_HISTBASE takes their bytes from the history, which
- * its own hash covers; 1 when any did (the delta then sets the bit). */
+ * its own hash covers, and so do the fingerprints of those files that no other chunk reads; 1
+ * when the history holds any file whole (the delta then sets the bit). */
 int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n);
 
 /* The manifest as the delta stores it: zstd-compressed JSON, data (len bytes) owned by the
