@@ -275,6 +275,9 @@ split_history() {
 		fail "the split case is not coded against the history, packed, or kept: $info"
 	(( $(super_field "$TMP/ds-split" feature_incompat) & 128 )) ||
 		fail "the split case's unchanged files are not read from the history"
+	for f in pkg0/mod000.txt pkg0/mod018.txt pkg0/mod024.txt; do
+		grep -qE "^$f +[0-9]+ bytes -> +0 .* base$" <<<"$info" || fail "$f is not kept as the base's"
+	done
 	cp -r "$TMP/ds/split/base" "$b"
 	mount_fg "$TMP/ds-split" "$m" -o base="$b"
 	cmp -s "$m/pkg0/mod000.txt" "$d/pkg0/mod000.txt" || fail "an unchanged file differs"

@@ -291,23 +291,18 @@ static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chun
 int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n)
 {
 	const cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history"), *js;
-	uint8_t *whole = calloc(d->nfps + 1, 1);
 	int any = 0;
-	if (!whole || !cJSON_GetObjectItemCaseSensitive(d->root, "history_hash")) {
-		free(whole); /* the hashes stay: a reader checks them as without the bit */
+	if (!cJSON_GetObjectItemCaseSensitive(d->root, "history_hash"))
 		return 0;
-	}
 	cJSON_ArrayForEach(js, list)
 		if (cJSON_IsNumber(js) && js->valuedouble < (double)d->nfps) { /* a whole file */
-			whole[(size_t)js->valuedouble] = 1;
 			d->fps[(size_t)js->valuedouble].in_history = 1;
 			any = 1;
 		}
 	for (size_t k = 0; k < n; k++)
 		if (chunks[k].codec == SP_CODEC_BASE && chunks[k].base_file < d->nfps &&
-		    whole[chunks[k].base_file])
+		    d->fps[chunks[k].base_file].in_history)
 			chunks[k].out_hash = 0;
-	free(whole);
 	return any;
 }
 
