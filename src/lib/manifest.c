@@ -94,7 +94,7 @@ static cJSON *tensor_json(const struct sp_tensor *t, const struct sp_tensor *bas
 struct draft_fp {
 	cJSON *js;
 	uint64_t size;
-	int in_history; /* held whole by a history with a hash (SP_FEATURE_INCOMPAT_HISTBASE) */
+	int in_history; /* held whole by the history; kept only if it has a hash (HISTBASE) */
 };
 
 struct sp_manifest_draft {
@@ -219,6 +219,7 @@ void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_s
 		list = cJSON_AddArrayToObject(d->root, "history");
 	if (!seg->off && seg->file < d->nfps && seg->len == d->fps[seg->file].size) {
 		cJSON_AddItemToArray(list, cJSON_CreateNumber(seg->file)); /* a whole file */
+		d->fps[seg->file].in_history = seg->len > 0; /* as a reader sees it */
 		return;
 	}
 	cJSON *js = cJSON_CreateObject();
@@ -290,15 +291,10 @@ static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chun
 
 int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n)
 {
-	const cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history"), *js;
-	int any = 0;
-	if (!cJSON_GetObjectItemCaseSensitive(d->root, "history_hash"))
-		return 0;
-	cJSON_ArrayForEach(js, list)
-		if (cJSON_IsNumber(js) && js->valuedouble < (double)d->nfps) { /* a whole file */
-			d->fps[(size_t)js->valuedouble].in_history = 1;
-			any = 1;
-		}
+	/* Without the history's hash nothing would cover them: they keep their hashes. */
+	int covered = cJSON_GetObjectItemCaseSensitive(d->root, "history_hash") != NULL, any = 0;
+	for (size_t i = 0; i < d->nfps; i++)
+		any |= d->fps[i].in_history &= covered;
 	for (size_t k = 0; k < n; k++)
 		if (chunks[k].codec == SP_CODEC_BASE && chunks[k].base_file < d->nfps &&
 		    d->fps[chunks[k].base_file].in_history)
@@ -365,28 +361,23 @@ static int refer_name(cJSON *list, cJSON *fp, size_t i)
  * when no base file was renamed (also when memory is short: the names then stay). */
 static uint64_t refer_names(struct sp_manifest_draft *d)
 {
-	struct name_index *all, *set = index_names(d, &all), *e, *tmp;
-	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base"), *list, *fp;
+	struct name_index *all, *set = index_names(d, &all), *e;
+	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base"), *list = NULL, *fp;
 	cJSON *old = cJSON_GetObjectItemCaseSensitive(base, "files");
 	uint64_t bit = 0;
-	if (!set || !(list = cJSON_CreateArray())) {
-		HASH_CLEAR(hh, set);
-		free(all);
-		return 0;
-	}
-	while ((fp = cJSON_DetachItemFromArray(old, 0))) {
-		const char *name = get_str(fp, "name");
-		HASH_FIND_STR(set, name, e);
-		if (e) {
-			d->oom |= refer_name(list, fp, e->i);
-			bit = SP_FEATURE_INCOMPAT_NAMEREF;
-		} else {
-			d->oom |= !cJSON_AddItemToArray(list, fp);
+	if (set && (list = cJSON_CreateArray()))
+		while ((fp = cJSON_DetachItemFromArray(old, 0))) {
+			HASH_FIND_STR(set, get_str(fp, "name"), e);
+			if (e) {
+				d->oom |= refer_name(list, fp, e->i);
+				bit = SP_FEATURE_INCOMPAT_NAMEREF;
+			} else {
+				d->oom |= !cJSON_AddItemToArray(list, fp);
+			}
 		}
-	}
-	cJSON_ReplaceItemInObjectCaseSensitive(base, "files", list);
-	HASH_ITER(hh, set, e, tmp)
-		HASH_DEL(set, e);
+	if (list)
+		cJSON_ReplaceItemInObjectCaseSensitive(base, "files", list);
+	HASH_CLEAR(hh, set);
 	free(all);
 	return bit;
 }
