@@ -22,6 +22,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* What opening a base does with sizes it gives (a file of 1 byte each): the history then adds
+ * up as a reader finds it, and each file it holds whole lies inside it. */
+static void lay_out(struct sp_manifest *m)
+{
+	for (size_t i = 0; i < m->nbase; i++)
+		if (m->base[i].size_from_base)
+			m->base[i].size = 1;
+	uint64_t len = sp_manifest_layout_history(m), total = 0;
+	for (size_t i = 0; i < m->nhistory; i++)
+		total += m->history[i].len;
+	FUZZ_CHECK(len == total);
+	for (size_t i = 0; i < m->nbase; i++)
+		FUZZ_CHECK(!m->base[i].from_history ||
+			   m->base[i].history_at + m->base[i].size <= len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct sp_manifest m;
@@ -41,10 +57,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t total = 0;
 	for (size_t i = 0; i < m.nhistory; i++) {
 		const struct sp_history_seg *h = &m.history[i];
-		FUZZ_CHECK(h->file < m.nbase && h->off + h->len <= m.base[h->file].size);
+		const struct sp_base_fp *fp = &m.base[h->file];
+		FUZZ_CHECK(h->file < m.nbase && h->off + h->len <= fp->size);
+		FUZZ_CHECK(!fp->size_from_base || (!h->off && !h->len && !fp->from_history));
 		total += h->len;
 	}
-	FUZZ_CHECK(total == m.history_len && total <= SP_HISTORY_MAX);
+	FUZZ_CHECK(m.history_len <= SP_HISTORY_MAX &&
+		   (m.sizes_from_base ? total <= m.history_len : total == m.history_len));
+	lay_out(&m);
 	sp_manifest_free(&m);
 	return 0;
 }

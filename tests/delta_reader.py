@@ -12,9 +12,9 @@ import json, os, struct, subprocess, sys
 SUPER = struct.Struct("<8sIIQQQQQQQQQQQ16sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
 CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history", "slice"]
-KNOWN_INCOMPAT = 0x3ff  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
+KNOWN_INCOMPAT = 0x7ff  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
                         # members the table implies; base chunks read from the history; base
-                        # files named by index; a coded table
+                        # files named by index; a coded table; sizes the base gives
 ZTABLE = 0x10
 IMPLIED = 0x40
 DTABLE = 0x200

@@ -7,7 +7,7 @@
  *   delta_tool put-manifest DELTA_DIR FILE      FILE's bytes (as they are) become the manifest
  *   delta_tool set DELTA_DIR FIELD VALUE        FIELD: version, feature_compat, feature_incompat,
  *                                               or chunk.K.data_off / base_off / data_len /
- *                                               out_len
+ *                                               out_len / base_file
  */
 #include <fcntl.h>
 #include <stddef.h>
@@ -169,6 +169,8 @@ static int set_chunk(struct delta *d, const char *field, unsigned long long v)
 		c->data_len = (uint32_t)v;
 	else if (!strcmp(end + 1, "out_len"))
 		c->out_len = (uint32_t)v;
+	else if (!strcmp(end + 1, "base_file"))
+		c->base_file = (uint32_t)v;
 	else
 		return 2;
 	seal(d);

@@ -293,7 +293,8 @@ st(d + "/past_end.safetensors", None, {"t": {"dtype": "U8", "shape": [4096], "da
 
 # A tree's delta in the forms only trees use: unchanged files read from the history, which
 # have no hash of their own (the history's must be there); base files named by the output
-# files' indices, in runs; the table coded against earlier records, in a frame.
+# files' indices, in runs; the table coded against earlier records, in a frame; a deleted
+# file's size left to the base.
 tree_forms() {
 	python3 -c '
 import os, random, sys
@@ -306,11 +307,13 @@ for side in ("base", "derived"):
         open(os.path.join(sys.argv[1], side, "kept%d.txt" % i), "wb").write(b)
 for i in range(4):
     open(os.path.join(sys.argv[1], "derived", "new%d.txt" % i), "wb").write(
-        kept[i][:9000] + text(500) + kept[(i + 1) % 4][5000:])' "$TMP/hb"
+        kept[i][:9000] + text(500) + kept[(i + 1) % 4][5000:])
+open(os.path.join(sys.argv[1], "base", "gone.txt"), "wb").write(text(2000))' "$TMP/hb"
 	"$MKSPARSE" -q "$TMP/hb/base" "$TMP/hb/derived" -o "$TMP/d-hb"
 	local d=$TMP/d-hb-bad bits
 	bits=$(super_field "$TMP/d-hb" feature_incompat)
-	(( (bits & 896) == 896 )) || fail "the tree's delta lacks bit 7, 8 or 9: $bits"
+	(( (bits & 1920) == 1920 )) || fail "the tree's delta lacks bit 7, 8, 9 or 10: $bits"
+	tree_sizes "$d"
 	fresh "$d" "$TMP/d-hb"
 	edit_manifest "$d" 'del m["history_hash"]'
 	delta_refused "$d" "a history without its hash, that base files are read from" \
@@ -328,6 +331,37 @@ for i in range(4):
 	fresh "$d" "$TMP/d-hb"
 	"$TOOL" set "$d" feature_incompat $((bits & ~16))
 	delta_refused "$d" "a coded chunk table that is not a zstd frame" "a coded table, not in a frame"
+}
+
+# The tree's deleted file has its size in the base alone: a base where it has another is
+# refused when opened, the manifest must say the history's length, and no chunk may read it.
+tree_sizes() {
+	local d=$1 m=$TMP/mnt-refused
+	mkdir -p "$m"
+	cp -r "$TMP/hb/base" "$TMP/hb/base-grown"
+	echo more >>"$TMP/hb/base-grown/gone.txt"
+	refused "the history's files hold" "$m" -- "$SPARSEFS" -o base="$TMP/hb/base-grown" "$TMP/d-hb" "$m"
+	refused "the history's files hold" - -- "$SPARSEFS" --check -o base="$TMP/hb/base-grown" "$TMP/d-hb"
+	ok "delta: a base whose history files add up to another length: refused"
+	fresh "$d" "$TMP/d-hb"
+	edit_manifest "$d" 'del m["history_len"]'
+	delta_refused "$d" "a history_len missing" "sizes left to the base without the history's length"
+	fresh "$d" "$TMP/d-hb"
+	edit_manifest "$d" 'm["history_len"] = 2**25 + 1'
+	delta_refused "$d" "not the history's length" "a history_len over 32 MiB"
+	fresh "$d" "$TMP/d-hb"
+	"$TOOL" set "$d" chunk.0.base_file "$("$TOOL" get-manifest "$d" | python3 -c '
+import json, sys
+m = json.load(sys.stdin); names = []
+for b in m["base"]["files"]:
+    names += [None] * b[1] if isinstance(b, list) else [b["name"]]
+print(names.index("gone.txt"))')"
+	"$TOOL" set "$d" chunk.0.base_off 1
+	delta_refused "$d" "a base file whose size the base gives, that a chunk reads" \
+		"a chunk reading a file whose size the base gives"
+	fresh "$d" "$TMP/d-hb"
+	"$TOOL" set "$d" feature_incompat $(($(super_field "$d" feature_incompat) & ~1024))
+	delta_refused "$d" "a history file without its size" "a size left to the base without bit 10"
 }
 
 # ---- the base ----

@@ -266,15 +266,16 @@ damage_tree() {
 
 # The split case's small files are packed, its larger new file coded against the history (base
 # files they took parts of), and its unchanged files read from the history (they have no hash of
-# their own); over a base whose content changed since the mount, reading one is EIO, never other
+# their own, and the files split have no size); over a base whose content changed since the mount, reading one is EIO, never other
 # bytes. Once the history is joined, an unchanged file comes from it whatever the base holds.
 split_history() {
 	local b=$TMP/split-base m=$TMP/mnt-split f info d=$TMP/ds/split/derived
 	info=$("$SPARSEFS" --info "$TMP/ds-split")
 	[[ $info =~ " history "[1-9] && $info =~ " slice "[1-9] && $info =~ " base "[1-9] ]] ||
 		fail "the split case is not coded against the history, packed, or kept: $info"
-	(( $(super_field "$TMP/ds-split" feature_incompat) & 128 )) ||
-		fail "the split case's unchanged files are not read from the history"
+	(( ($(super_field "$TMP/ds-split" feature_incompat) & 1152) == 1152 )) ||
+		fail "the split case's unchanged files are not read from the history, or the sizes" \
+			"of the files it split are not left to the base"
 	for f in pkg0/mod000.txt pkg0/mod018.txt pkg0/mod024.txt; do
 		grep -qE "^$f +[0-9]+ bytes -> +0 .* base$" <<<"$info" || fail "$f is not kept as the base's"
 	done

@@ -95,6 +95,8 @@ static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigne
 		sp_err_set(err, "%s: base file %s: %s", d->dir, b->path, strerror(errno));
 		return -1;
 	}
+	if (d->m.base[i].size_from_base)
+		d->m.base[i].size = (uint64_t)b->seen.st_size;
 	if (sp_fp_check_quick(b->fd, &d->m.base[i], b->path, err))
 		return -1;
 	if (d->m.base[i].hashless)
@@ -107,6 +109,20 @@ static int open_base_file(struct sp_delta *d, size_t i, const char *dir, unsigne
 		       "once while it stays unchanged", b->path,
 		       (unsigned long long)(d->m.base[i].size >> 20));
 	return check_base_file(d, i, err);
+}
+
+/* The history's files whose sizes the base gives must add up to the length the delta was made
+ * with: a base of other sizes is refused here, as a fingerprint's size is. */
+static int lay_out_history(struct sp_delta *d, const char *dir, struct sp_err *err)
+{
+	uint64_t len = sp_manifest_layout_history(&d->m);
+	if (len == d->m.history_len)
+		return 0;
+	sp_err_set(err,
+		   "%s: the history's files hold %llu bytes where the base this delta was made "
+		   "against held %llu (wrong base? -o base=DIR says where the right one is)",
+		   dir, (unsigned long long)len, (unsigned long long)d->m.history_len);
+	return -1;
 }
 
 /* Opens every base file under dir and checks it. */
@@ -122,7 +138,7 @@ static int open_base_in(struct sp_delta *d, const char *dir, unsigned flags, str
 	for (size_t i = 0; i < d->m.nbase; i++)
 		if (open_base_file(d, i, dir, flags, err))
 			return -1;
-	return 0;
+	return d->m.sizes_from_base ? lay_out_history(d, dir, err) : 0;
 }
 
 /* The recorded hub id at its recorded commit, looked up in this machine's cache; NULL (with

@@ -259,23 +259,27 @@ static int read_as(const struct sp_chunk *c, uint64_t size)
 					 : READ_PART;
 }
 
-/* What a reader of SP_FEATURE_INCOMPAT_IMPLIED does without, of a small base file that chunks
- * read only whole: its content hash and size (the chunk's hash and length are the file's); of
- * one no chunk reads: its content hash; and with SP_FEATURE_INCOMPAT_HISTBASE, of a file the
- * history holds whole that only BASE chunks read, whatever its size: every hash. */
-static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
-			       size_t n)
+/* How the delta's chunks read each base file (READ_*), or NULL when out of memory. */
+static uint8_t *base_uses(const struct sp_manifest_draft *d, const struct sp_chunk *chunks,
+			  size_t n)
 {
-	static const char *const hashes[] = {"content_hash", "header_len", "header_hash",
-					     "sample_hash"};
 	uint8_t *use = calloc(d->nfps + 1, 1);
-	if (!use)
-		return; /* the fingerprints stay whole: a reader takes them as they are */
-	for (size_t k = 0; k < n; k++) {
+	for (size_t k = 0; use && k < n; k++) {
 		const struct sp_chunk *c = &chunks[k];
 		if (reads_base(c) && c->base_file < d->nfps)
 			use[c->base_file] |= (uint8_t)read_as(c, d->fps[c->base_file].size);
 	}
+	return use;
+}
+
+/* What a reader of SP_FEATURE_INCOMPAT_IMPLIED does without, of a small base file that chunks
+ * read only whole: its content hash and size (the chunk's hash and length are the file's); of
+ * one no chunk reads: its content hash; and with SP_FEATURE_INCOMPAT_HISTBASE, of a file the
+ * history holds whole that only BASE chunks read, whatever its size: every hash. */
+static void imply_fingerprints(struct sp_manifest_draft *d, const uint8_t *use)
+{
+	static const char *const hashes[] = {"content_hash", "header_len", "header_hash",
+					     "sample_hash"};
 	for (size_t i = 0; i < d->nfps; i++) {
 		cJSON *js = d->fps[i].js;
 		int all = d->fps[i].in_history && !(use[i] & READ_OTHER);
@@ -286,7 +290,30 @@ static void imply_fingerprints(struct sp_manifest_draft *d, const struct sp_chun
 		if (use[i] == READ_WHOLE && d->fps[i].size <= SP_FP_WHOLE_MAX)
 			cJSON_DeleteItemFromObjectCaseSensitive(js, "size");
 	}
-	free(use);
+}
+
+/* A base file the history holds whole (given by its index) that no chunk reads leaves its size
+ * to the base (SP_FEATURE_INCOMPAT_HISTSIZE), the history its length; returns the bit, or 0
+ * when no file does. */
+static uint64_t leave_sizes_to_base(struct sp_manifest_draft *d, const uint8_t *use)
+{
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history"), *js;
+	uint64_t len = 0, bit = 0;
+	cJSON_ArrayForEach(js, list) {
+		if (!cJSON_IsNumber(js)) {
+			len += (uint64_t)cJSON_GetObjectItemCaseSensitive(js, "len")->valuedouble;
+			continue;
+		}
+		size_t i = (size_t)js->valuedouble;
+		len += d->fps[i].size;
+		if (d->fps[i].in_history && !use[i]) {
+			cJSON_DeleteItemFromObjectCaseSensitive(d->fps[i].js, "size");
+			bit = SP_FEATURE_INCOMPAT_HISTSIZE;
+		}
+	}
+	if (bit)
+		add_u64(d->root, "history_len", len);
+	return bit;
 }
 
 int sp_draft_base_from_history(struct sp_manifest_draft *d, struct sp_chunk *chunks, size_t n)
@@ -386,9 +413,15 @@ int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, si
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	imply_fingerprints(d, chunks, n);
+	uint8_t *use = base_uses(d, chunks, n);
+	d->oom |= !use;
+	if (use) {
+		imply_fingerprints(d, use);
+		out->features = leave_sizes_to_base(d, use);
+	}
+	free(use);
 	count_history(d);
-	out->features = refer_names(d);
+	out->features |= refer_names(d);
 	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	out->data = json ? malloc(cap) : NULL;
@@ -841,17 +874,48 @@ static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
 		return 0;
 	}
 	if (get_u64(js, "file", &file) || get_u64(js, "off", &h->off) ||
-	    get_u64(js, "len", &h->len) || file >= m->nbase || h->off > m->base[file].size ||
-	    h->len > m->base[file].size - h->off)
+	    get_u64(js, "len", &h->len) || file >= m->nbase || m->base[file].size == SIZE_PENDING ||
+	    h->off > m->base[file].size || h->len > m->base[file].size - h->off)
 		return -1;
 	h->file = (uint32_t)file;
 	return 0;
 }
 
+/* A whole file's segment whose file has no size yet: with SP_FEATURE_INCOMPAT_HISTSIZE its size
+ * is the base file's, and its length is known once the base is opened (and 0 until then). */
+static int size_from_base(struct sp_manifest *m, struct sp_history_seg *h, int histsize)
+{
+	if (h->len != SIZE_PENDING)
+		return 0;
+	if (!histsize)
+		return -1;
+	m->base[h->file].size_from_base = 1;
+	m->sizes_from_base = 1;
+	h->len = 0;
+	return 0;
+}
+
+/* With SP_FEATURE_INCOMPAT_HISTSIZE, history_len: the history's length (its files' sizes in
+ * the base it was made against), at least what the sizes known add up to, at most
+ * SP_HISTORY_MAX, and equal to that when every size is known; required when one is not. */
+static const char *parse_history_len(const cJSON *root, int histsize, struct sp_manifest *m)
+{
+	int pending = m->sizes_from_base;
+	uint64_t len;
+	if (!histsize || (!pending && !has(root, "history_len")))
+		return NULL;
+	if (get_u64(root, "history_len", &len) || len < m->history_len || len > SP_HISTORY_MAX ||
+	    (!pending && len != m->history_len))
+		return "a history_len missing, or not the history's length";
+	m->history_len = len;
+	return NULL;
+}
+
 /* The optional history (deltas without HISTORY chunks have none): a list of segments of base
  * files within them, or (implied) a count n, the first n base files whole; at most
  * SP_HISTORY_MAX bytes in all. */
-static const char *parse_history(const cJSON *list, int implied, struct sp_manifest *m)
+static const char *parse_history(const cJSON *list, int implied, int histsize,
+				 struct sp_manifest *m)
 {
 	int counted = implied && cJSON_IsNumber(list);
 	size_t n = 0;
@@ -869,8 +933,11 @@ static const char *parse_history(const cJSON *list, int implied, struct sp_manif
 		struct sp_history_seg *h = &m->history[m->nhistory++];
 		if (counted)
 			*h = whole_file(m, i);
-		if ((!counted && parse_segment(js, implied, m, h)) ||
-		    h->len > SP_HISTORY_MAX - m->history_len)
+		if (!counted && parse_segment(js, implied, m, h))
+			return "a history segment outside its base file, or too long a history";
+		if (size_from_base(m, h, histsize))
+			return "a history file without its size";
+		if (h->len > SP_HISTORY_MAX - m->history_len)
 			return "a history segment outside its base file, or too long a history";
 		m->history_len += h->len;
 	}
@@ -887,8 +954,7 @@ static int gives_fingerprint(const struct sp_chunk *c, const struct sp_base_fp *
 /* The fingerprints left to the table: each takes the hash (and length) of the first BASE chunk
  * that reads its file from the start, whole (the chunk itself is checked later, with the
  * table); a file that no chunk reads has no hash. */
-static const char *take_fingerprints(struct sp_manifest *m, const struct sp_manifest_table *t,
-				     const char **which)
+static void take_fingerprints(struct sp_manifest *m, const struct sp_manifest_table *t)
 {
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
@@ -900,8 +966,14 @@ static const char *take_fingerprints(struct sp_manifest *m, const struct sp_mani
 			fp->hash_implied = 1;
 		}
 	}
+}
+
+/* A base file still without its size takes it from the base (SP_FEATURE_INCOMPAT_HISTSIZE)
+ * when a history segment given by its index holds it whole; no chunk may then read it. */
+static const char *check_sizes(const struct sp_manifest *m, const char **which)
+{
 	for (size_t i = 0; i < m->nbase; i++)
-		if (m->base[i].size == SIZE_PENDING) {
+		if (m->base[i].size == SIZE_PENDING && !m->base[i].size_from_base) {
 			*which = m->base[i].name;
 			return "a base file without its size that no chunk reads whole";
 		}
@@ -913,18 +985,33 @@ static const char *take_fingerprints(struct sp_manifest *m, const struct sp_mani
  * none (the writer wrote 0), the history's hash covering the file instead. */
 static const char *mark_history_files(struct sp_manifest *m, int histbase)
 {
-	uint64_t at = 0;
-	for (size_t k = 0; histbase && k < m->nhistory; at += m->history[k++].len) {
+	for (size_t k = 0; histbase && k < m->nhistory; k++) {
 		struct sp_base_fp *fp = &m->base[m->history[k].file];
-		if (m->history[k].off || !fp->size || m->history[k].len != fp->size || fp->from_history)
+		if (fp->size_from_base || m->history[k].off || !fp->size ||
+		    m->history[k].len != fp->size || fp->from_history)
 			continue;
 		if (!m->has_history_hash)
 			return "a history without its hash, that base files are read from";
 		fp->from_history = 1;
-		fp->history_at = at;
+		fp->history_seg = k;
 		fp->hashless |= fp->hash_implied;
 	}
 	return NULL;
+}
+
+uint64_t sp_manifest_layout_history(struct sp_manifest *m)
+{
+	uint64_t at = 0;
+	for (size_t k = 0; k < m->nhistory; k++) {
+		struct sp_history_seg *h = &m->history[k];
+		struct sp_base_fp *fp = &m->base[h->file];
+		if (fp->size_from_base)
+			h->len = fp->size;
+		if (fp->from_history && fp->history_seg == k)
+			fp->history_at = at;
+		at = h->len > UINT64_MAX - at ? UINT64_MAX : at + h->len;
+	}
+	return at;
 }
 
 /* Every base file a chunk reads has a content hash, but one whose BASE chunks read the history;
@@ -934,7 +1021,7 @@ static const char *check_hashless(const struct sp_manifest *m, const struct sp_m
 {
 	for (size_t i = 0; i < m->nbase; i++)
 		if (m->base[i].hashless && m->base[i].size > SP_FP_WHOLE_MAX &&
-		    !m->base[i].from_history) {
+		    !m->base[i].from_history && !m->base[i].size_from_base) {
 			*which = m->base[i].name;
 			return "a base file of more than 64 KiB without its hashes, that the history "
 			       "does not hold whole";
@@ -942,6 +1029,10 @@ static const char *check_hashless(const struct sp_manifest *m, const struct sp_m
 	for (uint64_t k = 0; k < t->count; k++) {
 		const struct sp_chunk *c = &t->chunks[k];
 		const struct sp_base_fp *fp = c->base_file < m->nbase ? &m->base[c->base_file] : NULL;
+		if (reads_base(c) && fp && fp->size_from_base) {
+			*which = fp->name;
+			return "a base file whose size the base gives, that a chunk reads";
+		}
 		if (reads_base(c) && fp && fp->hashless &&
 		    !(c->codec == SP_CODEC_BASE && fp->from_history)) {
 			*which = fp->name;
@@ -956,6 +1047,7 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 			     const char **which)
 {
 	int implied = (t->features & SP_FEATURE_INCOMPAT_IMPLIED) != 0;
+	int histsize = (t->features & SP_FEATURE_INCOMPAT_HISTSIZE) != 0;
 	uint64_t cs = 0, version = SP_VERSION;
 	const char *why;
 	if (!cJSON_IsObject(m->root))
@@ -970,17 +1062,21 @@ static const char *parse_top(struct sp_manifest *m, const struct sp_manifest_tab
 	if (!(m->mode = get_str(m->root, "mode")))
 		return "no mode";
 	if ((why = parse_files(cJSON_GetObjectItemCaseSensitive(m->root, "files"), t, m, which)) ||
-	    (why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), t->features, m)) ||
-	    (why = take_fingerprints(m, t, which)))
+	    (why = parse_base(cJSON_GetObjectItemCaseSensitive(m->root, "base"), t->features, m)))
 		return why;
+	take_fingerprints(m, t);
 	if (has(m->root, "aux_chunks") && get_u64(m->root, "aux_chunks", &m->aux_chunks))
 		return "aux_chunks";
 	if ((m->has_history_hash = has(m->root, "history_hash")) &&
 	    json_get_hash(m->root, "history_hash", &m->history_hash))
 		return "history_hash";
-	if ((why = parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied, m)) ||
+	if ((why = parse_history(cJSON_GetObjectItemCaseSensitive(m->root, "history"), implied,
+				 histsize, m)) ||
+	    (why = parse_history_len(m->root, histsize, m)) || (why = check_sizes(m, which)) ||
 	    (why = mark_history_files(m, (t->features & SP_FEATURE_INCOMPAT_HISTBASE) != 0)))
 		return why;
+	if (!m->sizes_from_base)
+		sp_manifest_layout_history(m);
 	return check_hashless(m, t, which);
 }
 

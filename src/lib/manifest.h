@@ -26,6 +26,9 @@ struct sp_base_fp {
 	int from_history; /* read: the history holds it whole, at history_at, and BASE chunks
 			   * read it there (SP_FEATURE_INCOMPAT_HISTBASE) */
 	uint64_t history_at;
+	size_t history_seg; /* read: that segment's index */
+	int size_from_base; /* read: its size is the base file's, found when the base is opened
+			     * (SP_FEATURE_INCOMPAT_HISTSIZE): only the history reads it */
 };
 
 /* Base files up to this size are fingerprinted by their content hash alone: their quick check
@@ -67,6 +70,8 @@ struct sp_manifest {
 	struct sp_history_seg *history; /* HISTORY chunks' dictionary, these concatenated */
 	size_t nhistory;
 	uint64_t history_len; /* their total, at most SP_HISTORY_MAX */
+	int sizes_from_base;  /* some of its files' sizes are the base's: it is laid out (and
+			       * checked against history_len) when the base is opened */
 	uint64_t history_hash; /* XXH3-64 of the history's bytes, */
 	int has_history_hash;  /* when recorded */
 };
@@ -126,6 +131,11 @@ struct sp_manifest_table {
 int sp_manifest_parse(const char *json, size_t len, const struct sp_manifest_table *t,
 		      struct sp_manifest *m, const char *path, struct sp_err *err);
 void sp_manifest_free(struct sp_manifest *m);
+/* Lays the history out (history_at of the files it holds whole; the lengths of the segments of
+ * files whose sizes the base gives, once they are known); returns its length. The parser lays
+ * out a history whose sizes it knows; the delta, once it opens the base, one whose it does not
+ * (SP_FEATURE_INCOMPAT_HISTSIZE). */
+uint64_t sp_manifest_layout_history(struct sp_manifest *m);
 /* The tensor holding output offset off of file file, for log lines: "(none)" outside any. */
 const char *sp_manifest_tensor_at(const struct sp_manifest *m, size_t file, uint64_t off);
 
