@@ -12,29 +12,40 @@ import json, os, struct, subprocess, sys
 SUPER = struct.Struct("<8sIIQQQQQQQQQQQ16sQ")
 CHUNK = struct.Struct("<QQQQIIIBBBB")
 CODECS = ["raw", "zstd", "base", "delta", "lossy", "patch", "history", "slice"]
-KNOWN_INCOMPAT = 0x7ff  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
+KNOWN_INCOMPAT = 0xfff  # lossy, aux chunks; patch; history; packs; ztable; whole-file fps;
                         # members the table implies; base chunks read from the history; base
-                        # files named by index; a coded table; sizes the base gives
+                        # files named by index; a coded table; sizes the base gives; planes
 ZTABLE = 0x10
 IMPLIED = 0x40
 DTABLE = 0x200
+PTABLE = 0x800
 
 
-def uncode(records):
-    """The records of a coded table (DTABLE), decoded in order as sparse-format(5) says."""
-    d, f, prev, out = 128, {}, None, []
+def uncode(records, per_codec=False):
+    """The records of a coded table (DTABLE; PTABLE: per_codec), decoded in order as
+    sparse-format(5) says."""
+    d, f, e, prev, out = 128, {}, {}, None, []
     for r in records:
         (out_off, data_off, base_off, h, out_len, data_len, base_file, codec, dt, bdt, res) = r
         base_file = (base_file + f.get(codec, 0)) % 2**32
-        if prev and prev[7] == codec and prev[6] == base_file and base_file != 0xffffffff:
+        if base_file == 0xffffffff:
+            pass
+        elif per_codec and f.get(codec, 0) == base_file:
+            base_off = (base_off + e.get(codec, 0)) % 2**64
+        elif not per_codec and prev and prev[7] == codec and prev[6] == base_file:
             base_off = (base_off + prev[2] + prev[4]) % 2**64
         if data_len:
             data_off = (data_off + d) % 2**64
             d = data_off + data_len
-        f[codec] = base_file
+        f[codec], e[codec] = base_file, (base_off + out_len) % 2**64
         prev = (out_off, data_off, base_off, h, out_len, data_len, base_file, codec, dt, bdt, res)
         out.append(prev)
     return out
+
+
+def unplane(table, count):
+    """The records' bytes from a table stored as 48 byte planes (PTABLE)."""
+    return bytes(table[j * count + k] for k in range(count) for j in range(CHUNK.size))
 
 
 def unzstd(frame):
@@ -55,10 +66,13 @@ def main():
     table = data[table_off:table_off + count * CHUNK.size]
     if incompat & ZTABLE:
         table = unzstd(data[table_off:table_off + table_len])
+    if incompat & PTABLE:
+        assert incompat & DTABLE, "planes of a table that is not coded"
+        table = unplane(table, count)
     records = [CHUNK.unpack_from(table, k * CHUNK.size) for k in range(count)]
     if incompat & DTABLE:
         assert incompat & ZTABLE, "a coded table that is not a frame"
-        records = uncode(records)
+        records = uncode(records, bool(incompat & PTABLE))
     first = 0
     for f in manifest["files"]:
         if "first_chunk" in f or not incompat & IMPLIED:

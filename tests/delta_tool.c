@@ -35,7 +35,7 @@ struct delta {
 };
 
 /* The chunk table as stored: raw records, or (ZTABLE) one zstd frame of them, (DTABLE) coded
- * against the records before them. */
+ * against the records before them, (PTABLE) as byte planes. */
 static int framed(const struct delta *d)
 {
 	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
@@ -44,6 +44,11 @@ static int framed(const struct delta *d)
 static int coded(const struct delta *d)
 {
 	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_DTABLE) != 0;
+}
+
+static int planes(const struct delta *d)
+{
+	return (d->sb.feature_incompat & SP_FEATURE_INCOMPAT_PTABLE) != 0;
 }
 
 static void load(const char *dir, struct delta *d)
@@ -56,16 +61,19 @@ static void load(const char *dir, struct delta *d)
 		die("superblock");
 	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk);
 	size_t stored = framed(d) ? d->sb.chunk_table_len : bytes;
-	uint8_t *z = malloc(stored + 1);
+	uint8_t *z = malloc(stored + bytes + 1);
 	if (!(d->chunks = malloc(bytes + 1)) || !z ||
 	    pread(d->fd, z, stored, (off_t)d->sb.chunk_table_off) != (ssize_t)stored)
 		die("chunk table");
 	if (!framed(d))
 		memcpy(d->chunks, z, bytes);
-	else if (ZSTD_decompress(d->chunks, bytes, z, stored) != bytes)
+	else if (ZSTD_decompress(planes(d) ? z + stored : (uint8_t *)d->chunks, bytes, z, stored) !=
+		 bytes)
 		die("chunk table frame");
+	if (planes(d))
+		sp_table_from_planes(z + stored, d->sb.chunk_count, d->chunks);
 	if (coded(d))
-		sp_table_uncode(d->chunks, d->sb.chunk_count);
+		sp_table_uncode(d->chunks, d->sb.chunk_count, d->sb.feature_incompat);
 	free(z);
 }
 
@@ -76,13 +84,19 @@ static void put_table(struct delta *d)
 	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk), cap = ZSTD_compressBound(bytes);
 	uint8_t *z = malloc(cap), *man = malloc(d->sb.manifest_len + 1);
 	struct sp_chunk *records = malloc(bytes + 1);
-	if (!records)
+	uint8_t *stored = malloc(bytes + 1);
+	if (!records || !stored)
 		die("chunk table");
 	memcpy(records, d->chunks, bytes);
 	if (coded(d))
-		sp_table_code(records, d->sb.chunk_count);
-	size_t len = framed(d) ? ZSTD_compress(z, cap, records, bytes, 19) : bytes;
+		sp_table_code(records, d->sb.chunk_count, d->sb.feature_incompat);
+	if (planes(d))
+		sp_table_to_planes(records, d->sb.chunk_count, stored);
+	else
+		memcpy(stored, records, bytes);
+	size_t len = framed(d) ? ZSTD_compress(z, cap, stored, bytes, 19) : bytes;
 	free(records);
+	free(stored);
 	if (!z || !man || ZSTD_isError(len) ||
 	    pread(d->fd, man, d->sb.manifest_len, (off_t)d->sb.manifest_off) !=
 		    (ssize_t)d->sb.manifest_len)

@@ -293,8 +293,8 @@ st(d + "/past_end.safetensors", None, {"t": {"dtype": "U8", "shape": [4096], "da
 
 # A tree's delta in the forms only trees use: unchanged files read from the history, which
 # have no hash of their own (the history's must be there); base files named by the output
-# files' indices, in runs; the table coded against earlier records, in a frame; a deleted
-# file's size left to the base.
+# files' indices, in runs; the table coded against earlier records, in a frame, as byte planes;
+# a deleted file's size left to the base.
 tree_forms() {
 	python3 -c '
 import os, random, sys
@@ -312,7 +312,7 @@ open(os.path.join(sys.argv[1], "base", "gone.txt"), "wb").write(text(2000))' "$T
 	"$MKSPARSE" -q "$TMP/hb/base" "$TMP/hb/derived" -o "$TMP/d-hb"
 	local d=$TMP/d-hb-bad bits
 	bits=$(super_field "$TMP/d-hb" feature_incompat)
-	(( (bits & 1920) == 1920 )) || fail "the tree's delta lacks bit 7, 8, 9 or 10: $bits"
+	(( (bits & 3968) == 3968 )) || fail "the tree's delta lacks bit 7, 8, 9, 10 or 11: $bits"
 	tree_sizes "$d"
 	fresh "$d" "$TMP/d-hb"
 	edit_manifest "$d" 'del m["history_hash"]'
@@ -331,6 +331,9 @@ open(os.path.join(sys.argv[1], "base", "gone.txt"), "wb").write(text(2000))' "$T
 	fresh "$d" "$TMP/d-hb"
 	"$TOOL" set "$d" feature_incompat $((bits & ~16))
 	delta_refused "$d" "a coded chunk table that is not a zstd frame" "a coded table, not in a frame"
+	fresh "$d" "$TMP/d-hb"
+	"$TOOL" set "$d" feature_incompat $((bits & ~512))
+	delta_refused "$d" "a chunk table in byte planes that is not coded" "planes of a table not coded"
 }
 
 # The tree's deleted file has its size in the base alone: a base where it has another is

@@ -40,11 +40,13 @@
 #define SP_FEATURE_INCOMPAT_DTABLE (1ULL << 9) /* the table's records coded against earlier ones */
 #define SP_FEATURE_INCOMPAT_HISTSIZE (1ULL << 10) /* base files only the history reads take their
 						   * sizes from the base */
+#define SP_FEATURE_INCOMPAT_PTABLE (1ULL << 11) /* the coded table: base_off per codec, stored as
+						 * byte planes */
 #define SP_FEATURE_INCOMPAT_SUPPORTED                                                            \
 	(SP_FEATURE_INCOMPAT_LOSSY | SP_FEATURE_INCOMPAT_PATCH | SP_FEATURE_INCOMPAT_HISTORY |    \
 	 SP_FEATURE_INCOMPAT_PACK | SP_FEATURE_INCOMPAT_ZTABLE | SP_FEATURE_INCOMPAT_WHOLEFP |    \
 	 SP_FEATURE_INCOMPAT_IMPLIED | SP_FEATURE_INCOMPAT_HISTBASE | SP_FEATURE_INCOMPAT_NAMEREF | \
-	 SP_FEATURE_INCOMPAT_DTABLE | SP_FEATURE_INCOMPAT_HISTSIZE)
+	 SP_FEATURE_INCOMPAT_DTABLE | SP_FEATURE_INCOMPAT_HISTSIZE | SP_FEATURE_INCOMPAT_PTABLE)
 #define SP_FEATURE_COMPAT_SUPPORTED 0ULL
 
 /* Chunks are at most this large. By default a chunk of tensor data coded losslessly holds

@@ -85,13 +85,32 @@ static int read_table(struct sp_delta *d, uint8_t *stored, uint64_t len, struct 
 	return -1;
 }
 
+/* The records of a table stored as byte planes (SP_FEATURE_INCOMPAT_PTABLE), put together. */
+static int from_planes(struct sp_delta *d, struct sp_err *err)
+{
+	size_t bytes = d->sb.chunk_count * sizeof(struct sp_chunk);
+	uint8_t *planes = malloc(bytes + 1);
+	if (!planes) {
+		sp_err_set(err, "%s: out of memory for the chunk table", d->path);
+		return -1;
+	}
+	memcpy(planes, d->chunks, bytes);
+	sp_table_from_planes(planes, d->sb.chunk_count, d->chunks);
+	free(planes);
+	return 0;
+}
+
 static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
 {
 	const struct sp_super *sb = &d->sb;
 	uint64_t bytes = sb->chunk_count * sizeof(struct sp_chunk), len;
 	int framed = (sb->feature_incompat & SP_FEATURE_INCOMPAT_ZTABLE) != 0;
-	if (!framed && (sb->feature_incompat & SP_FEATURE_INCOMPAT_DTABLE)) {
-		sp_err_set(err, "%s: a coded chunk table that is not a zstd frame", d->path);
+	int coded = (sb->feature_incompat & SP_FEATURE_INCOMPAT_DTABLE) != 0;
+	int planes = (sb->feature_incompat & SP_FEATURE_INCOMPAT_PTABLE) != 0;
+	if ((!framed && coded) || (planes && !coded)) {
+		sp_err_set(err, "%s: %s", d->path,
+			   coded ? "a coded chunk table that is not a zstd frame"
+				 : "a chunk table in byte planes that is not coded");
 		return -1;
 	}
 	if (table_span(sb, &len)) {
@@ -105,8 +124,10 @@ static int load_chunk_table(struct sp_delta *d, struct sp_err *err)
 		sp_err_set(err, "%s: out of memory for the chunk table", d->path);
 	if (framed)
 		free(stored);
-	if (rc == 0 && (sb->feature_incompat & SP_FEATURE_INCOMPAT_DTABLE))
-		sp_table_uncode(d->chunks, sb->chunk_count);
+	if (rc == 0 && planes)
+		rc = from_planes(d, err);
+	if (rc == 0 && coded)
+		sp_table_uncode(d->chunks, sb->chunk_count, sb->feature_incompat);
 	return rc;
 }
 
