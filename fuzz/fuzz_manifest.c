@@ -57,8 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t total = 0;
 	for (size_t i = 0; i < m.nhistory; i++) {
 		const struct sp_history_seg *h = &m.history[i];
+		FUZZ_CHECK(h->file < m.nbase);
 		const struct sp_base_fp *fp = &m.base[h->file];
-		FUZZ_CHECK(h->file < m.nbase && h->off + h->len <= fp->size);
+		FUZZ_CHECK(h->off + h->len <= fp->size);
 		FUZZ_CHECK(!fp->size_from_base || (!h->off && !h->len && !fp->from_history));
 		total += h->len;
 	}
