@@ -883,7 +883,7 @@ static int parse_segment(const cJSON *js, int implied, struct sp_manifest *m,
 
 /* A whole file's segment whose file has no size yet: with SP_FEATURE_INCOMPAT_HISTSIZE its size
  * is the base file's, and its length is known once the base is opened (and 0 until then). */
-static int size_from_base(struct sp_manifest *m, struct sp_history_seg *h, int histsize)
+static int leave_size_to_base(struct sp_manifest *m, struct sp_history_seg *h, int histsize)
 {
 	if (h->len != SIZE_PENDING)
 		return 0;
@@ -900,12 +900,11 @@ static int size_from_base(struct sp_manifest *m, struct sp_history_seg *h, int h
  * SP_HISTORY_MAX, and equal to that when every size is known; required when one is not. */
 static const char *parse_history_len(const cJSON *root, int histsize, struct sp_manifest *m)
 {
-	int pending = m->sizes_from_base;
 	uint64_t len;
-	if (!histsize || (!pending && !has(root, "history_len")))
+	if (!histsize || (!m->sizes_from_base && !has(root, "history_len")))
 		return NULL;
 	if (get_u64(root, "history_len", &len) || len < m->history_len || len > SP_HISTORY_MAX ||
-	    (!pending && len != m->history_len))
+	    (!m->sizes_from_base && len != m->history_len))
 		return "a history_len missing, or not the history's length";
 	m->history_len = len;
 	return NULL;
@@ -935,7 +934,7 @@ static const char *parse_history(const cJSON *list, int implied, int histsize,
 			*h = whole_file(m, i);
 		if (!counted && parse_segment(js, implied, m, h))
 			return "a history segment outside its base file, or too long a history";
-		if (size_from_base(m, h, histsize))
+		if (leave_size_to_base(m, h, histsize))
 			return "a history file without its size";
 		if (h->len > SP_HISTORY_MAX - m->history_len)
 			return "a history segment outside its base file, or too long a history";
