@@ -22,7 +22,7 @@ python3.11 and pyenv's 3.11.7, 3.12.1 and 3.13.0, and pyenv's pip 23.2.1 and 24.
 installed): our delta against `zstd -19 --long=31` of the derived tree as one tar and the
 whole-tree patch-from, mksparse MB/s, and the median and p99 time of 4 KiB preads at random
 offsets of 200 random files of at most 128 KiB through a fresh mount (each decodes at most one
-pack of 256 KiB).
+pack: 256 KiB, or 512 KiB for a pack of new files).
 
 Where mksparse fails, the row says n/a and what it printed follows the tables. Every mount is
 unmounted, every sparsefs ended and every temporary file removed, on errors and SIGTERM too.
@@ -31,7 +31,7 @@ import argparse, math, os, random, shutil, signal, statistics, subprocess, sys, 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "..", "tests", "gen_datasets.py")
-CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split"]
+CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split", "added"]
 READS, READ_SIZE = 200, 4096
 
 

@@ -21,6 +21,8 @@ Writes OUT_DIR/<case>/base and OUT_DIR/<case>/derived for each case:
   split      a source-like tree of 120 small files, and its next release: some files edited,
              some split in two or merged under new names, new files made of parts of several
              base files, a few wholly new ones, one larger (content that moved between files)
+  added      a tree of 60 small files, and a release that edits 20 of them and adds a package of
+             48 new files (about 700 KiB, more than a pack of new files holds)
 
 The text is real: this machine's license texts, package copyright files and man pages. It is
 deterministic for a given machine (fixed seed, sorted file lists) and uses the standard library
@@ -31,7 +33,7 @@ import argparse, csv, gzip, itertools, json, os, random, re, shutil
 SEED = 20240601
 ROWS_PER_SCALE = 6000          # base rows of the jsonl case at --scale 1 (about 5 MB)
 MAN_PAGE_STRIDE = 4            # read every 4th man page: enough text, and fast
-CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split"]
+CASES = ["jsonl", "words", "csv", "truncated", "renames", "gz", "split", "added"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,6 +436,34 @@ def gen_split(corpus, out):
     write(os.path.join(derived, "new/all.txt"), "\n\n".join(body) + "\n")
 
 
+def gen_added(corpus, out):
+    """The added case: 60 files of 2-20 KiB of man page text in 4 directories; in the derived
+    tree 20 edited, the rest unchanged, and a new directory of 48 files of 8-20 KiB of text the
+    base does not hold (a package added: new files that share more with each other than with
+    the base)."""
+    base, derived = pair_dirs(out, "added")
+    rng = random.Random(SEED + 5)
+    paras = [p for _, p in corpus.paragraphs]
+    k = 0
+
+    def body(kb):
+        nonlocal k
+        b = []
+        while sum(map(len, b)) < kb * 1024:
+            b.append(paras[k % len(paras)])
+            k += 1
+        return b
+    for i in range(60):
+        b, rel = body(rng.randrange(2, 20)), "pkg%d/mod%03d.txt" % (i % 4, i)
+        write(os.path.join(base, rel), "\n\n".join(b) + "\n")
+        if i % 3 == 0:
+            b.insert(rng.randrange(len(b)), "Changed in version 2.")
+        write(os.path.join(derived, rel), "\n\n".join(b) + "\n")
+    for i in range(48):
+        write(os.path.join(derived, "added/part%02d.txt" % i),
+              "\n\n".join(body(rng.randrange(8, 20))) + "\n")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -471,7 +501,8 @@ def main():
               "truncated": lambda: gen_truncated(corpus, args.out),
               "renames": lambda: gen_renames(corpus, args.out),
               "gz": lambda: gen_gz(corpus, args.out),
-              "split": lambda: gen_split(corpus, args.out)}
+              "split": lambda: gen_split(corpus, args.out),
+              "added": lambda: gen_added(corpus, args.out)}
     for case in cases:
         makers[case]()
 

@@ -264,6 +264,23 @@ damage_tree() {
 	find "$1" -type f -exec dd if=/dev/zero of={} bs=1 seek=50 count=200 conv=notrunc status=none \;
 }
 
+# New small files are packed apart from changed ones when they fill more than a pack of their
+# own (mksparse(1)), else with them: WANT "apart" when no pack of DELTA holds both a file that
+# BASE has and one it lacks, "mixed" when one does.
+pack_kinds() { # DELTA BASE WANT
+	python3 "$HERE/delta_reader.py" "$1" | python3 -c '
+import json, os, sys
+kinds = {}
+for r in map(json.loads, sys.stdin):
+    if r["codec"] == "slice":
+        known = os.path.exists(os.path.join(sys.argv[1], r["file"]))
+        kinds.setdefault(r["base_file"], set()).add(known)
+mixed = any(len(k) > 1 for k in kinds.values())
+if set().union(*kinds.values()) != {False, True} or mixed != (sys.argv[2] == "mixed"):
+    raise SystemExit(f"packs (pack: does the base have each file?): {kinds}")' "$2" "$3" ||
+		fail "$1: new and changed files are not packed $3"
+}
+
 # The split case's small files are packed, its larger new file coded against the history (base
 # files they took parts of), and its unchanged files read from the history (they have no hash of
 # their own, and the files split have no size); over a base whose content changed since the mount, reading one is EIO, never other
@@ -329,6 +346,8 @@ datasets() {
 	done
 	[ "$(cat "$TMP/x-links/run.sh" | sh)" = ran ] || fail "an extracted script does not run"
 	split_history
+	pack_kinds "$TMP/ds-split" "$TMP/ds/split/base" mixed
+	pack_kinds "$TMP/ds-added" "$TMP/ds/added/base" apart
 	# A Hugging Face cache snapshot's files are links into blobs/: they stand for those files;
 	# any other link out of the tree stays a link.
 	local hf=$TMP/hub/models--org--name

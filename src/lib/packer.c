@@ -11,25 +11,26 @@ struct sp_packer {
 	struct sp_sink *sink;
 	const ZSTD_CDict *history;
 	int level;
+	uint32_t max;
 	const char *label;
 	struct sp_err *err;
-	uint8_t *open; /* the open pack's bytes (SP_PACK_MAX), or NULL */
+	uint8_t *open; /* the open pack's bytes (max), or NULL */
 	uint32_t len, slot;
 	uint8_t **held; /* closed packs queued in the sink */
 	size_t nheld;
 };
 
 struct sp_packer *sp_packer_new(struct sp_sink *sink, const ZSTD_CDict *history, int level,
-				const char *label, struct sp_err *err)
+				uint32_t max, const char *label, struct sp_err *err)
 {
 	struct sp_packer *p = calloc(1, sizeof(*p));
-	if (!p || !(p->held = calloc(HELD_MAX / SP_PACK_MAX + 1, sizeof(*p->held)))) {
+	if (!p || !(p->held = calloc(HELD_MAX / max + 1, sizeof(*p->held)))) {
 		free(p);
 		sp_err_set(err, "%s: out of memory", label);
 		return NULL;
 	}
-	*p = (struct sp_packer){.sink = sink, .history = history, .level = level, .label = label,
-				.err = err, .held = p->held};
+	*p = (struct sp_packer){.sink = sink, .history = history, .level = level, .max = max,
+				.label = label, .err = err, .held = p->held};
 	return p;
 }
 
@@ -52,7 +53,7 @@ void sp_packer_free(struct sp_packer *p)
 
 static int open_pack(struct sp_packer *p)
 {
-	if (!(p->open = malloc(SP_PACK_MAX)) ||
+	if (!(p->open = malloc(p->max)) ||
 	    (p->slot = sp_sink_reserve_aux(p->sink)) == UINT32_MAX) {
 		sp_err_set(p->err, "%s: out of memory for a pack", p->label);
 		return -1;
@@ -74,7 +75,7 @@ int sp_packer_close(struct sp_packer *p)
 		.slot = p->slot,
 	};
 	/* The sink reads the pack when it encodes the queue: hold it until then. */
-	if (p->nheld == HELD_MAX / SP_PACK_MAX) {
+	if (p->nheld == HELD_MAX / p->max) {
 		if (sp_sink_flush(p->sink))
 			return -1;
 		drop_held(p);
@@ -86,7 +87,7 @@ int sp_packer_close(struct sp_packer *p)
 
 int sp_packer_add(struct sp_packer *p, const uint8_t *bytes, uint32_t n)
 {
-	if (p->open && p->len + n > SP_PACK_MAX && sp_packer_close(p))
+	if (p->open && p->len + n > p->max && sp_packer_close(p))
 		return -1;
 	if (!p->open && open_pack(p))
 		return -1;

@@ -366,6 +366,14 @@ static int match_named(struct sp_plan *pl, const struct sp_mfile *f)
 
 /* Packs pay from two files on: each shares what zstd learnt from the others. */
 #define PACK_MIN 2
+/* Packs hold at most this much, so that a small read decodes little. */
+#define PACK_MAX (256u << 10)
+/* New files that would fill more than a pack of their own are packed apart from changed ones,
+ * in larger packs: a changed file refers to its old version in the history and gains little
+ * from its neighbours, while a new file's best reference is often another new file. Fewer new
+ * files stay among the changed ones of their folders, which they can share more with (measured
+ * on real source releases and generated trees: README, Derived datasets). */
+#define PACK_NEW_MAX SP_PACK_MAX
 /* Below this many bytes of new and changed small files, the seconds zstd takes to index a
  * history are not worth the few KB it saves them. */
 #define HISTORY_MIN (64u << 10)
@@ -410,15 +418,20 @@ static int kind_of(struct sp_plan *pl, uint32_t i)
 	return bf ? SMALL_CHANGED : SMALL_NEW;
 }
 
+/* What classify counts of the new and changed small files. */
+struct small_totals {
+	size_t nnew, npack;   /* files new, files that could join packs */
+	uint64_t bytes;       /* their bytes */
+	uint64_t new_packed;  /* bytes of new files that could join packs */
+};
+
 /* Every file's kind; the sketch of the new and changed ones together (what the history should
- * resemble), how many are new, how many could join packs, and their bytes. */
-static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, size_t *npack,
-		    uint64_t *bytes)
+ * resemble), and their totals. */
+static int classify(struct sp_plan *pl, struct sp_sketch *want, struct small_totals *t)
 {
 	struct sp_sketch one;
 	want->n = 0;
-	*nnew = *npack = 0;
-	*bytes = 0;
+	*t = (struct small_totals){0};
 	if (!(pl->small = calloc(pl->in->ft.nfiles + 1, 1))) {
 		sp_err_set(pl->err, "%s: out of memory", pl->in->ft.dir);
 		return -1;
@@ -431,9 +444,11 @@ static int classify(struct sp_plan *pl, struct sp_sketch *want, size_t *nnew, si
 		if (k == SMALL_OTHER)
 			continue;
 		pl->small[i] = (uint8_t)k;
-		*nnew += k == SMALL_NEW;
-		*npack += f->size <= pack_file_max(pl);
-		*bytes += f->size;
+		int packable = f->size <= pack_file_max(pl);
+		t->nnew += k == SMALL_NEW;
+		t->npack += packable;
+		t->bytes += f->size;
+		t->new_packed += k == SMALL_NEW && packable ? f->size : 0;
 		sp_sketch(f->map, f->size, &one);
 		sp_sketch_merge(want, &one);
 	}
@@ -487,17 +502,16 @@ static const struct sp_history_pick *picked_history(struct sp_plan *pl,
 }
 
 /* Once, at the first file planned as bytes: the small files' kinds, the history when a new file
- * or a pack needs it, and the packer when files can share packs. */
+ * or a pack needs it, and the packers when files can share packs. */
 static int prepare_small(struct sp_plan *pl)
 {
 	struct sp_sketch want;
-	size_t nnew, npack;
-	uint64_t bytes;
+	struct small_totals t;
 	if (pl->small)
 		return 0;
-	if (classify(pl, &want, &nnew, &npack, &bytes))
+	if (classify(pl, &want, &t))
 		return -1;
-	if ((!nnew && npack < PACK_MIN) || bytes < HISTORY_MIN)
+	if ((!t.nnew && t.npack < PACK_MIN) || t.bytes < HISTORY_MIN)
 		return 0;
 	if (!(pl->history = picked_history(pl, &want)) || mark_history(pl))
 		return -1;
@@ -506,19 +520,29 @@ static int prepare_small(struct sp_plan *pl)
 	for (size_t k = 0; k < pl->history->nseg; k++)
 		if (base_index(pl, pl->history->seg[k].file) == SP_NO_BASE)
 			return -1;
-	if (npack >= PACK_MIN &&
-	    !(pl->packer = sp_packer_new(pl->sink, pl->history->dict, META_LEVEL, pl->in->ft.dir,
-					  pl->err)))
+	if (t.npack < PACK_MIN)
+		return 0;
+	const ZSTD_CDict *h = pl->history->dict;
+	if (!(pl->packer = sp_packer_new(pl->sink, h, META_LEVEL, PACK_MAX, pl->in->ft.dir,
+					 pl->err)))
+		return -1;
+	if (t.new_packed > PACK_NEW_MAX &&
+	    !(pl->new_packer = sp_packer_new(pl->sink, h, META_LEVEL, PACK_NEW_MAX, pl->in->ft.dir,
+					     pl->err)))
 		return -1;
 	return 0;
 }
 
-/* A small file into a pack: a new one, or a changed one whose counterpart b the history holds. */
-static int packs(const struct sp_plan *pl, const struct sp_mfile *f, int b)
+/* The packer for a small file: a new one's, or the changed files' when the history holds its
+ * counterpart b; NULL when the file is not packed. */
+static struct sp_packer *packer_of(const struct sp_plan *pl, const struct sp_mfile *f, int b)
 {
 	enum small_kind k = pl->small[f - pl->in->ft.files];
-	return pl->packer && f->size <= pack_file_max(pl) &&
-	       (k == SMALL_NEW || (k == SMALL_CHANGED && pl->in_history && pl->in_history[b]));
+	if (!pl->packer || f->size > pack_file_max(pl))
+		return NULL;
+	if (k == SMALL_NEW)
+		return pl->new_packer ? pl->new_packer : pl->packer;
+	return k == SMALL_CHANGED && pl->in_history && pl->in_history[b] ? pl->packer : NULL;
 }
 
 /* The history a new file is coded against, or NULL. */
@@ -593,8 +617,9 @@ static int plan_blob(struct sp_plan *pl, const struct sp_mfile *f)
 		       f->path, kind);
 	if (b == -2 || prepare_small(pl))
 		return -1;
-	if (packs(pl, f, b))
-		return sp_packer_add(pl->packer, f->map, (uint32_t)f->size);
+	struct sp_packer *packer = packer_of(pl, f, b);
+	if (packer)
+		return sp_packer_add(packer, f->map, (uint32_t)f->size);
 	const ZSTD_CDict *history = history_of(pl, f);
 	if (b < 0 && f->size)
 		b = base_similar(pl, f);
@@ -650,7 +675,8 @@ int sp_plan_file(struct sp_plan *pl, uint32_t i)
 
 int sp_plan_finish(struct sp_plan *pl)
 {
-	if ((pl->packer && sp_packer_close(pl->packer)) || sp_sink_flush(pl->sink))
+	if ((pl->packer && sp_packer_close(pl->packer)) ||
+	    (pl->new_packer && sp_packer_close(pl->new_packer)) || sp_sink_flush(pl->sink))
 		return -1;
 	/* Listed only when a chunk uses it: its files would be checked for nothing. */
 	return pl->history && sp_sink_table_uses(pl->sink, SP_CODEC_HISTORY) ? list_history(pl) : 0;
@@ -673,10 +699,11 @@ void sp_plan_fini(struct sp_plan *pl)
 	free(pl->base_index);
 	free(pl->held);
 	sp_packer_free(pl->packer);
+	sp_packer_free(pl->new_packer);
+	pl->packer = pl->new_packer = NULL;
 	pl->history = NULL;
 	free(pl->small);
 	free(pl->in_history);
-	pl->packer = NULL;
 	pl->small = pl->in_history = NULL;
 	pl->base_index = NULL;
 	pl->held = NULL;

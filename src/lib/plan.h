@@ -36,6 +36,7 @@ struct sp_plan {
 	uint8_t *small;                 /* per fine-tune file: enum small_kind, once classified */
 	uint8_t *in_history;            /* per base file: the history holds it whole */
 	struct sp_packer *packer;       /* small files packed together, or NULL */
+	struct sp_packer *new_packer;   /* new ones, when they fill packs of their own; else NULL */
 };
 
 /* Readies p, whose caller's fields are set. */
