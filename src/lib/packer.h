@@ -8,14 +8,13 @@
 
 #include "sink.h"
 
-#define SP_PACK_MAX (512u << 10)      /* the largest max a packer takes */
 #define SP_PACK_FILE_MAX (128u << 10) /* the largest file that joins a pack */
 
 struct sp_packer;
 
-/* A packer queuing to sink packs of at most max bytes (SP_PACK_FILE_MAX to SP_PACK_MAX), coded
- * against history (or alone when NULL) at zstd level level. NULL when out of memory, with err
- * set naming label. */
+/* A packer queuing to sink packs of at most max bytes (at least SP_PACK_FILE_MAX), coded against
+ * history (or alone when NULL) at zstd level level. NULL when out of memory, with err set naming
+ * label. */
 struct sp_packer *sp_packer_new(struct sp_sink *sink, const ZSTD_CDict *history, int level,
 				uint32_t max, const char *label, struct sp_err *err);
 void sp_packer_free(struct sp_packer *p);

@@ -373,7 +373,7 @@ static int match_named(struct sp_plan *pl, const struct sp_mfile *f)
  * from its neighbours, while a new file's best reference is often another new file. Fewer new
  * files stay among the changed ones of their folders, which they can share more with (measured
  * on real source releases and generated trees: README, Derived datasets). */
-#define PACK_NEW_MAX SP_PACK_MAX
+#define PACK_NEW_MAX (512u << 10)
 /* Below this many bytes of new and changed small files, the seconds zstd takes to index a
  * history are not worth the few KB it saves them. */
 #define HISTORY_MIN (64u << 10)
