@@ -479,6 +479,37 @@ wait_temp() { # DIR N: until DIR holds N entries, one a temporary file
 }
 
 # The arguments to mksparse are a usage error (exit 2) that says WANT.
+# The Nth allocation libcjson makes failing (tests/failcall.c), N by STEP from 1 until one that
+# mksparse no longer makes: each run either exits 1 with a message and leaves nothing, or (a
+# safetensors header it could not parse is then stored as bytes) writes a delta that extracts
+# to the fine-tune; never a delta whose manifest lacks an entry.
+manifest_oom() { # BASE FT WHAT STEP
+	local o=$TMP/out n rc runs=0
+	for ((n = 1; n < 20000; n += $4)); do
+		rm -rf "$o" "$TMP/oom-x"
+		rc=0
+		FAILCALL=cjson:$n LD_PRELOAD=$BUILD/tests/libfailcall.so "$MKSPARSE" -q "$1" "$2" \
+			-o "$o" 2>"$TMP/err" || rc=$?
+		grep -q "failcall: acted" "$TMP/err" || break
+		runs=$((runs + 1))
+		if [ "$rc" = 0 ]; then
+			"$SPARSEFS" --extract "$o" "$TMP/oom-x" && diff -r "$2" "$TMP/oom-x" >/dev/null ||
+				fail "libcjson's allocation $n failing: a delta that does not extract to $2"
+			continue
+		fi
+		[ "$rc" = 1 ] && grep -q "^mksparse: " "$TMP/err" ||
+			fail "libcjson's allocation $n failing: exit $rc, wanted 1 and a message: $(cat "$TMP/err")"
+		no_delta_left "$o"
+	done
+	if ((runs == 0)); then
+		echo "skip: mksparse: a failing allocation: the preloaded failcall cannot reach it here"
+		return
+	fi
+	[ "$rc" = 0 ] && "$SPARSEFS" --check "$o" >/dev/null || fail "$3 delta after the sweep"
+	ok "mksparse: $3 manifest, each of libcjson's allocations 1 to $n by $4 failing ($runs runs):" \
+		"exit 1, named, nothing left, or a delta that extracts whole"
+}
+
 out_refused() {
 	local want=$1 rc=0
 	shift
@@ -622,6 +653,14 @@ assert m["tensors"] == 0 and m["of_tensors"] > 0 and m["bytes"] * 2 < m["of_byte
 	"$MKSPARSE" -q --force "$TMP/base" "$TMP/ft" -o "$o"
 	cmp -s "$o/delta.sparse" "$TMP/short" || fail "a delta written 4 KiB a call differs"
 	ok "mksparse: short writes: retried, the same delta"
+	manifest_oom "$TMP/base" "$TMP/ft" "a model's" 23
+	mkdir -p "$TMP/tree-base" "$TMP/tree-ft"
+	seq 1 20000 >"$TMP/tree-base/a.txt"
+	seq 5000 9000 >"$TMP/tree-base/b.txt"
+	seq 1 20000 | sed 's/^1.*7$/changed/' >"$TMP/tree-ft/a.txt"
+	seq 3000 12000 >"$TMP/tree-ft/c.txt"
+	seq 1 900 >"$TMP/tree-ft/d.txt"
+	manifest_oom "$TMP/tree-base" "$TMP/tree-ft" "a tree's (history, packs)" 7
 
 	# Standard output that cannot be written: said, exit 1 (the delta is written).
 	rm -rf "$o"

@@ -30,64 +30,10 @@ static int json_get_hash(const cJSON *obj, const char *key, uint64_t *h)
 	return *end ? -1 : 0;
 }
 
-static void add_u64(cJSON *obj, const char *key, uint64_t v)
-{
-	cJSON_AddNumberToObject(obj, key, (double)v);
-}
-
 static const char *get_str(const cJSON *obj, const char *key)
 {
 	const cJSON *js = cJSON_GetObjectItemCaseSensitive(obj, key);
 	return cJSON_IsString(js) ? js->valuestring : NULL;
-}
-
-static cJSON *base_fp_json(const struct sp_base_fp *fp)
-{
-	cJSON *js = cJSON_CreateObject();
-	cJSON_AddStringToObject(js, "name", fp->name);
-	add_u64(js, "size", fp->size);
-	if (fp->size > SP_FP_WHOLE_MAX) {
-		add_u64(js, "header_len", fp->header_len);
-		cJSON_AddItemToObject(js, "header_hash", json_hash(fp->header_hash));
-		cJSON_AddItemToObject(js, "sample_hash", json_hash(fp->sample_hash));
-	}
-	cJSON_AddItemToObject(js, "content_hash", json_hash(fp->content_hash));
-	return js;
-}
-
-/* The chunk table implies a file's first chunk (where the previous file's end) and, but for a
- * link, its size (its chunks' total). */
-static cJSON *file_json(const struct sp_file_info *f)
-{
-	cJSON *js = cJSON_CreateObject();
-	cJSON_AddStringToObject(js, "name", f->name);
-	if (f->link)
-		add_u64(js, "size", f->size);
-	cJSON_AddNumberToObject(js, "mtime", (double)f->mtime);
-	add_u64(js, "mtime_nsec", f->mtime_nsec);
-	add_u64(js, "chunk_count", f->chunk_count);
-	add_u64(js, "mode", f->mode);
-	if (f->link)
-		cJSON_AddStringToObject(js, "link", f->link);
-	return js;
-}
-
-static cJSON *tensor_json(const struct sp_tensor *t, const struct sp_tensor *base)
-{
-	cJSON *js = cJSON_CreateObject(), *shape = cJSON_AddArrayToObject(js, "shape");
-	cJSON_AddStringToObject(js, "name", t->name);
-	cJSON_AddStringToObject(js, "dtype", t->dtype_name);
-	for (int i = 0; i < t->ndim; i++)
-		cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
-	add_u64(js, "offset", t->off);
-	add_u64(js, "size", t->size);
-	if (base) {
-		cJSON *bshape = cJSON_AddArrayToObject(js, "base_shape");
-		cJSON_AddStringToObject(js, "base_dtype", base->dtype_name);
-		for (int i = 0; i < base->ndim; i++)
-			cJSON_AddItemToArray(bshape, cJSON_CreateNumber((double)base->shape[i]));
-	}
-	return js;
 }
 
 /* A base file as listed: its entry, and its size (a cJSON array is a list: no lookups in it). */
@@ -105,6 +51,95 @@ struct sp_manifest_draft {
 	int oom; /* an entry could not be kept: packing fails */
 };
 
+/* Building the manifest: a member or an element that cannot be allocated marks the draft, which
+ * then fails to pack (a manifest missing an entry would describe another delta). */
+static cJSON *need(struct sp_manifest_draft *d, cJSON *js)
+{
+	d->oom |= !js;
+	return js;
+}
+
+static void put(struct sp_manifest_draft *d, cJSON *obj, const char *key, cJSON *js)
+{
+	if (!js || !cJSON_AddItemToObject(obj, key, js)) {
+		cJSON_Delete(js);
+		d->oom = 1;
+	}
+}
+
+static void push(struct sp_manifest_draft *d, cJSON *list, cJSON *js)
+{
+	if (!js || !cJSON_AddItemToArray(list, js)) {
+		cJSON_Delete(js);
+		d->oom = 1;
+	}
+}
+
+static void add_u64(struct sp_manifest_draft *d, cJSON *obj, const char *key, uint64_t v)
+{
+	need(d, cJSON_AddNumberToObject(obj, key, (double)v));
+}
+
+static void add_str(struct sp_manifest_draft *d, cJSON *obj, const char *key, const char *v)
+{
+	need(d, cJSON_AddStringToObject(obj, key, v));
+}
+
+static cJSON *base_fp_json(struct sp_manifest_draft *d, const struct sp_base_fp *fp)
+{
+	cJSON *js = need(d, cJSON_CreateObject());
+	add_str(d, js, "name", fp->name);
+	add_u64(d, js, "size", fp->size);
+	if (fp->size > SP_FP_WHOLE_MAX) {
+		add_u64(d, js, "header_len", fp->header_len);
+		put(d, js, "header_hash", json_hash(fp->header_hash));
+		put(d, js, "sample_hash", json_hash(fp->sample_hash));
+	}
+	put(d, js, "content_hash", json_hash(fp->content_hash));
+	return js;
+}
+
+/* The chunk table implies a file's first chunk (where the previous file's end) and, but for a
+ * link, its size (its chunks' total). */
+static cJSON *file_json(struct sp_manifest_draft *d, const struct sp_file_info *f)
+{
+	cJSON *js = need(d, cJSON_CreateObject());
+	add_str(d, js, "name", f->name);
+	if (f->link)
+		add_u64(d, js, "size", f->size);
+	need(d, cJSON_AddNumberToObject(js, "mtime", (double)f->mtime));
+	add_u64(d, js, "mtime_nsec", f->mtime_nsec);
+	add_u64(d, js, "chunk_count", f->chunk_count);
+	add_u64(d, js, "mode", f->mode);
+	if (f->link)
+		add_str(d, js, "link", f->link);
+	return js;
+}
+
+static void add_shape(struct sp_manifest_draft *d, cJSON *obj, const char *key,
+		      const struct sp_tensor *t)
+{
+	cJSON *shape = need(d, cJSON_AddArrayToObject(obj, key));
+	for (int i = 0; i < t->ndim; i++)
+		push(d, shape, cJSON_CreateNumber((double)t->shape[i]));
+}
+
+static cJSON *tensor_json(struct sp_manifest_draft *d, const struct sp_tensor *t,
+			  const struct sp_tensor *base)
+{
+	cJSON *js = need(d, cJSON_CreateObject());
+	add_shape(d, js, "shape", t);
+	add_str(d, js, "name", t->name);
+	add_str(d, js, "dtype", t->dtype_name);
+	add_u64(d, js, "offset", t->off);
+	add_u64(d, js, "size", t->size);
+	if (base) {
+		add_shape(d, js, "base_shape", base);
+		add_str(d, js, "base_dtype", base->dtype_name);
+	}
+	return js;
+}
+
 struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size)
 {
 	struct sp_manifest_draft *d = calloc(1, sizeof(*d));
@@ -113,12 +148,12 @@ struct sp_manifest_draft *sp_draft_new(const char *mode, uint32_t chunk_size)
 		free(d);
 		return NULL;
 	}
-	cJSON_AddStringToObject(js, "format", "sparse-delta");
-	cJSON_AddNumberToObject(js, "version", SP_VERSION);
-	cJSON_AddStringToObject(js, "created_by", "mksparse " SPARSE_VERSION_STRING);
-	cJSON_AddStringToObject(js, "mode", mode);
-	cJSON_AddNumberToObject(js, "chunk_size", chunk_size);
 	d->root = js;
+	add_str(d, js, "format", "sparse-delta");
+	add_u64(d, js, "version", SP_VERSION);
+	add_str(d, js, "created_by", "mksparse " SPARSE_VERSION_STRING);
+	add_str(d, js, "mode", mode);
+	add_u64(d, js, "chunk_size", chunk_size);
 	return d;
 }
 
@@ -136,18 +171,18 @@ void sp_draft_set_base(struct sp_manifest_draft *d, const char *path, const char
 		       const struct sp_hub_ref *hub)
 {
 	/* The output files first: the base files' names, mostly the same, compress against them. */
-	cJSON_AddArrayToObject(d->root, "files");
-	cJSON *base = cJSON_AddObjectToObject(d->root, "base");
-	cJSON_AddStringToObject(base, "path", path);
+	need(d, cJSON_AddArrayToObject(d->root, "files"));
+	cJSON *base = need(d, cJSON_AddObjectToObject(d->root, "base"));
+	add_str(d, base, "path", path);
 	if (hub && hub->id) {
-		cJSON *js = cJSON_AddObjectToObject(base, "hub");
-		cJSON_AddStringToObject(js, "id", hub->id);
-		cJSON_AddStringToObject(js, "revision", hub->revision);
-		cJSON_AddStringToObject(js, "commit", hub->commit);
+		cJSON *js = need(d, cJSON_AddObjectToObject(base, "hub"));
+		add_str(d, js, "id", hub->id);
+		add_str(d, js, "revision", hub->revision);
+		add_str(d, js, "commit", hub->commit);
 	}
 	if (relpath)
-		cJSON_AddStringToObject(base, "relpath", relpath);
-	cJSON_AddArrayToObject(base, "files");
+		add_str(d, base, "relpath", relpath);
+	need(d, cJSON_AddArrayToObject(base, "files"));
 }
 
 static cJSON *base_files(const struct sp_manifest_draft *d)
@@ -158,80 +193,77 @@ static cJSON *base_files(const struct sp_manifest_draft *d)
 
 void sp_draft_add_base_fp(struct sp_manifest_draft *d, const struct sp_base_fp *fp)
 {
-	cJSON *js = base_fp_json(fp);
-	if (!js) {
-		d->oom = 1;
-		return;
-	}
 	if (d->nfps == d->capfps) {
 		size_t cap = d->capfps ? 2 * d->capfps : 64;
 		struct draft_fp *p = realloc(d->fps, cap * sizeof(*p));
 		if (!p) {
 			d->oom = 1;
-			cJSON_Delete(js);
 			return;
 		}
 		d->fps = p;
 		d->capfps = cap;
 	}
+	cJSON *js = base_fp_json(d, fp);
+	if (!js)
+		return;
 	d->fps[d->nfps++] = (struct draft_fp){.js = js, .size = fp->size};
-	cJSON_AddItemToArray(base_files(d), js);
+	push(d, base_files(d), js);
 }
 
 void sp_draft_add_tensor(struct sp_manifest_draft *d, const struct sp_tensor *t,
 			 const struct sp_tensor *base)
 {
 	if (!d->tensors)
-		d->tensors = cJSON_CreateArray();
-	cJSON_AddItemToArray(d->tensors, tensor_json(t, base));
+		d->tensors = need(d, cJSON_CreateArray());
+	push(d, d->tensors, tensor_json(d, t, base));
 }
 
 void sp_draft_add_file(struct sp_manifest_draft *d, const struct sp_file_info *f, int has_tensors)
 {
-	cJSON *js = file_json(f);
+	cJSON *js = file_json(d, f);
 	if (has_tensors)
-		cJSON_AddItemToObject(js, "tensors", d->tensors ? d->tensors : cJSON_CreateArray());
+		put(d, js, "tensors", d->tensors ? d->tensors : cJSON_CreateArray());
 	else
 		cJSON_Delete(d->tensors);
 	d->tensors = NULL;
-	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(d->root, "files"), js);
+	push(d, cJSON_GetObjectItemCaseSensitive(d->root, "files"), js);
 }
 
 void sp_draft_set_match(struct sp_manifest_draft *d, const struct sp_base_match *match)
 {
 	cJSON *base = cJSON_GetObjectItemCaseSensitive(d->root, "base");
-	cJSON *js = cJSON_AddObjectToObject(base, "matched");
-	add_u64(js, "tensors", match->tensors);
-	add_u64(js, "of_tensors", match->of_tensors);
-	add_u64(js, "bytes", match->bytes);
-	add_u64(js, "of_bytes", match->of_bytes);
+	cJSON *js = need(d, cJSON_AddObjectToObject(base, "matched"));
+	add_u64(d, js, "tensors", match->tensors);
+	add_u64(d, js, "of_tensors", match->of_tensors);
+	add_u64(d, js, "bytes", match->bytes);
+	add_u64(d, js, "of_bytes", match->of_bytes);
 }
 
 void sp_draft_set_aux(struct sp_manifest_draft *d, uint64_t aux_chunks)
 {
-	add_u64(d->root, "aux_chunks", aux_chunks);
+	add_u64(d, d->root, "aux_chunks", aux_chunks);
 }
 
 void sp_draft_add_history(struct sp_manifest_draft *d, const struct sp_history_seg *seg)
 {
 	cJSON *list = cJSON_GetObjectItemCaseSensitive(d->root, "history");
 	if (!list)
-		list = cJSON_AddArrayToObject(d->root, "history");
+		list = need(d, cJSON_AddArrayToObject(d->root, "history"));
 	if (!seg->off && seg->file < d->nfps && seg->len == d->fps[seg->file].size) {
-		cJSON_AddItemToArray(list, cJSON_CreateNumber(seg->file)); /* a whole file */
+		push(d, list, cJSON_CreateNumber(seg->file)); /* a whole file */
 		d->fps[seg->file].in_history = seg->len > 0; /* as a reader sees it */
 		return;
 	}
-	cJSON *js = cJSON_CreateObject();
-	add_u64(js, "file", seg->file);
-	add_u64(js, "off", seg->off);
-	add_u64(js, "len", seg->len);
-	cJSON_AddItemToArray(list, js);
+	cJSON *js = need(d, cJSON_CreateObject());
+	add_u64(d, js, "file", seg->file);
+	add_u64(d, js, "off", seg->off);
+	add_u64(d, js, "len", seg->len);
+	push(d, list, js);
 }
 
 void sp_draft_set_history_hash(struct sp_manifest_draft *d, uint64_t hash)
 {
-	cJSON_AddItemToObject(d->root, "history_hash", json_hash(hash));
+	put(d, d->root, "history_hash", json_hash(hash));
 }
 
 /* Does chunk c read base bytes (and so name a base file by base_file)? */
@@ -312,7 +344,7 @@ static uint64_t leave_sizes_to_base(struct sp_manifest_draft *d, const uint8_t *
 		}
 	}
 	if (bit)
-		add_u64(d->root, "history_len", len);
+		add_u64(d, d->root, "history_len", len);
 	return bit;
 }
 
@@ -409,19 +441,30 @@ static uint64_t refer_names(struct sp_manifest_draft *d)
 	return bit;
 }
 
+/* Leaves out what the chunk table or the base says; returns the feature bits that needs. Only
+ * on a complete draft: these steps take every entry's members as given. */
+static uint64_t leave_out_implied(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
+				  size_t n)
+{
+	uint64_t features = 0;
+	uint8_t *use = base_uses(d, chunks, n);
+	if (!use) {
+		d->oom = 1;
+		return 0;
+	}
+	imply_fingerprints(d, use);
+	features = leave_sizes_to_base(d, use);
+	free(use);
+	count_history(d);
+	return features | refer_names(d);
+}
+
 int sp_draft_pack(struct sp_manifest_draft *d, const struct sp_chunk *chunks, size_t n, int level,
 		  struct sp_packed *out, const char *path, struct sp_err *err)
 {
 	memset(out, 0, sizeof(*out));
-	uint8_t *use = base_uses(d, chunks, n);
-	d->oom |= !use;
-	if (use) {
-		imply_fingerprints(d, use);
-		out->features = leave_sizes_to_base(d, use);
-	}
-	free(use);
-	count_history(d);
-	out->features |= refer_names(d);
+	if (!d->oom)
+		out->features = leave_out_implied(d, chunks, n);
 	char *json = d->oom ? NULL : cJSON_PrintUnformatted(d->root);
 	size_t cap = json ? ZSTD_compressBound(strlen(json)) : 0;
 	out->data = json ? malloc(cap) : NULL;
