@@ -780,7 +780,7 @@ sparsefs() {
 	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	local rc=0
 	wait "$pid" || rc=$?
-	[ "$rc" = 0 ] || fail "after a lazy unmount the daemon exited with $rc"
+	[ "$rc" = 0 ] || fail "after a lazy unmount the daemon exited with $rc: $(tail -3 "$m.log")"
 	ok "sparsefs: lazy unmount with a file open: it still reads right, the daemon exits 0 after"
 
 	# SIGTERM: unmounts and exits 0.

@@ -273,6 +273,8 @@ static int run_session(struct fs *fs, struct fuse_args *args, struct fuse_cmdlin
 			/* Ended by a signal (fusermount3 -u, Ctrl-C, SIGTERM): a clean exit. */
 			if (rc == SIGINT || rc == SIGTERM || rc == SIGHUP)
 				rc = 0;
+			else if (rc < 0) /* a read from the kernel failed */
+				sp_log("%s: the FUSE session ended: %s", co->mountpoint, strerror(-rc));
 			fuse_loop_cfg_destroy(cfg);
 			fuse_session_unmount(se);
 		} else {
