@@ -446,14 +446,13 @@ static uint64_t refer_names(struct sp_manifest_draft *d)
 static uint64_t leave_out_implied(struct sp_manifest_draft *d, const struct sp_chunk *chunks,
 				  size_t n)
 {
-	uint64_t features = 0;
 	uint8_t *use = base_uses(d, chunks, n);
 	if (!use) {
 		d->oom = 1;
 		return 0;
 	}
 	imply_fingerprints(d, use);
-	features = leave_sizes_to_base(d, use);
+	uint64_t features = leave_sizes_to_base(d, use);
 	free(use);
 	count_history(d);
 	return features | refer_names(d);

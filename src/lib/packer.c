@@ -4,8 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Closed packs wait in memory until the sink has encoded them: at most this much of them. */
-#define HELD_MAX (64u << 20)
+/* Closed packs wait in memory until the sink has encoded them: at most this much of them per
+ * packer (a plan has two at most: 64 MiB in all, as when it had one). */
+#define HELD_MAX (32u << 20)
 
 struct sp_packer {
 	struct sp_sink *sink;
